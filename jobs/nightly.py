@@ -1,0 +1,38 @@
+"""Nightly job: parse args -> load conf -> get Spark -> run the stages for D -> report.
+
+    spark-submit jobs/nightly.py --conf conf/prod.yaml --date 2026-11-21
+    python jobs/nightly.py --conf conf/local.yaml --demo
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Lifecycle recommender: nightly pipeline for one snapshot date")
+    p.add_argument("--conf", default="conf/local.yaml", help="YAML config (default: conf/local.yaml)")
+    p.add_argument("--date", default=None, help="snapshot date D (YYYY-MM-DD); default: last event date")
+    p.add_argument("--stages", default=None, help="comma-separated subset of stages to run")
+    p.add_argument("--demo", action="store_true", help="print tables, counts, samples and timings")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from lifecycle_recs.config import load_config
+    from lifecycle_recs.pipeline import run_nightly
+    from lifecycle_recs.report import print_run
+    from lifecycle_recs.spark import get_spark
+
+    cfg = load_config(args.conf)
+    spark = get_spark(cfg.spark)
+    stages = args.stages.split(",") if args.stages else None
+    ctx = run_nightly(spark, cfg, args.date, stages)
+    print_run(ctx, samples=args.demo)
+    return 0
+
+
+if __name__ == "__main__":
+    if __package__ in (None, ""):
+        sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__file__)))
+    sys.exit(main())

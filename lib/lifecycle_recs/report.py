@@ -1,0 +1,59 @@
+"""Human-readable run report (small: per-table counts and a few sample rows)."""
+from __future__ import annotations
+
+import json
+
+from pyspark.sql import functions as F
+
+from . import tables
+from .pipeline import RunContext
+
+TABLE_ORDER = ["events", "events_quarantine", "items", "user_sequences", "user_lifecycle",
+               "item_embeddings", "user_interests", "retention_scores", "recommendations",
+               "evaluation_metrics"]
+
+SAMPLE_COLUMNS = {
+    "events": ["user_id", "item_id", "event_type", "event_ts", "value"],
+    "events_quarantine": ["reason", "raw_user_id", "raw_event_type", "raw_event_ts", "raw_value"],
+    "items": ["item_id", "title", "category", "price"],
+    "user_sequences": ["snapshot_date", "user_id", "sequence_length", "n_events", "monetary_total",
+                       "days_since_last_event", "active_days"],
+    "user_lifecycle": ["snapshot_date", "user_id", "stage", "previous_stage", "days_since_last_event",
+                       "churned_within_horizon", "value_next_horizon"],
+    "item_embeddings": ["item_id", "model_name", "dim", "text_hash"],
+    "retention_scores": ["user_id", "stage", "churn_probability", "retention_score", "predicted_value"],
+    "recommendations": ["user_id", "rank", "item_id", "score", "strategy"],
+    "user_interests": ["user_id", "top_categories", "model_version"],
+    "evaluation_metrics": ["model", "task", "metric", "value"],
+}
+
+
+def print_run(ctx: RunContext, samples: bool = False) -> None:
+    spark, cfg = ctx.spark, ctx.cfg
+    print("\n=== nightly run: snapshot date D =", ctx.snapshot_date, "===")
+    print(f"{'stage':<12}{'seconds':>9}  details")
+    for r in ctx.results:
+        print(f"{r.stage:<12}{r.seconds:>9.1f}  {json.dumps(r.info, default=str)[:300]}")
+    print(f"{'total':<12}{sum(r.seconds for r in ctx.results):>9.1f}")
+    print("\n=== tables (Delta, under", cfg.lakehouse, ") ===")
+    for row in tables.summary(spark, cfg, TABLE_ORDER):
+        print(f"{row['table']:<20} rows={row['rows']:>9}  version={row['version']:<4} {row['path']}")
+    if not samples:
+        return
+    for t in TABLE_ORDER:
+        if not tables.exists(spark, cfg, t):
+            continue
+        df = tables.read(spark, cfg, t)
+        if "snapshot_date" in df.columns and ctx.snapshot_date:
+            df = df.where(F.col("snapshot_date") == F.lit(ctx.snapshot_date).cast("date"))
+        cols = [c for c in SAMPLE_COLUMNS.get(t, df.columns) if c in df.columns]
+        print(f"\n--- {t} (sample) ---")
+        df.select(*cols).orderBy(*cols[:2]).show(5, truncate=60)
+    if tables.exists(spark, cfg, "user_lifecycle"):
+        print("--- lifecycle stages at D ---")
+        (tables.read(spark, cfg, "user_lifecycle", ctx.snapshot_date)
+         .groupBy("stage").count().orderBy("stage").show())
+    from .pipeline import STAGES  # noqa: F401
+    hook = getattr(ctx, "demo_hook", None)
+    if hook:
+        hook(ctx)

@@ -1,0 +1,213 @@
+"""The one place that defines every table's schema, partitioning and constraints.
+
+Each :class:`TableSpec` is the contract downstream consumers read against: the
+README's schema section is generated from the ``doc`` strings here
+(``python -m lifecycle_recs.schemas``), and a test checks written tables
+against these specs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from pyspark.sql import types as T
+
+S, D, L, I, B, TS, DT, F = (
+    T.StringType(), T.DoubleType(), T.LongType(), T.IntegerType(), T.BooleanType(),
+    T.TimestampType(), T.DateType(), T.FloatType(),
+)
+
+
+def _arr(t: T.DataType) -> T.ArrayType:
+    return T.ArrayType(t, containsNull=True)
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+    dtype: T.DataType
+    nullable: bool
+    doc: str
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    columns: Tuple[Col, ...]
+    partition_by: Tuple[str, ...] = ()
+    keys: Tuple[str, ...] = ()
+    checks: Dict[str, str] = field(default_factory=dict)
+    doc: str = ""
+
+    @property
+    def schema(self) -> T.StructType:
+        return T.StructType([T.StructField(c.name, c.dtype, c.nullable) for c in self.columns])
+
+    @property
+    def names(self) -> List[str]:
+        return [c.name for c in self.columns]
+
+
+EVENTS = TableSpec(
+    "events",
+    (
+        Col("event_id", S, False, "sha2-256 of (user_id, item_id, event_type, event_ts, source): the event identity used for deduplication"),
+        Col("user_id", S, False, "user identifier"),
+        Col("item_id", S, True, "item identifier; null for order-level logs without items"),
+        Col("event_type", S, False, "canonical event type (view, click, add_to_cart, purchase, rating, ...)"),
+        Col("event_ts", TS, False, "event time, UTC"),
+        Col("event_date", DT, False, "UTC date of event_ts (partition)"),
+        Col("value", D, False, "revenue (currency units) for purchases, rating for ratings, else 0"),
+        Col("quantity", I, True, "units, when the source has them"),
+        Col("source", S, False, "source name from conf"),
+        Col("ingested_at", TS, False, "when the row was first written"),
+    ),
+    partition_by=("event_date",),
+    keys=("event_id",),
+    checks={"value_non_negative": "value >= 0"},
+    doc="Validated, deduplicated events. One row per distinct event.",
+)
+
+EVENTS_QUARANTINE = TableSpec(
+    "events_quarantine",
+    (
+        Col("quarantine_id", S, False, "sha2-256 of the raw row and reason (idempotent re-ingest)"),
+        Col("reason", S, False, "first validation rule the row failed"),
+        Col("raw_user_id", S, True, "user id as read"),
+        Col("raw_item_id", S, True, "item id as read"),
+        Col("raw_event_type", S, True, "event type as read (before mapping)"),
+        Col("raw_event_ts", S, True, "timestamp as read"),
+        Col("raw_value", S, True, "value as read"),
+        Col("raw_quantity", S, True, "quantity as read"),
+        Col("source", S, False, "source name from conf"),
+        Col("ingested_at", TS, False, "when the row was quarantined"),
+    ),
+    keys=("quarantine_id",),
+    doc="Rows that failed validation, with the reason. Nothing is dropped silently.",
+)
+
+ITEMS = TableSpec(
+    "items",
+    (
+        Col("item_id", S, False, "item identifier"),
+        Col("title", S, True, "item title"),
+        Col("category", S, True, "category (for ML-100K: the genres)"),
+        Col("description", S, True, "free text"),
+        Col("price", D, True, "list price, currency units"),
+        Col("year", I, True, "release year, when known"),
+        Col("source", S, False, "source name"),
+        Col("updated_at", TS, False, "when this version of the row was written"),
+    ),
+    keys=("item_id",),
+    doc="Item catalog.",
+)
+
+USER_SEQUENCES = TableSpec(
+    "user_sequences",
+    (
+        Col("snapshot_date", DT, False, "as-of date D; only events with event_date <= D are used"),
+        Col("user_id", S, False, "user identifier"),
+        Col("item_ids", _arr(S), False, "last N item ids, oldest first (null entries for item-less events)"),
+        Col("event_types", _arr(S), False, "event type per step"),
+        Col("event_ts", _arr(TS), False, "event time per step, UTC"),
+        Col("time_gaps_hours", _arr(D), False, "hours since the previous step (0 for the first step)"),
+        Col("values", _arr(D), False, "value per step"),
+        Col("sequence_length", I, False, "number of steps (<= N)"),
+        Col("n_events", L, False, "frequency: all events up to D"),
+        Col("n_value_events", L, False, "events of a value type (purchase, rating) up to D"),
+        Col("monetary_total", D, False, "sum of value of value-type events up to D"),
+        Col("first_event_ts", TS, False, "first event time"),
+        Col("last_event_ts", TS, False, "last event time <= D"),
+        Col("days_since_last_event", D, False, "recency in days from end of D"),
+        Col("tenure_days", D, False, "days from first event to end of D"),
+        Col("active_days", I, False, "distinct event dates up to D"),
+    ),
+    partition_by=("snapshot_date",),
+    keys=("snapshot_date", "user_id"),
+    checks={"sequence_length_positive": "sequence_length > 0"},
+    doc="Per-user behaviour sequence and RFM features as of D.",
+)
+
+STAGES = ("new", "active", "at_risk", "churned", "reactivated")
+
+USER_LIFECYCLE = TableSpec(
+    "user_lifecycle",
+    (
+        Col("snapshot_date", DT, False, "as-of date D"),
+        Col("user_id", S, False, "user identifier"),
+        Col("stage", S, False, "new | active | at_risk | churned | reactivated, as of D"),
+        Col("previous_stage", S, True, "stage as of D - transition_step_days (null if the user did not exist yet)"),
+        Col("stage_changed", B, False, "stage != previous_stage"),
+        Col("days_since_last_event", D, False, "days from last event to end of D"),
+        Col("tenure_days", D, False, "days from first event to end of D"),
+        Col("median_gap_days", D, True, "median gap between the user's last N events, days"),
+        Col("events_last_30d", L, False, "events in (D-30, D]"),
+        Col("horizon_days", I, False, "label horizon H"),
+        Col("has_labels", B, False, "true when events cover (D, D+H] so the labels below are known"),
+        Col("churned_within_horizon", B, True, "no event in (D, D+H]; null without labels"),
+        Col("value_next_horizon", D, True, "value of value-type events in (D, D+H]; null without labels"),
+        Col("events_next_horizon", L, True, "events in (D, D+H]; null without labels"),
+        Col("items_next_horizon", _arr(S), True, "distinct items touched in (D, D+H]; null without labels"),
+    ),
+    partition_by=("snapshot_date",),
+    keys=("snapshot_date", "user_id"),
+    checks={"stage_known": "stage IN ('new','active','at_risk','churned','reactivated')"},
+    doc="Lifecycle stage per user as of D, its transition, and (training snapshots) labels from (D, D+H].",
+)
+
+ITEM_EMBEDDINGS = TableSpec(
+    "item_embeddings",
+    (
+        Col("item_id", S, False, "item identifier"),
+        Col("text_hash", S, False, "sha2-256 of the item text the vector was computed from"),
+        Col("model_name", S, False, "text encoder name"),
+        Col("embedding", _arr(F), False, "L2-normalised text vector"),
+        Col("dim", I, False, "vector dimension"),
+        Col("text_chars", I, False, "characters of text embedded (before truncation to the model's max tokens)"),
+        Col("updated_at", TS, False, "when the vector was computed"),
+    ),
+    keys=("item_id", "model_name"),
+    doc="Transformer text vector per item and model; recomputed only when the text hash changes.",
+)
+
+TABLES: Dict[str, TableSpec] = {
+    t.name: t for t in (EVENTS, EVENTS_QUARANTINE, ITEMS, USER_SEQUENCES, USER_LIFECYCLE, ITEM_EMBEDDINGS)
+}
+
+
+def register(spec: TableSpec) -> TableSpec:
+    TABLES[spec.name] = spec
+    return spec
+
+
+def spec(name: str) -> TableSpec:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise ValueError(f"unknown table '{name}'; known tables: {sorted(TABLES)}") from None
+
+
+def markdown(names: Optional[List[str]] = None) -> str:
+    """Render the table contracts as Markdown (for the README)."""
+    out = []
+    for name in names or list(TABLES):
+        t = TABLES[name]
+        out.append(f"### `{t.name}`\n\n{t.doc}")
+        extra = []
+        if t.partition_by:
+            extra.append("partitioned by " + ", ".join(f"`{p}`" for p in t.partition_by))
+        if t.keys:
+            extra.append("key " + ", ".join(f"`{k}`" for k in t.keys))
+        if t.checks:
+            extra.append("CHECK " + "; ".join(f"`{v}`" for v in t.checks.values()))
+        if extra:
+            out.append(" — ".join(extra) + ".")
+        out.append("\n| column | type | null | meaning |\n|---|---|---|---|")
+        for c in t.columns:
+            out.append(f"| `{c.name}` | {c.dtype.simpleString()} | {'yes' if c.nullable else 'no'} | {c.doc} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(markdown())

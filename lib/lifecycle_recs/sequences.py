@@ -1,0 +1,80 @@
+"""Per-user behaviour sequences and RFM features as of a snapshot date D."""
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from .config import SequenceConf
+
+# Tie-break for events with the same timestamp: funnel order, then item, then id.
+EVENT_ORDER = {"view": 0, "click": 1, "add_to_cart": 2, "purchase": 3, "rating": 4}
+
+
+def end_of_day(d: str | dt.date) -> Column:
+    """Timestamp of the end of day D (= D+1 00:00 UTC): the exclusive upper bound."""
+    d = dt.date.fromisoformat(str(d))
+    return F.lit((d + dt.timedelta(days=1)).isoformat()).cast("timestamp")
+
+
+def event_rank(col: str = "event_type") -> Column:
+    m = F.create_map(*[x for k, v in EVENT_ORDER.items() for x in (F.lit(k), F.lit(v))])
+    return F.coalesce(m[F.col(col)], F.lit(9))
+
+
+def _days_between(later: Column, earlier: Column) -> Column:
+    return (F.unix_micros(later) - F.unix_micros(earlier)) / F.lit(86400e6)
+
+
+def build_sequences(events: DataFrame, snapshot_date: str, conf: SequenceConf) -> DataFrame:
+    """events -> one row per user with an event on or before D (``user_sequences`` shape).
+
+    Only events with ``event_date <= D`` are read: nothing after D leaks in.
+    Steps are the last ``max_length`` events ordered by (event_ts, funnel order,
+    item_id, event_id), oldest first, so ties in time resolve the same way on
+    every run and partitioning. Recency and tenure are measured from the end of
+    D (D+1 00:00 UTC), in days.
+    """
+    d = dt.date.fromisoformat(str(snapshot_date))
+    n = int(conf.max_length)
+    if n <= 0:
+        raise ValueError(f"sequences.max_length must be positive, got {n}")
+    ev = events.where(F.col("event_date") <= F.lit(d.isoformat()).cast("date"))
+    is_value = F.col("event_type").isin(*conf.value_event_types)
+    step = F.struct(
+        F.col("event_ts").alias("ts"), event_rank().alias("r"),
+        F.coalesce(F.col("item_id"), F.lit("")).alias("k"), F.col("event_id").alias("id"),
+        F.col("item_id").alias("item"), F.col("event_type").alias("type"), F.col("value").alias("value"),
+    )
+    agg = ev.groupBy("user_id").agg(
+        F.sort_array(F.collect_list(step)).alias("all_steps"),
+        F.count(F.lit(1)).alias("n_events"),
+        F.sum(F.when(is_value, 1).otherwise(0)).cast("long").alias("n_value_events"),
+        F.coalesce(F.sum(F.when(is_value, F.col("value"))), F.lit(0.0)).alias("monetary_total"),
+        F.min("event_ts").alias("first_event_ts"),
+        F.max("event_ts").alias("last_event_ts"),
+        F.size(F.collect_set("event_date")).alias("active_days"),
+    )
+    size = F.size("all_steps")
+    steps = F.slice("all_steps", F.greatest(size - F.lit(n) + 1, F.lit(1)), F.lit(n))
+    with_steps = agg.withColumn("steps", steps)
+    gaps = F.expr(
+        "transform(steps, (x, i) -> IF(i = 0, 0D, "
+        "(unix_micros(x.ts) - unix_micros(steps[i - 1].ts)) / 3600000000D))"
+    )
+    end = end_of_day(d)
+    return with_steps.select(
+        F.lit(d.isoformat()).cast("date").alias("snapshot_date"),
+        "user_id",
+        F.col("steps.item").alias("item_ids"),
+        F.col("steps.type").alias("event_types"),
+        F.col("steps.ts").alias("event_ts"),
+        gaps.alias("time_gaps_hours"),
+        F.col("steps.value").alias("values"),
+        F.size("steps").alias("sequence_length"),
+        "n_events", "n_value_events", "monetary_total", "first_event_ts", "last_event_ts",
+        _days_between(end, F.col("last_event_ts")).alias("days_since_last_event"),
+        _days_between(end, F.col("first_event_ts")).alias("tenure_days"),
+        F.col("active_days").cast("int").alias("active_days"),
+    )

@@ -1,0 +1,146 @@
+"""Event and catalog sources, read into one raw, all-string shape.
+
+Every source returns a :class:`RawSource`: ``events`` with the columns
+``raw_user_id, raw_item_id, raw_event_type, raw_event_ts, raw_value,
+raw_quantity`` (strings, exactly as read, so that ingest can quarantine what
+does not parse) plus how to parse the timestamp; and ``items`` (or None).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from .config import Config, SourceConf
+
+RAW_COLUMNS = ("raw_user_id", "raw_item_id", "raw_event_type", "raw_event_ts", "raw_value", "raw_quantity")
+TARGETS = ("user_id", "item_id", "event_type", "event_ts", "value", "quantity")
+ITEM_COLUMNS = ("item_id", "title", "category", "description", "price", "year")
+
+
+@dataclass
+class RawSource:
+    name: str
+    events: DataFrame
+    timestamp_kind: str  # epoch_seconds | datetime | date
+    timestamp_format: Optional[str]
+    timezone: str
+    event_type_map: Dict[str, str]
+    has_item_id: bool
+    items: Optional[DataFrame]
+
+
+def _read(spark: SparkSession, fmt: str, path: str, sc: SourceConf) -> DataFrame:
+    if not path:
+        raise ValueError("source.path is not set in the config")
+    if not os.path.exists(path) and "://" not in path:
+        raise FileNotFoundError(f"source path does not exist: {path}")
+    reader = spark.read
+    if fmt == "csv":
+        # everything as strings: parsing (and quarantine) happens in ingest
+        return reader.option("header", sc.csv_header).option("sep", sc.csv_sep).option("inferSchema", False).csv(path)
+    if fmt == "json":
+        return reader.option("primitivesAsString", True).json(path)
+    if fmt == "parquet":
+        return reader.parquet(path)
+    raise ValueError(f"source.format must be one of csv, json, parquet; got '{fmt}'")
+
+
+def _as_raw(df: DataFrame, columns: Dict[str, Optional[str]], where: str) -> DataFrame:
+    missing_conf = [t for t in ("user_id", "event_type", "event_ts") if not columns.get(t)]
+    if missing_conf:
+        raise ValueError(f"{where}: source.columns must map {missing_conf} to a source column")
+    absent = [c for c in columns.values() if c and c not in df.columns]
+    if absent:
+        raise ValueError(
+            f"{where}: column(s) {absent} named in source.columns are not in the input; it has {df.columns}"
+        )
+
+    def pick(target: str) -> Column:
+        src = columns.get(target)
+        return (F.col(src).cast("string") if src else F.lit(None).cast("string")).alias("raw_" + target)
+
+    return df.select(*[pick(t) for t in TARGETS])
+
+
+def read_source(spark: SparkSession, cfg: Config) -> RawSource:
+    """Read the configured source (``source.kind``: synthetic, generic or recbole)."""
+    sc = cfg.source
+    if sc.kind == "synthetic":
+        from . import synthetic
+
+        raw = sc.raw_path or os.path.join(cfg.lakehouse, "_raw_synthetic")
+        if not os.path.exists(os.path.join(raw, "events", "_SUCCESS")):
+            synthetic.write_raw(spark, cfg.synthetic, raw)
+        events = spark.read.parquet(os.path.join(raw, "events"))
+        mapping = {"user_id": "event_user", "item_id": "sku", "event_type": "action",
+                   "event_ts": "ts", "value": "revenue", "quantity": "qty"}
+        items = spark.read.parquet(os.path.join(raw, "items"))
+        return RawSource("synthetic", _as_raw(events, mapping, "synthetic"), "datetime", None, "UTC",
+                         {}, True, items.select(*ITEM_COLUMNS))
+    if sc.kind == "generic":
+        events = _read(spark, sc.format, sc.path, sc)
+        items = None
+        if sc.items_path:
+            raw_items = _read(spark, sc.items_format, sc.items_path, sc)
+            cols = {c: sc.items_columns.get(c, c) for c in ITEM_COLUMNS}
+            items = raw_items.select(*[
+                (F.col(src) if src and src in raw_items.columns else F.lit(None)).alias(dst)
+                for dst, src in cols.items()
+            ])
+        return RawSource(os.path.basename(sc.path.rstrip("/")), _as_raw(events, sc.columns, sc.path),
+                         sc.timestamp_kind, sc.timestamp_format, sc.timezone, sc.event_type_map,
+                         bool(sc.columns.get("item_id")), items)
+    if sc.kind == "recbole":
+        return read_recbole(spark, sc.recbole_dir, sc.recbole_dataset, sc.recbole_event_type)
+    raise ValueError(f"source.kind must be synthetic, generic or recbole; got '{sc.kind}'")
+
+
+def _read_atomic(spark: SparkSession, path: str) -> DataFrame:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"RecBole atomic file not found: {path}")
+    df = spark.read.option("header", True).option("sep", "\t").option("quote", "\u0000").csv(path)
+    # RecBole headers are "name:type"
+    return df.toDF(*[c.split(":")[0] for c in df.columns])
+
+
+def read_recbole(spark: SparkSession, directory: str, dataset: Optional[str] = None,
+                 event_type: str = "rating") -> RawSource:
+    """RecBole atomic files ``<dir>/<name>.inter`` (+ ``.item``): ratings become events
+    with ``value`` = rating and epoch-second timestamps; items get title, genres as
+    category and release year."""
+    if not directory:
+        raise ValueError("source.recbole_dir is not set in the config")
+    name = dataset or os.path.basename(directory.rstrip("/"))
+    inter = _read_atomic(spark, os.path.join(directory, f"{name}.inter"))
+    for c in ("user_id", "item_id", "timestamp"):
+        if c not in inter.columns:
+            raise ValueError(f"{name}.inter has no '{c}' column; it has {inter.columns}")
+    value_col = "rating" if "rating" in inter.columns else None
+    events = inter.select(
+        F.col("user_id").alias("raw_user_id"),
+        F.col("item_id").alias("raw_item_id"),
+        F.lit(event_type).alias("raw_event_type"),
+        F.col("timestamp").alias("raw_event_ts"),
+        (F.col(value_col) if value_col else F.lit(None).cast("string")).alias("raw_value"),
+        F.lit(None).cast("string").alias("raw_quantity"),
+    )
+    items = None
+    item_path = os.path.join(directory, f"{name}.item")
+    if os.path.exists(item_path):
+        it = _read_atomic(spark, item_path)
+        title = next((c for c in ("movie_title", "title", "name") if c in it.columns), None)
+        cat = next((c for c in ("class", "genre", "categories", "category") if c in it.columns), None)
+        year = next((c for c in ("release_year", "year") if c in it.columns), None)
+        items = it.select(
+            F.col("item_id"),
+            (F.col(title) if title else F.lit(None).cast("string")).alias("title"),
+            (F.col(cat) if cat else F.lit(None).cast("string")).alias("category"),
+            F.lit(None).cast("string").alias("description"),
+            F.lit(None).cast("double").alias("price"),
+            (F.col(year).try_cast("int") if year else F.lit(None).cast("int")).alias("year"),
+        )
+    return RawSource(name, events, "epoch_seconds", None, "UTC", {}, True, items)

@@ -1,0 +1,60 @@
+"""The one place that creates a SparkSession."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+from .config import SparkConf
+
+log = logging.getLogger(__name__)
+
+
+def get_spark(conf: SparkConf) -> SparkSession:
+    """Return a Spark session with Delta Lake enabled.
+
+    On a cluster or Databricks (``use_existing_session`` or an active session),
+    the existing session is returned untouched: Delta is configured there by the
+    platform. Locally, a session is built with Delta's jars resolved through
+    ``configure_spark_with_delta_pip`` (Ivy, cached in ``~/.ivy2*``), sized for
+    a small machine, with Python workers pinned to this interpreter.
+    """
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    if conf.use_existing_session:
+        return SparkSession.builder.getOrCreate()
+
+    from delta import configure_spark_with_delta_pip
+
+    # Workers must run this interpreter, or they import a different python
+    # without pandas/torch/this package.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.master(conf.master)
+        .appName(conf.app_name)
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.shuffle.partitions", str(conf.shuffle_partitions))
+        .config("spark.default.parallelism", str(conf.shuffle_partitions))
+        .config("spark.driver.memory", conf.driver_memory)
+        .config("spark.ui.enabled", str(conf.ui_enabled).lower())
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.arrow_batch_size))
+        .config("spark.pyspark.python", sys.executable)
+        .config("spark.pyspark.driver.python", sys.executable)
+        .config("spark.databricks.delta.snapshotPartitions", "2")
+        .config("spark.sql.sources.partitionOverwriteMode", "static")
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+    )
+    for k, v in conf.extra.items():
+        builder = builder.config(k, v)
+    spark = configure_spark_with_delta_pip(builder).getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
