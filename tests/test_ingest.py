@@ -1,0 +1,126 @@
+import datetime as dt
+import json
+
+import pytest
+from pyspark.sql import functions as F
+
+from conftest import repart, sorted_rows
+from lifecycle_recs import tables
+from lifecycle_recs.ingest import ingest
+from lifecycle_recs.sources import RawSource, read_source
+
+RAW_COLS = ["raw_user_id", "raw_item_id", "raw_event_type", "raw_event_ts", "raw_value", "raw_quantity"]
+
+ROWS = [
+    ("u1", "i1", "view", "2026-03-01 10:00:00", "0", "1"),
+    ("u1", "i1", "view", "2026-03-01 10:00:00", "0", "1"),          # exact duplicate
+    ("u1", "i1", "purchase", "2026-03-01 10:05:00", "19.5", "1"),
+    ("u2", "i2", "click", "2026-03-02 00:00:00", None, None),       # null value -> 0
+    (None, "i2", "view", "2026-03-02 00:00:00", "0", "1"),          # missing user
+    ("  ", "i2", "view", "2026-03-02 00:00:00", "0", "1"),          # blank user
+    ("u3", "i3", "view", "yesterday", "0", "1"),                     # bad timestamp
+    ("u3", "i3", "hover", "2026-03-02 00:00:00", "0", "1"),         # unknown type
+    ("u3", "i3", "purchase", "2026-03-02 00:00:00", "-4", "1"),     # negative
+    ("u3", "i3", "purchase", "2026-03-02 00:00:00", "abc", "1"),    # wrong type
+    ("u3", "i3", "purchase", "1850-03-02 00:00:00", "1", "1"),      # out of range
+    ("u4", None, "purchase", "2026-03-03 12:00:00", "7", "x"),      # bad quantity
+    ("u4", None, "purchase", "2026-03-03 12:00:00", "7", "2"),      # no item: ok
+]
+
+
+def raw_source(spark, rows, **kw):
+    df = repart(spark.createDataFrame(rows, schema=", ".join(f"{c} string" for c in RAW_COLS)))
+    args = dict(name="test", events=df, timestamp_kind="datetime", timestamp_format=None, timezone="UTC",
+                event_type_map={}, has_item_id=True, items=None)
+    args.update(kw)
+    return RawSource(**args)
+
+
+def test_ingest_quarantines_dedupes_and_counts_add_up(spark, make_cfg):
+    cfg = make_cfg()
+    counts = ingest(spark, cfg, raw_source(spark, ROWS))
+    assert counts.rows_in == len(ROWS)
+    assert counts.quarantined == 8
+    assert counts.quarantine_reasons == {"bad_quantity": 1, "bad_timestamp": 1, "bad_value": 1,
+                                         "missing_user_id": 2, "negative_value": 1,
+                                         "timestamp_out_of_range": 1, "unknown_event_type": 1}
+    assert counts.duplicates_in_batch == 1
+    assert counts.written == 4
+    events = tables.read(spark, cfg, "events")
+    quarantine = tables.read(spark, cfg, "events_quarantine")
+    # conservation, read back from the tables themselves
+    assert events.count() + quarantine.count() + counts.duplicates_in_batch == len(ROWS)
+    assert events.where(F.col("user_id") == "u2").first()["value"] == 0.0
+    assert events.where(F.col("item_id").isNull()).count() == 1
+    assert {r["event_date"] for r in events.select("event_date").collect()} == {
+        dt.date(2026, 3, 1), dt.date(2026, 3, 2), dt.date(2026, 3, 3)}
+    assert set(events.columns) == set(tables.spec("events").names)
+
+
+def test_reingest_changes_nothing(spark, make_cfg):
+    cfg = make_cfg()
+    ingest(spark, cfg, raw_source(spark, ROWS))
+    before = sorted_rows(tables.read(spark, cfg, "events"), "event_id")
+    qbefore = tables.read(spark, cfg, "events_quarantine").count()
+    again = ingest(spark, cfg, raw_source(spark, ROWS))
+    assert again.written == 0
+    assert again.already_present == 4
+    assert sorted_rows(tables.read(spark, cfg, "events"), "event_id") == before
+    assert tables.read(spark, cfg, "events_quarantine").count() == qbefore
+    # a new batch overlapping the old one adds only the new event
+    more = ingest(spark, cfg, raw_source(spark, ROWS[:3] + [("u9", "i9", "view", "2026-03-05 01:00:00", "0", "1")]))
+    assert (more.written, more.already_present, more.duplicates_in_batch) == (1, 2, 1)
+
+
+def test_output_constraints_reject_bad_rows(spark, make_cfg):
+    cfg = make_cfg()
+    ingest(spark, cfg, raw_source(spark, ROWS[:3]))
+    bad = tables.read(spark, cfg, "events").limit(1).withColumn("value", F.lit(-1.0)) \
+        .withColumn("event_id", F.lit("x"))
+    with pytest.raises(Exception, match="(?i)check|constraint"):
+        bad.write.format("delta").mode("append").save(tables.path(cfg, "events"))
+
+
+def test_generic_csv_with_timezone_epoch_and_mapping(spark, make_cfg, tmp_path):
+    p = tmp_path / "log.csv"
+    p.write_text("customer,sku,action,at,amount\n"
+                 "c1,s1,pageview,2026-06-01 01:30:00,\n"        # Berlin summer time = UTC+2
+                 "c1,s1,order,2026-06-01 02:30:00,12.5\n"
+                 "c2,s2,bogus,2026-06-01 02:30:00,\n")
+    cfg = make_cfg(source={"kind": "generic", "format": "csv", "path": str(p),
+                           "columns": {"user_id": "customer", "item_id": "sku", "event_type": "action",
+                                       "event_ts": "at", "value": "amount"},
+                           "event_type_map": {"pageview": "view", "order": "purchase"},
+                           "timestamp_kind": "datetime", "timezone": "Europe/Berlin"})
+    counts = ingest(spark, cfg)
+    assert (counts.written, counts.quarantined) == (2, 1)
+    ev = tables.read(spark, cfg, "events").orderBy("event_ts").collect()
+    assert ev[0]["event_type"] == "view" and ev[1]["event_type"] == "purchase"
+    assert ev[0]["event_ts"] == dt.datetime(2026, 5, 31, 23, 30)  # shifted to UTC, crosses a date
+    assert ev[0]["event_date"] == dt.date(2026, 5, 31)
+
+
+def test_generic_json_epoch_seconds_without_item_id(spark, make_cfg, tmp_path):
+    p = tmp_path / "orders.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in [
+        {"uid": "a", "t": 1767225600, "kind": "purchase", "rev": 10.0},
+        {"uid": "a", "t": 1767312000.5, "kind": "purchase", "rev": 5.0},
+        {"uid": "b", "t": "nan-time", "kind": "purchase", "rev": 1.0},
+    ]))
+    cfg = make_cfg(source={"kind": "generic", "format": "json", "path": str(p),
+                           "columns": {"user_id": "uid", "item_id": None, "event_type": "kind",
+                                       "event_ts": "t", "value": "rev"},
+                           "timestamp_kind": "epoch_seconds"})
+    counts = ingest(spark, cfg)
+    assert (counts.written, counts.quarantined) == (2, 1)
+    ev = tables.read(spark, cfg, "events").orderBy("event_ts").collect()
+    assert ev[0]["event_ts"] == dt.datetime(2026, 1, 1) and ev[0]["item_id"] is None
+
+
+def test_generic_source_names_missing_column(spark, make_cfg, tmp_path):
+    p = tmp_path / "x.csv"
+    p.write_text("a,b\n1,2\n")
+    cfg = make_cfg(source={"kind": "generic", "format": "csv", "path": str(p),
+                           "columns": {"user_id": "a", "event_type": "b", "event_ts": "when"}})
+    with pytest.raises(ValueError, match="when"):
+        read_source(spark, cfg)

@@ -1,0 +1,67 @@
+"""End-to-end: the nightly job on small synthetic data, every table read back."""
+import pytest
+from pyspark.sql import functions as F
+
+from conftest import ML100K, sorted_rows
+from lifecycle_recs import schemas, tables
+from lifecycle_recs.pipeline import run_nightly
+
+SMALL = {"seed": 3, "n_users": 60, "n_items": 120, "days": 150, "partitions": 3}
+BASE_STAGES = ["ingest", "sequences", "lifecycle"]
+
+
+def check_schema(spark, cfg, name):
+    df = tables.read(spark, cfg, name)
+    want = schemas.spec(name)
+    got = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    assert got == {c.name: c.dtype.simpleString() for c in want.columns}, name
+    return df
+
+
+@pytest.mark.slow
+def test_nightly_end_to_end_and_rerun_identical(spark, make_cfg):
+    cfg = make_cfg(synthetic=SMALL, stages=BASE_STAGES + ["train"])
+    ctx = run_nightly(spark, cfg, stages=BASE_STAGES)
+    d = ctx.snapshot_date
+    counts = ctx.results[0].info
+    events = check_schema(spark, cfg, "events")
+    quarantine = check_schema(spark, cfg, "events_quarantine")
+    check_schema(spark, cfg, "items")
+    assert counts["rows_in"] == events.count() + quarantine.count() + counts["duplicates_in_batch"]
+    assert counts["quarantined"] > 0 and counts["duplicates_in_batch"] > 0
+    seqs = check_schema(spark, cfg, "user_sequences")
+    lc = check_schema(spark, cfg, "user_lifecycle")
+    n_users = events.where(F.col("event_date") <= d).select("user_id").distinct().count()
+    assert seqs.where(F.col("snapshot_date") == d).count() == n_users
+    assert lc.where(F.col("snapshot_date") == d).count() == n_users
+    # the training snapshot D-H carries labels, D does not
+    assert {r["has_labels"] for r in lc.where(F.col("snapshot_date") == d).collect()} == {False}
+    assert {r["has_labels"] for r in lc.where(F.col("snapshot_date") == ctx.training_date).collect()} == {True}
+    assert seqs.where(F.col("sequence_length") > cfg.sequences.max_length).count() == 0
+
+    before = {t: sorted_rows(tables.read(spark, cfg, t).drop("ingested_at", "updated_at"))
+              for t in ("events", "user_sequences", "user_lifecycle")}
+    run_nightly(spark, cfg, d, stages=BASE_STAGES)
+    after = {t: sorted_rows(tables.read(spark, cfg, t).drop("ingested_at", "updated_at"))
+             for t in ("events", "user_sequences", "user_lifecycle")}
+    assert after == before
+
+
+@pytest.mark.skipif(not ML100K.exists(), reason=f"MovieLens-100K not found at {ML100K} "
+                    "(../shared/datasets is only beside the project in development and CI)")
+def test_movielens_100k_ingest_and_sequences(spark, make_cfg):
+    cfg = make_cfg(source={"kind": "recbole", "recbole_dir": str(ML100K), "recbole_dataset": "ml-100k"},
+                   validation={"event_types": ["rating"]},
+                   sequences={"max_length": 50, "value_event_types": ["rating"]},
+                   stages=BASE_STAGES)
+    ctx = run_nightly(spark, cfg, "1998-04-22", stages=BASE_STAGES)
+    info = ctx.results[0].info
+    assert info["rows_in"] == 100000
+    # RecBole's ml-100k has no exact duplicate (user, item, time) ratings
+    assert info["written"] + info["quarantined"] + info["duplicates_in_batch"] == 100000
+    assert info["items_in"] == 1682
+    seqs = tables.read(spark, cfg, "user_sequences", "1998-04-22")
+    assert seqs.count() == 943
+    assert seqs.agg(F.max("sequence_length")).first()[0] == 50
+    items = tables.read(spark, cfg, "items").where(F.col("item_id") == "1").first()
+    assert items["title"] == "Toy Story" and items["year"] == 1995

@@ -1,0 +1,62 @@
+import datetime as dt
+
+import pytest
+
+from helpers import events_df
+from lifecycle_recs.config import SequenceConf
+from lifecycle_recs.sequences import build_sequences
+
+ROWS = [
+    # u1: a tie in time (view and purchase at the same second) and an event after D
+    ("u1", "a", "view", "2026-03-01 10:00:00", 0),
+    ("u1", "b", "purchase", "2026-03-02 12:00:00", 20),
+    ("u1", "b", "view", "2026-03-02 12:00:00", 0),
+    ("u1", "c", "view", "2026-03-03 23:59:59", 0),
+    ("u1", "z", "purchase", "2026-03-04 00:00:00", 99),   # after D: excluded
+    # u2: one event, no item
+    ("u2", None, "purchase", "2026-02-01 00:00:00", 5),
+    # u3: only after D -> absent
+    ("u3", "a", "view", "2026-03-10 00:00:00", 0),
+]
+D = "2026-03-03"
+
+
+def _by_user(df):
+    return {r["user_id"]: r for r in df.collect()}
+
+
+def test_sequence_order_ties_and_no_future(spark):
+    out = _by_user(build_sequences(events_df(spark, ROWS), D, SequenceConf(max_length=50)))
+    assert set(out) == {"u1", "u2"}
+    u1 = out["u1"]
+    assert u1["item_ids"] == ["a", "b", "b", "c"]
+    assert u1["event_types"] == ["view", "view", "purchase", "view"]  # tie: funnel order
+    assert u1["time_gaps_hours"][0] == 0.0
+    assert u1["time_gaps_hours"][1] == pytest.approx(26.0)
+    assert u1["time_gaps_hours"][2] == 0.0
+    assert u1["n_events"] == 4 and u1["n_value_events"] == 1
+    assert u1["monetary_total"] == 20.0
+    assert u1["active_days"] == 3
+    assert u1["days_since_last_event"] == pytest.approx(1 / 86400)
+    assert u1["tenure_days"] == pytest.approx(3 - 10 / 24)
+
+
+def test_one_event_user_and_null_item(spark):
+    u2 = _by_user(build_sequences(events_df(spark, ROWS), D, SequenceConf()))["u2"]
+    assert u2["item_ids"] == [None] and u2["sequence_length"] == 1
+    assert u2["time_gaps_hours"] == [0.0] and u2["monetary_total"] == 5.0
+    assert u2["days_since_last_event"] == pytest.approx(31.0)
+
+
+def test_last_n_keeps_the_most_recent(spark):
+    rows = [("u", f"i{k:02d}", "view", (dt.datetime(2026, 1, 1) + dt.timedelta(hours=k)).isoformat(" "), 0)
+            for k in range(30)]
+    u = _by_user(build_sequences(events_df(spark, rows, 4), "2026-02-01", SequenceConf(max_length=5)))["u"]
+    assert u["item_ids"] == ["i25", "i26", "i27", "i28", "i29"]
+    assert u["n_events"] == 30 and u["sequence_length"] == 5
+
+
+def test_same_result_on_any_partitioning(spark):
+    a = build_sequences(events_df(spark, ROWS, 1), D, SequenceConf()).orderBy("user_id").collect()
+    b = build_sequences(events_df(spark, ROWS, 5), D, SequenceConf()).orderBy("user_id").collect()
+    assert a == b
