@@ -155,15 +155,12 @@ class TextEncoder:
     def _forward(self, ids: np.ndarray, mask: np.ndarray):
         import torch
 
-        ids_t = torch.from_numpy(ids)
-        mask_t = torch.from_numpy(mask)
-        if self.device.type == "cuda":
-            ids_t = ids_t.pin_memory().to(self.device, non_blocking=True).long()
-            mask_t = mask_t.pin_memory().to(self.device, non_blocking=True)
-        out = self.model(input_ids=ids_t, attention_mask=mask_t.long()).last_hidden_state
+        ids_t = torch.from_numpy(ids).to(self.device, non_blocking=False)
+        mask_t = torch.from_numpy(mask).to(self.device, non_blocking=False)
+        out = self.model(input_ids=ids_t.long(), attention_mask=mask_t.long()).last_hidden_state
         m = mask_t.unsqueeze(-1).to(out.dtype)
-        # pool and normalise in fp32: fp16 sums over 256 tokens lose precision
-        pooled = (out.float() * m.float()).sum(1) / m.float().sum(1).clamp(min=1e-9)
+        # mean pooling, accumulated in fp32 (fp16 sums over 256 tokens lose precision)
+        pooled = (out * m).sum(1, dtype=torch.float32) / mask_t.sum(1, keepdim=True).clamp(min=1).float()
         return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
     def encode(self, texts: Sequence) -> np.ndarray:
@@ -291,14 +288,6 @@ def update_item_embeddings(spark, cfg) -> Dict[str, int]:
     return {"items": n_items, "embedded": n_todo, "skipped": n_items - n_todo, "model": conf.model_name}
 
 
-def _stage(ctx) -> Dict[str, int]:
+def run_stage(ctx) -> Dict[str, int]:
+    """Nightly stage ``embeddings``."""
     return update_item_embeddings(ctx.spark, ctx.cfg)
-
-
-def _register() -> None:
-    from .pipeline import register_stage
-
-    register_stage("embeddings", _stage)
-
-
-_register()

@@ -3,6 +3,7 @@ atomic, idempotent write, with per-stage counts and timings."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -98,31 +99,27 @@ def stage_lifecycle(ctx: RunContext) -> Dict[str, object]:
     return info
 
 
-STAGES: Dict[str, Callable[[RunContext], Dict[str, object]]] = {
+# Stage name -> function, or "module:function" imported when the stage runs
+# (the model modules must stay importable where Spark is absent, e.g. a GPU box).
+STAGES: Dict[str, object] = {
     "ingest": stage_ingest,
     "sequences": stage_sequences,
     "lifecycle": stage_lifecycle,
+    "embeddings": "embeddings:run_stage",
 }
 
 
-def register_stage(name: str, fn: Callable[[RunContext], Dict[str, object]]) -> None:
-    STAGES[name] = fn
-
-
-def _load_optional_stages() -> None:
-    # later stages live in their own modules and register themselves
-    for mod in ("embeddings", "training", "scoring", "evaluation"):
-        try:
-            __import__(f"{__package__}.{mod}")
-        except ModuleNotFoundError as e:  # module not written (yet)
-            if e.name != f"{__package__}.{mod}":
-                raise
+def _stage_fn(name: str) -> Callable[[RunContext], Dict[str, object]]:
+    fn = STAGES[name]
+    if isinstance(fn, str):
+        mod, attr = fn.split(":")
+        fn = getattr(importlib.import_module(f"{__package__}.{mod}"), attr)
+    return fn
 
 
 def run_nightly(spark: SparkSession, cfg: Config, snapshot_date: Optional[str] = None,
                 stages: Optional[List[str]] = None) -> RunContext:
     """Run the configured stages for D (default: the last event date after ingest)."""
-    _load_optional_stages()
     stages = stages or cfg.stages
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
@@ -133,7 +130,7 @@ def run_nightly(spark: SparkSession, cfg: Config, snapshot_date: Optional[str] =
     for name in stages:
         t0 = time.perf_counter()
         log.info("stage %s: start (D=%s)", name, ctx.snapshot_date)
-        info = STAGES[name](ctx) or {}
+        info = _stage_fn(name)(ctx) or {}
         res = StageResult(name, time.perf_counter() - t0, info)
         ctx.results.append(res)
         log.info("stage %s: done in %.1fs %s", name, res.seconds, info)

@@ -32,7 +32,7 @@ def build_sequences(events: DataFrame, snapshot_date: str, conf: SequenceConf) -
 
     Only events with ``event_date <= D`` are read: nothing after D leaks in.
     Steps are the last ``max_length`` events ordered by (event_ts, funnel order,
-    item_id, event_id), oldest first, so ties in time resolve the same way on
+    item_id, value), oldest first, so ties in time resolve the same way on
     every run and partitioning. Recency and tenure are measured from the end of
     D (D+1 00:00 UTC), in days.
     """
@@ -44,8 +44,8 @@ def build_sequences(events: DataFrame, snapshot_date: str, conf: SequenceConf) -
     is_value = F.col("event_type").isin(*conf.value_event_types)
     step = F.struct(
         F.col("event_ts").alias("ts"), event_rank().alias("r"),
-        F.coalesce(F.col("item_id"), F.lit("")).alias("k"), F.col("event_id").alias("id"),
-        F.col("item_id").alias("item"), F.col("event_type").alias("type"), F.col("value").alias("value"),
+        F.coalesce(F.col("item_id"), F.lit("")).alias("k"), F.col("value").alias("value"),
+        F.col("item_id").alias("item"), F.col("event_type").alias("type"),
     )
     agg = ev.groupBy("user_id").agg(
         F.sort_array(F.collect_list(step)).alias("all_steps"),
@@ -54,11 +54,12 @@ def build_sequences(events: DataFrame, snapshot_date: str, conf: SequenceConf) -
         F.coalesce(F.sum(F.when(is_value, F.col("value"))), F.lit(0.0)).alias("monetary_total"),
         F.min("event_ts").alias("first_event_ts"),
         F.max("event_ts").alias("last_event_ts"),
-        F.size(F.collect_set("event_date")).alias("active_days"),
     )
     size = F.size("all_steps")
     steps = F.slice("all_steps", F.greatest(size - F.lit(n) + 1, F.lit(1)), F.lit(n))
-    with_steps = agg.withColumn("steps", steps)
+    # active days from the collected steps: no second per-user collection
+    active_days = F.size(F.array_distinct(F.transform("all_steps", lambda x: F.to_date(x["ts"]))))
+    with_steps = agg.withColumn("steps", steps).withColumn("active_days", active_days)
     gaps = F.expr(
         "transform(steps, (x, i) -> IF(i = 0, 0D, "
         "(unix_micros(x.ts) - unix_micros(steps[i - 1].ts)) / 3600000000D))"

@@ -16,9 +16,6 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import types as T
-
 from .config import SyntheticConf
 
 CATEGORIES = {
@@ -59,14 +56,9 @@ BRANDS = ["Acme", "Nordhaven", "Kestrel", "Lumio", "Orchard & Co", "Vantage", "P
           "Bluefin", "Maple Lane", "Helix", "Tandem", "Corvid", "Quartz", "Juniper", "Atlas"]
 FUNNEL = ("view", "click", "add_to_cart", "purchase")
 
-RAW_EVENT_SCHEMA = T.StructType([
-    T.StructField("event_user", T.StringType()),
-    T.StructField("sku", T.StringType()),
-    T.StructField("action", T.StringType()),
-    T.StructField("ts", T.StringType()),
-    T.StructField("revenue", T.StringType()),
-    T.StructField("qty", T.StringType()),
-])
+# raw log columns, all strings (Spark DDL); pyspark is imported only where Spark runs,
+# so the catalog can be built on a machine without it (GPU benchmarks)
+RAW_EVENT_SCHEMA = "event_user string, sku string, action string, ts string, revenue string, qty string"
 
 
 def item_catalog(conf: SyntheticConf) -> pd.DataFrame:
@@ -182,7 +174,7 @@ def _corrupt(df: pd.DataFrame, rng: np.random.Generator, conf: SyntheticConf) ->
     return pd.concat(parts, ignore_index=True)
 
 
-def generate_events(spark: SparkSession, conf: SyntheticConf, n_users: int | None = None) -> DataFrame:
+def generate_events(spark, conf: SyntheticConf, n_users: int | None = None):
     """Raw synthetic events (all strings, as a log would be) as a lazy DataFrame.
 
     Columns: event_user, sku, action, ts ('YYYY-mm-dd HH:MM:SS.ffffff' UTC),
@@ -215,7 +207,7 @@ def generate_events(spark: SparkSession, conf: SyntheticConf, n_users: int | Non
     return users.mapInPandas(gen, RAW_EVENT_SCHEMA)
 
 
-def write_raw(spark: SparkSession, conf: SyntheticConf, path: str, n_users: int | None = None) -> str:
+def write_raw(spark, conf: SyntheticConf, path: str, n_users: int | None = None) -> str:
     """Generate raw events and the catalog as Parquet under ``path`` (events/ and items/)."""
     generate_events(spark, conf, n_users).write.mode("overwrite").parquet(f"{path}/events")
     spark.createDataFrame(item_catalog(conf)).write.mode("overwrite").parquet(f"{path}/items")

@@ -46,7 +46,9 @@ def ensure_table(spark: SparkSession, cfg: Config, ts: TableSpec) -> DeltaTable:
     b = DeltaTable.createIfNotExists(spark).location(p).addColumns(ts.schema)
     if ts.partition_by:
         b = b.partitionedBy(*ts.partition_by)
-    b.property("delta.appendOnly", "false").execute()
+    for k, v in ts.properties.items():
+        b = b.property(k, v)
+    b.execute()
     for name, expr in ts.checks.items():
         spark.sql(f"ALTER TABLE delta.`{p}` ADD CONSTRAINT {name} CHECK ({expr})")
     return DeltaTable.forPath(spark, p)
