@@ -69,10 +69,10 @@ def build_lifecycle(events: DataFrame, sequences: DataFrame, snapshot_date: str,
         first_in = F.min(F.when((ts >= window_start) & (ts < e), ts))
         return last_before, first_in
 
+    is_value = F.col("event_type").isin(*seq_conf.value_event_types)
     lb_d, fi_d = react_parts(end)
     lb_p, fi_p = react_parts(prev_end)
     upper = horizon_end if labels_known else end
-    is_value = F.col("event_type").isin(*seq_conf.value_event_types)
     future = (ts >= end) & (ts < horizon_end)
     aggs = [
         F.max(F.when(ts < end, ts)).alias("last_ts"),
@@ -80,6 +80,8 @@ def build_lifecycle(events: DataFrame, sequences: DataFrame, snapshot_date: str,
         F.max(F.when(ts < prev_end, ts)).alias("last_ts_prev"),
         lb_d.alias("lb_d"), fi_d.alias("fi_d"), lb_p.alias("lb_p"), fi_p.alias("fi_p"),
         F.sum(F.when((ts >= _shift(end, -30)) & (ts < end), 1).otherwise(0)).cast("long").alias("events_last_30d"),
+        F.coalesce(F.sum(F.when((ts >= _shift(end, -c.horizon_days)) & (ts < end) & is_value, F.col("value"))),
+                   F.lit(0.0)).alias("value_last_horizon"),
     ]
     if labels_known:
         aggs += [
@@ -119,6 +121,7 @@ def build_lifecycle(events: DataFrame, sequences: DataFrame, snapshot_date: str,
         tenure.alias("tenure_days"),
         "median_gap_days",
         "events_last_30d",
+        "value_last_horizon",
         F.lit(c.horizon_days).alias("horizon_days"),
         F.lit(bool(labels_known)).alias("has_labels"),
         (F.col("events_next_horizon") == 0).alias("churned_within_horizon") if labels_known else F.lit(None).cast("boolean").alias("churned_within_horizon"),

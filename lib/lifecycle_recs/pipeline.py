@@ -106,6 +106,9 @@ STAGES: Dict[str, object] = {
     "sequences": stage_sequences,
     "lifecycle": stage_lifecycle,
     "embeddings": "embeddings:run_stage",
+    "train": "training:run_stage",
+    "score": "scoring:run_stage",
+    "evaluate": "evaluation:run_stage",
 }
 
 

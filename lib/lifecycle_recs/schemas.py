@@ -145,6 +145,7 @@ USER_LIFECYCLE = TableSpec(
         Col("tenure_days", D, False, "days from first event to end of D"),
         Col("median_gap_days", D, True, "median gap between the user's last N events, days"),
         Col("events_last_30d", L, False, "events in (D-30, D]"),
+        Col("value_last_horizon", D, False, "value of value-type events in (D-H, D] (the 'same as last H days' baseline)"),
         Col("horizon_days", I, False, "label horizon H"),
         Col("has_labels", B, False, "true when events cover (D, D+H] so the labels below are known"),
         Col("churned_within_horizon", B, True, "no event in (D, D+H]; null without labels"),
@@ -173,8 +174,86 @@ ITEM_EMBEDDINGS = TableSpec(
     doc="Transformer text vector per item and model; recomputed only when the text hash changes.",
 )
 
+EVALUATION_METRICS = TableSpec(
+    "evaluation_metrics",
+    (
+        Col("snapshot_date", DT, False, "snapshot the evaluation is about"),
+        Col("dataset", S, False, "dataset / protocol name"),
+        Col("model", S, False, "model or baseline name (ours, most_popular, als, recency, ...)"),
+        Col("model_version", S, False, "artifact version, or the baseline's name"),
+        Col("task", S, False, "next_item, next_item_unseen, long_horizon, churn, value, catalog"),
+        Col("metric", S, False, "metric name, e.g. hit@10"),
+        Col("value", D, True, "metric value"),
+        Col("evaluated_at", TS, False, "when it was computed"),
+    ),
+    partition_by=("snapshot_date",),
+    keys=("snapshot_date", "dataset", "model", "task", "metric"),
+    doc="Quality metrics of our model and baselines, per snapshot and dataset.",
+)
+
+_ITEM_WEIGHT = T.ArrayType(T.StructType([T.StructField("item_id", S), T.StructField("weight", D)]))
+
+USER_INTERESTS = TableSpec(
+    "user_interests",
+    (
+        Col("snapshot_date", DT, False, "as-of date D"),
+        Col("user_id", S, False, "user identifier"),
+        Col("interest_vector", _arr(F), False, "user vector from the sequence model (same space as item vectors)"),
+        Col("top_categories", T.ArrayType(T.StructType([T.StructField("category", S), T.StructField("weight", D)])),
+            False, "up to 3 categories with the share of the user's softmax score mass (0..1)"),
+        Col("model_version", S, False, "artifact version that produced the row"),
+        Col("scored_at", TS, False, "when the row was computed"),
+    ),
+    partition_by=("snapshot_date",),
+    keys=("snapshot_date", "user_id"),
+    doc="User interest vector and top categories as of D.",
+)
+
+RETENTION_SCORES = TableSpec(
+    "retention_scores",
+    (
+        Col("snapshot_date", DT, False, "as-of date D"),
+        Col("user_id", S, False, "user identifier"),
+        Col("stage", S, False, "lifecycle stage at D (user_lifecycle)"),
+        Col("churn_probability", D, False, "P(no event in (D, D+H]), 0..1"),
+        Col("retention_score", D, False, "1 - churn_probability"),
+        Col("predicted_value", D, False, "expected value of value-type events in (D, D+H], currency units (or rating points)"),
+        Col("horizon_days", I, False, "H, days"),
+        Col("because_items", _ITEM_WEIGHT, False, "recent items with the most attention weight (0..1)"),
+        Col("top_features", T.ArrayType(T.StructType([T.StructField("feature", S), T.StructField("effect", D)])),
+            False, "features that moved churn_probability most: change when set to the batch mean (signed)"),
+        Col("model_version", S, False, "artifact version"),
+        Col("scored_at", TS, False, "when the row was computed"),
+    ),
+    partition_by=("snapshot_date",),
+    keys=("snapshot_date", "user_id"),
+    checks={"churn_probability_range": "churn_probability >= 0 AND churn_probability <= 1",
+            "predicted_value_non_negative": "predicted_value >= 0"},
+    doc="Churn probability, retention score and predicted value per user as of D, with explanations.",
+)
+
+RECOMMENDATIONS = TableSpec(
+    "recommendations",
+    (
+        Col("snapshot_date", DT, False, "as-of date D"),
+        Col("user_id", S, False, "user identifier"),
+        Col("rank", I, False, "1..K, 1 = best"),
+        Col("item_id", S, False, "recommended item"),
+        Col("score", D, False, "ranking score (higher is better; comparable within a user and strategy)"),
+        Col("strategy", S, False, "personalized | new_user_content_popularity | at_risk_long_term_value"),
+        Col("because_items", _ITEM_WEIGHT, False, "recent items with the most attention weight: 'because you ...'"),
+        Col("model_version", S, False, "artifact version"),
+        Col("scored_at", TS, False, "when the row was computed"),
+    ),
+    partition_by=("snapshot_date",),
+    keys=("snapshot_date", "user_id", "rank"),
+    checks={"rank_positive": "rank >= 1"},
+    doc="Top-K items per user as of D, lifecycle-aware, seen items filtered where configured, category-capped.",
+)
+
 TABLES: Dict[str, TableSpec] = {
-    t.name: t for t in (EVENTS, EVENTS_QUARANTINE, ITEMS, USER_SEQUENCES, USER_LIFECYCLE, ITEM_EMBEDDINGS)
+    t.name: t for t in (EVENTS, EVENTS_QUARANTINE, ITEMS, USER_SEQUENCES, USER_LIFECYCLE, ITEM_EMBEDDINGS,
+                        EVALUATION_METRICS, USER_INTERESTS, RETENTION_SCORES, RECOMMENDATIONS)
 }
 
 
