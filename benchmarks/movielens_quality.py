@@ -52,6 +52,7 @@ def main():
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--no-text", action="store_true")
+    p.add_argument("--stride", type=int, default=10)
     p.add_argument("--work", default=os.path.join(ROOT, ".bench", "ml100k"))
     args = p.parse_args()
     if not os.path.exists(os.path.join(ML, "ml-100k.inter")):
@@ -79,7 +80,7 @@ def main():
     # the whole history per user, for RecBole-style windows and leave-one-out
     full = build_sequences(events, "1998-12-31", type(cfg.sequences)(max_length=100000,
                                                                        value_event_types=["rating"]))
-    ex = examples(full, vocab, 50, "windows", holdout=2).persist()
+    ex = examples(full, vocab, 50, "windows", holdout=2, stride=args.stride).persist()
     cache = os.path.join(args.work, "petastorm")
     train_t = tensors_via_petastorm(spark, ex.where(F.col("split") == "train"), cache)
     val_t = tensors_via_petastorm(spark, ex.where(F.col("split") == "val"), cache)
@@ -101,23 +102,26 @@ def main():
     ours = {k: float(np.mean([v[0][k] for v in results.values()])) for k in results[args.seeds[0]][0]}
     ours_unseen = {k: float(np.mean([v[1][k] for v in results.values()])) for k in results[args.seeds[0]][1]}
 
-    # baselines on the same split: most popular (training steps), Spark ALS (implicit)
-    targets = test_t["eval_target"].numpy()
-    pop = E.popularity_scores(train_t["items"].numpy(), vocab.n_items)
+    # baselines on the same split, from the same ordering: training part = all but each user's last 2 events
+    steps = full.select("user_id", F.posexplode("item_ids").alias("pos", "item_id"), "sequence_length")
+    train_part = steps.where(F.col("pos") < F.col("sequence_length") - 2)
+    test_target = steps.where(F.col("pos") == F.col("sequence_length") - 1).select("user_id", "item_id")
+    counts = train_part.groupBy("user_id", "item_id").count().collect()  # 100k ratings: a small benchmark
+    users = sorted({r["user_id"] for r in counts})
+    uidx = {u: i for i, u in enumerate(users)}
+    iidx = vocab.item_index([r["item_id"] for r in counts])
+    triples = [(uidx[r["user_id"]], int(i), float(r["count"])) for r, i in zip(counts, iidx)]
+    pop = np.bincount(iidx, weights=[r["count"] for r in counts], minlength=vocab.n_items).astype(float)
+    pop[:2] = -1
+    tt = test_target.collect()
+    targets = vocab.item_index([r["item_id"] for r in tt])
     popular = E.rank_metrics(E.popular_ranks(pop, targets), 10)
-    triples = []
-    for u in range(len(test_t["length"])):
-        L = int(test_t["length"][u])
-        seen = test_t["items"][u, :L].numpy()
-        seen = seen[:-1] if L > 0 else seen  # drop the validation item: ALS trains on the training part only
-        for it, c in zip(*np.unique(seen[seen > 1], return_counts=True)):
-            triples.append((u, int(it), float(c)))
     uf, itf = E.als_factors(spark, triples, vocab.n_items, seed=args.seeds[0])
     als_r = []
-    for u in range(len(targets)):
-        s = itf @ uf.get(u, np.zeros(itf.shape[1], np.float32))
-        s[:2] = -np.inf
-        als_r.append((s > s[targets[u]]).sum() + 1)
+    for r, tgt in zip(tt, targets):
+        s_ = itf @ uf.get(uidx.get(r["user_id"], -1), np.zeros(itf.shape[1], np.float32))
+        s_[:2] = -np.inf
+        als_r.append((s_ > s_[tgt]).sum() + 1)
     als = E.rank_metrics(np.array(als_r), 10)
 
     # churn at T = 1998-03-01 with H = 30: train on T-30, score at T

@@ -20,7 +20,7 @@ def check_schema(spark, cfg, name):
 
 @pytest.mark.slow
 def test_nightly_end_to_end_and_rerun_identical(spark, make_cfg):
-    cfg = make_cfg(synthetic=SMALL, stages=BASE_STAGES + ["train"])
+    cfg = make_cfg(synthetic=SMALL, stages=BASE_STAGES + ["train"])  # train: also builds the T = D-H snapshot
     ctx = run_nightly(spark, cfg, stages=BASE_STAGES)
     d = ctx.snapshot_date
     counts = ctx.results[0].info
@@ -45,6 +45,46 @@ def test_nightly_end_to_end_and_rerun_identical(spark, make_cfg):
     after = {t: sorted_rows(tables.read(spark, cfg, t).drop("ingested_at", "updated_at"))
              for t in ("events", "user_sequences", "user_lifecycle")}
     assert after == before
+
+
+@pytest.mark.slow
+def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg):
+    """All stages on tiny synthetic data: embeddings, training through petastorm,
+    scoring, recommendations, evaluation; then a rerun of D changes nothing."""
+    cfg = make_cfg(synthetic={"seed": 5, "n_users": 80, "n_items": 60, "days": 120, "partitions": 2},
+                   train={"epochs": 2, "patience": 2, "batch_size": 64},
+                   model={"hidden_dim": 16, "item_dim": 16}, recommend={"k": 5})
+    ctx = run_nightly(spark, cfg)
+    d, t = ctx.snapshot_date, ctx.training_date
+    info = {r.stage: r.info for r in ctx.results}
+    assert info["embeddings"]["embedded"] == 60
+    assert info["train"]["train_rows"] > 0
+    for name in ("item_embeddings", "user_interests", "retention_scores", "recommendations", "evaluation_metrics"):
+        check_schema(spark, cfg, name)
+    n_users = tables.read(spark, cfg, "user_sequences", d).count()
+    assert tables.read(spark, cfg, "retention_scores", d).count() == n_users
+    assert tables.read(spark, cfg, "user_interests", d).count() == n_users
+    recs = tables.read(spark, cfg, "recommendations", d)
+    per_user = recs.groupBy("user_id").agg(F.count("*").alias("n"), F.min("rank").alias("lo"),
+                                           F.max("rank").alias("hi")).collect()
+    assert len(per_user) == n_users and all(r["lo"] == 1 and r["hi"] == r["n"] <= 5 for r in per_user)
+    seen = recs.join(tables.read(spark, cfg, "user_sequences", d).select("user_id", "item_ids"), "user_id") \
+        .where(F.array_contains("item_ids", F.col("item_id"))).count()
+    assert seen == 0
+    stages = {r["stage"]: r["strategy"] for r in tables.read(spark, cfg, "retention_scores", d)
+              .join(recs.select("user_id", "strategy").distinct(), "user_id").collect()}
+    assert stages.get("churned", "at_risk_long_term_value") == "at_risk_long_term_value"
+    metrics = tables.read(spark, cfg, "evaluation_metrics").where(F.col("snapshot_date") == t)
+    assert metrics.where((F.col("model") == "ours") & (F.col("task") == "long_horizon")).count() >= 2
+
+    volatile = ("ingested_at", "updated_at", "scored_at", "evaluated_at")
+    names = ("events", "user_sequences", "user_lifecycle", "item_embeddings", "user_interests",
+             "retention_scores", "recommendations")
+    before = {n: sorted_rows(tables.read(spark, cfg, n).drop(*volatile)) for n in names}
+    run_nightly(spark, cfg, d)
+    after = {n: sorted_rows(tables.read(spark, cfg, n).drop(*volatile)) for n in names}
+    for n in names:
+        assert after[n] == before[n], n
 
 
 @pytest.mark.skipif(not ML100K.exists(), reason=f"MovieLens-100K not found at {ML100K} "

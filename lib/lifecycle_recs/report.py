@@ -53,7 +53,28 @@ def print_run(ctx: RunContext, samples: bool = False) -> None:
         print("--- lifecycle stages at D ---")
         (tables.read(spark, cfg, "user_lifecycle", ctx.snapshot_date)
          .groupBy("stage").count().orderBy("stage").show())
-    from .pipeline import STAGES  # noqa: F401
-    hook = getattr(ctx, "demo_hook", None)
-    if hook:
-        hook(ctx)
+    if tables.exists(spark, cfg, "retention_scores") and tables.exists(spark, cfg, "recommendations"):
+        print_users(ctx)
+
+
+def print_users(ctx: RunContext, per_stage: int = 1) -> None:
+    """A few users of D (one per stage) with scores and recommended titles."""
+    spark, cfg, d = ctx.spark, ctx.cfg, ctx.snapshot_date
+    rs = tables.read(spark, cfg, "retention_scores", d)
+    picked = (rs.withColumn("_r", F.row_number().over(
+        __import__("pyspark.sql.window", fromlist=["Window"]).Window.partitionBy("stage").orderBy("user_id")))
+        .where(F.col("_r") <= per_stage).orderBy("stage").collect())  # a handful of rows
+    titles = tables.read(spark, cfg, "items").select("item_id", "title")
+    recs = (tables.read(spark, cfg, "recommendations", d).where(F.col("user_id").isin([r["user_id"] for r in picked]))
+            .join(titles, "item_id", "left").orderBy("user_id", "rank").collect())
+    print("\n=== a few users at D: stage, scores, recommendations ===")
+    for r in picked:
+        because = ", ".join(f"{b['item_id']} ({b['weight']:.2f})" for b in r["because_items"])
+        feats = ", ".join(f"{f['feature']} {f['effect']:+.3f}" for f in r["top_features"])
+        print(f"\nuser {r['user_id']}  stage={r['stage']}  churn_probability={r['churn_probability']:.3f}  "
+              f"retention_score={r['retention_score']:.3f}  predicted_value_{r['horizon_days']}d="
+              f"{r['predicted_value']:.2f}")
+        print(f"  because of: {because or '-'}   churn drivers: {feats}")
+        for x in [x for x in recs if x["user_id"] == r["user_id"]]:
+            print(f"  {x['rank']:>2}. {x['item_id']}  {str(x['title'])[:55]:<55} score={x['score']:+.3f} "
+                  f"[{x['strategy']}]")

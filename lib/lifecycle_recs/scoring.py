@@ -99,23 +99,22 @@ def _z(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return (x - mean) / var.sqrt().clamp(min=1e-6)
 
 
-def _category_cap(order: np.ndarray, cats: np.ndarray, k: int, cap: int) -> np.ndarray:
-    """First k of ``order`` with at most ``cap`` per category; short lists filled in order."""
+def _capped_topk(top_s: torch.Tensor, top_i: torch.Tensor, cats: torch.Tensor, k: int, cap: int, n_cat: int):
+    """From candidates sorted by score, keep at most ``cap`` per category and take
+    the first k; when too few remain (small catalog), fill with the best skipped ones.
+    Vectorised over users (a running count per category along the sorted list)."""
     if cap <= 0:
-        return order[:k]
-    chosen, skipped, count = [], [], {}
-    for i in order:
-        c = cats[i]
-        if c >= 0 and count.get(c, 0) >= cap:
-            skipped.append(i)
-            continue
-        count[c] = count.get(c, 0) + 1
-        chosen.append(i)
-        if len(chosen) == k:
-            break
-    if len(chosen) < k:
-        chosen += skipped[:k - len(chosen)]
-    return np.asarray(chosen, dtype=np.int64)
+        return top_i[:, :k], top_s[:, :k]
+    c = cats[top_i].clamp(min=0)
+    onehot = torch.nn.functional.one_hot(c, n_cat).to(torch.int32)
+    seen_before = (torch.cumsum(onehot, dim=1) * onehot).sum(-1)    # 1-based count within category
+    allowed = (seen_before <= cap) | (cats[top_i] < 0)
+    allowed &= torch.isfinite(top_s)
+    # allowed first (in score order), then the skipped ones
+    pos = torch.arange(top_s.shape[1], device=top_s.device)[None, :]
+    key = torch.where(allowed, pos, pos + top_s.shape[1])
+    order = key.argsort(dim=1)[:, :k]
+    return top_i.gather(1, order), top_s.gather(1, order)
 
 
 @torch.no_grad()
@@ -143,11 +142,16 @@ def score_batch(pdf: pd.DataFrame, sc: Scorer, conf: RecommendConf, new_stage: s
         p2 = torch.sigmoid(model.churn_head(torch.cat([z_user, model.feat(f2)], -1)).squeeze(-1).float())
         effects.append(churn - p2)
     effects = torch.stack(effects, 1).cpu().numpy()
-    att = out["attention"].float().cpu().numpy()
     items_np = enc["items"]
     stages = pdf["stage"].to_numpy() if "stage" in pdf else np.array(["active"] * B, dtype=object)
     n_events = pdf["n_events"].to_numpy() if "n_events" in pdf else enc["length"]
 
+    # every item of the user's sequence counts as seen, not only the model's window
+    n_all = np.fromiter((len(x) if x is not None else 0 for x in pdf["item_ids"]), dtype=np.int64, count=B)
+    flat = np.concatenate([np.asarray(x, dtype=object) for x in pdf["item_ids"] if x is not None and len(x)]) \
+        if n_all.sum() else np.zeros(0, dtype=object)
+    got = pd.Index(sc.item_ids[2:]).get_indexer(pd.Series(flat, dtype=object).fillna("\u0000").to_numpy())
+    seen_rows, seen_cols = np.repeat(np.arange(B), n_all)[got >= 0], got[got >= 0] + 2
     # recommendations, in chunks of users against all items on this worker
     n_items = sc.item_vecs.shape[0]
     k = int(conf.k)
@@ -162,8 +166,9 @@ def score_batch(pdf: pd.DataFrame, sc: Scorer, conf: RecommendConf, new_stage: s
         valid = torch.ones_like(s, dtype=torch.bool)
         valid[:, :2] = False
         it = t["items"][lo:hi]
-        seen = torch.zeros_like(valid).scatter_(1, it, True)
-        seen[:, :2] = False
+        seen = torch.zeros_like(valid)
+        m = (seen_rows >= lo) & (seen_rows < hi)
+        seen[torch.as_tensor(seen_rows[m] - lo, device=dev), torch.as_tensor(seen_cols[m], device=dev)] = True
         # interests: softmax mass per category
         prob = torch.softmax(s.masked_fill(~valid, -1e9), dim=1)
         mass = torch.zeros((hi - lo, n_cat), device=dev).index_add_(1, cat_t.clamp(min=0), prob)
@@ -184,26 +189,24 @@ def score_batch(pdf: pd.DataFrame, sc: Scorer, conf: RecommendConf, new_stage: s
         final = final.masked_fill(mask, -float("inf"))
         pool = min(n_items - 2, max(k * 4, k + 50))
         top_s, top_i = final.topk(pool, dim=1)
-        top_s, top_i = top_s.cpu().numpy(), top_i.cpu().numpy()
-        for r in range(hi - lo):
-            ok = np.isfinite(top_s[r])
-            chosen = _category_cap(top_i[r][ok], sc.categories, k, conf.category_cap)
-            pos = {v: j for j, v in enumerate(top_i[r])}
-            rec_items.append(sc.item_ids[chosen].tolist())
-            rec_scores.append([float(top_s[r][pos[c]]) for c in chosen])
+        chosen_i, chosen_s = _capped_topk(top_s, top_i, cat_t, k, conf.category_cap, n_cat)
+        ids_np = sc.item_ids[chosen_i.cpu().numpy()]
+        sc_np = chosen_s.cpu().numpy().astype(np.float64)
+        ok = np.isfinite(sc_np)
+        rec_items += [row[m].tolist() for row, m in zip(ids_np, ok)]
+        rec_scores += [row[m].tolist() for row, m in zip(sc_np, ok)]
         strategies += ["new_user_content_popularity" if n else "at_risk_long_term_value" if a else "personalized"
                        for n, a in zip(is_new.tolist(), at_risk.tolist())]
         cat_names += [[sc.category_names[c] for c in row] for row in ti.cpu().numpy()]
         cat_weights += tw.cpu().numpy().astype(np.float64).tolist()
 
-    because_ids, because_w = [], []
-    for r in range(B):
-        L = int(enc["length"][r])
-        w = att[r, :L]
-        top = np.argsort(-w, kind="stable")[:3]
-        keep = [j for j in top if items_np[r, j] > UNK]
-        because_ids.append([sc.item_ids[items_np[r, j]] for j in keep])
-        because_w.append([float(w[j]) for j in keep])
+    # "because": the 3 steps with the most attention weight (known items only)
+    att_t = out["attention"].float().masked_fill(t["items"] <= UNK, -1.0)
+    bw, bi = att_t.topk(min(3, att_t.shape[1]), dim=1)
+    bw, bi = bw.cpu().numpy(), bi.cpu().numpy()
+    b_items = np.take_along_axis(items_np, bi, axis=1)
+    because_ids = [[sc.item_ids[i] for i, w in zip(ri, rw) if w >= 0] for ri, rw in zip(b_items, bw)]
+    because_w = [[float(w) for w in rw if w >= 0] for rw in bw]
     order = np.argsort(-np.abs(effects), axis=1)[:, :3]
     return pd.DataFrame({
         "user_id": pdf["user_id"].to_numpy(),

@@ -147,7 +147,7 @@ def encode_last(pdf: pd.DataFrame, vocab: Vocab, max_len: int) -> Dict[str, np.n
 
 
 def encode_users(pdf: pd.DataFrame, vocab: Vocab, max_len: int, mode: str = "last",
-                 holdout: int = 0) -> pd.DataFrame:
+                 holdout: int = 0, stride: Optional[int] = None) -> pd.DataFrame:
     """user rows (user_sequences [+ lifecycle labels]) -> model example rows.
 
     mode ``last``: one example per user from the last ``max_len`` steps, with
@@ -155,7 +155,10 @@ def encode_users(pdf: pd.DataFrame, vocab: Vocab, max_len: int, mode: str = "las
     mode ``loo``: the last step is held out as ``eval_target``; inputs are the
     steps before it (leave-one-out evaluation).
     mode ``windows``: RecBole-style training from a full history minus the last
-    ``holdout`` steps, cut into windows of ``max_len`` + 1 steps; plus rows
+    ``holdout`` steps, cut into windows of ``max_len`` + 1 steps that advance by
+    ``stride`` (default ``max_len``); a later window trains only the targets the
+    earlier one did not, so every target sees at least max_len - stride steps
+    of history (RecBole trains every prefix); plus rows
     ``split=val`` (predict step n-2 from the steps before it) and ``split=test``
     (predict step n-1) when ``holdout`` = 2.
     Empty sequences, unknown items and NaN values are encoded, not rejected.
@@ -182,15 +185,18 @@ def encode_users(pdf: pd.DataFrame, vocab: Vocab, max_len: int, mode: str = "las
             rows.append({**base, **w, "length": length, "eval_target": int(it[n - 1]), "split": "test"})
         elif mode == "windows":
             end = n - holdout
+            step = max(1, min(stride or max_len, max_len))
             lo = 0
             while end - lo >= 2:
                 hi = min(end, lo + max_len + 1)
                 w, length = _window(it, ev, gaps, vals, lo, hi, max_len + 1, True)
                 w = {k: v[:max_len] for k, v in w.items()}
+                if lo > 0:
+                    w["targets"][:max_len - step] = 0  # trained by the previous window
                 rows.append({**base, **w, "length": min(length, max_len), "eval_target": 0, "split": "train"})
                 if hi == end:
                     break
-                lo = hi - 1
+                lo += step
             for name, t in (("val", n - 2), ("test", n - 1)) if holdout == 2 else ():
                 if t >= 1:
                     w, length = _window(it, ev, gaps, vals, max(0, t - max_len), t, max_len, False)
@@ -213,11 +219,11 @@ EXAMPLE_SCHEMA = (
 )
 
 
-def examples(df, vocab: Vocab, max_len: int, mode: str = "last", holdout: int = 0):
+def examples(df, vocab: Vocab, max_len: int, mode: str = "last", holdout: int = 0, stride: Optional[int] = None):
     """Spark: user rows -> example rows (``EXAMPLE_SCHEMA``), built on the workers."""
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for b in batches:
-            yield encode_users(b, vocab, max_len, mode, holdout)
+            yield encode_users(b, vocab, max_len, mode, holdout, stride)
 
     return df.mapInPandas(run, EXAMPLE_SCHEMA)
 
@@ -388,7 +394,9 @@ def save_artifact(root: str, model: SequenceModel, vocab: Vocab, max_len: int, m
     for k in sorted(state):
         h.update(k.encode())
         h.update(state[k].detach().cpu().numpy().tobytes())
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    # deterministic: a rerun of the same night (same data, same seed) gives the same
+    # weights, hence the same version, hence identical output tables
+    stamp = str((extra or {}).get("training_date") or dt.date.today().isoformat())
     version = f"{model.spec.encoder}-{stamp}-{h.hexdigest()[:8]}"
     d = os.path.join(root, version)
     os.makedirs(d, exist_ok=True)
