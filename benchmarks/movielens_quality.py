@@ -46,13 +46,14 @@ def main():
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--encoder", default="lstm")
-    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--item-dim", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.002)
-    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--lr", type=float, default=0.003)
+    p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--no-text", action="store_true")
     p.add_argument("--stride", type=int, default=10)
+    p.add_argument("--dump", default=None, help="save the prepared tensors here and stop (for tuning elsewhere)")
     p.add_argument("--work", default=os.path.join(ROOT, ".bench", "ml100k"))
     args = p.parse_args()
     if not os.path.exists(os.path.join(ML, "ml-100k.inter")):
@@ -88,6 +89,11 @@ def main():
     print(f"data ready in {time.perf_counter() - t0:.0f}s: {len(train_t['length'])} training windows, "
           f"{len(val_t['length'])} val users, {len(test_t['length'])} test users", flush=True)
 
+    if args.dump:
+        os.makedirs(args.dump, exist_ok=True)
+        torch.save({"train": train_t, "val": val_t, "test": test_t, "text": text, "vocab": vocab.to_json()},
+                   os.path.join(args.dump, "ml100k_tensors.pt"))
+        return
     rows, results = [], {}
     for seed in args.seeds:
         cfg.train.seed = seed
@@ -162,7 +168,7 @@ def churn_eval(spark, cfg, vocab, text):
     from lifecycle_recs import tables
     from lifecycle_recs.lifecycle import build_lifecycle
     from lifecycle_recs.sequences import build_sequences
-    from lifecycle_recs.training import examples, tensors_via_petastorm, train_model, training_frame
+    from lifecycle_recs.training import examples, fit_heads, tensors_via_petastorm, train_model, training_frame
 
     events = tables.read(spark, cfg, "events")
     T, T1 = "1998-03-01", "1998-01-30"
@@ -179,6 +185,7 @@ def churn_eval(spark, cfg, vocab, text):
     cfg.train.seed = 2020
     model, _ = train_model(tr, None, vocab, text, cfg.model, type(cfg.train)(**{**cfg.train.__dict__, "epochs": 30,
                                                                                   "patience": 30}), 50)
+    fit_heads(model, tr, None, cfg.model.loss_weights, seed=2020)
     with torch.no_grad():
         out = model(te["items"], te["events"], te["gaps"], te["values"], te["length"], te["feats"])
         p = torch.sigmoid(out["churn_logit"]).numpy()
