@@ -238,6 +238,22 @@ def tensors_from_pandas(ex: pd.DataFrame) -> Dict[str, torch.Tensor]:
     return out
 
 
+def _read_materialised(cache_dir_url: str, cols) -> Dict[str, List[torch.Tensor]]:
+    import pyarrow.parquet as pq
+
+    path = cache_dir_url.replace("file://", "")
+    parts: Dict[str, List[torch.Tensor]] = {c: [] for c in cols}
+    files = sorted(f for f in os.listdir(path) if f.endswith(".parquet"))
+    for f in files:
+        for rb in pq.ParquetFile(os.path.join(path, f)).iter_batches(batch_size=4096, columns=list(cols)):
+            t = rb.to_pydict()
+            if not t[cols[0]]:
+                continue
+            for c in cols:
+                parts[c].append(torch.as_tensor(np.asarray(t[c])))
+    return parts
+
+
 def tensors_via_petastorm(spark, df, cache_dir: str, batch_size: int = 1024) -> Dict[str, torch.Tensor]:
     """Read an example DataFrame into tensors through petastorm
     (``make_spark_converter`` -> ``make_torch_dataloader``), one pass, in a fixed order."""
@@ -246,23 +262,30 @@ def tensors_via_petastorm(spark, df, cache_dir: str, batch_size: int = 1024) -> 
     os.makedirs(cache_dir, exist_ok=True)
     spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, "file://" + os.path.abspath(cache_dir))
     cols = [*ARRAY_COLS, "length", "feats", "churn", "value", "label_w", "eval_target"]
-    for attempt in range(2):
-        conv = make_spark_converter(df.select(*cols))
-        parts: Dict[str, List[torch.Tensor]] = {c: [] for c in cols}
-        try:
-            with conv.make_torch_dataloader(batch_size=batch_size, num_epochs=1, workers_count=1,
-                                            shuffling_queue_capacity=0) as loader:
-                for batch in loader:
-                    for c in cols:
-                        parts[c].append(torch.as_tensor(batch[c]))
-        finally:
-            conv.delete()
-        if parts["length"] or attempt:
-            break
-        # seen once here: an empty read of a fresh cache; count before trusting it
-        if df.limit(1).count() == 0:
-            break
-        log.warning("petastorm returned no rows for a non-empty DataFrame; converting again")
+    from petastorm.spark import spark_dataset_converter as sdc
+
+    # petastorm 0.13.1 reuses a cached conversion when it judges two plans equal; every
+    # conversion here is deleted after use, so forget them all before a new one
+    with sdc._cache_df_meta_list_lock:
+        sdc._cache_df_meta_list.clear()
+    conv = make_spark_converter(df.select(*cols))
+    parts: Dict[str, List[torch.Tensor]] = {c: [] for c in cols}
+    try:
+        with conv.make_torch_dataloader(batch_size=batch_size, num_epochs=1, workers_count=1,
+                                        shuffling_queue_capacity=0) as loader:
+            for batch in loader:
+                for c in cols:
+                    parts[c].append(torch.as_tensor(batch[c]))
+        if not parts["length"]:
+            # Seen here, intermittently (several conversions in one session): the
+            # reader yields nothing from a non-empty materialisation. Read the files
+            # petastorm wrote directly rather than lose the data.
+            parts = _read_materialised(conv.cache_dir_url, cols)
+            if parts["length"]:
+                log.warning("petastorm reader returned no rows; read its %d materialised rows directly",
+                            sum(len(x) for x in parts["length"]))
+    finally:
+        conv.delete()
     if not parts["length"]:
         raise ValueError("no training examples: the training snapshot has no users with sequences")
     out = {c: torch.cat(v) for c, v in parts.items()}
