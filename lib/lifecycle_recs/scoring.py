@@ -60,6 +60,7 @@ class Scorer:
     categories: np.ndarray           # [n_items] category code per item index
     category_names: List[str]
     item_ids: np.ndarray             # [n_items] item id per index ('' for 0/1)
+    _terms: Optional[tuple] = None
 
 
 def item_stats_path(artifact_dir: str) -> str:
@@ -90,15 +91,6 @@ def load_scorer(artifact_path: str, device: str = "auto") -> Scorer:
                   np.asarray(pop, np.float64), np.asarray(ltv, np.float64), cat_codes, names, ids)
 
 
-def _z(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Standardise each row over the valid candidates."""
-    xm = x.masked_fill(~valid, 0.0)
-    cnt = valid.sum(1, keepdim=True).clamp(min=1)
-    mean = xm.sum(1, keepdim=True) / cnt
-    var = ((x - mean) ** 2).masked_fill(~valid, 0.0).sum(1, keepdim=True) / cnt
-    return (x - mean) / var.sqrt().clamp(min=1e-6)
-
-
 def _capped_topk(top_s: torch.Tensor, top_i: torch.Tensor, cats: torch.Tensor, k: int, cap: int, n_cat: int):
     """From candidates sorted by score, keep at most ``cap`` per category and take
     the first k; when too few remain (small catalog), fill with the best skipped ones.
@@ -115,6 +107,27 @@ def _capped_topk(top_s: torch.Tensor, top_i: torch.Tensor, cats: torch.Tensor, k
     key = torch.where(allowed, pos, pos + top_s.shape[1])
     order = key.argsort(dim=1)[:, :k]
     return top_i.gather(1, order), top_s.gather(1, order)
+
+
+def _item_terms(sc: Scorer):
+    """Standardised log-popularity and long-term-value association, and the
+    item -> category one-hot matrix; computed once per scorer."""
+    if getattr(sc, "_terms", None) is None:
+        dev = sc.device
+        pop = torch.as_tensor(np.log1p(np.maximum(sc.popularity, 0)), dtype=torch.float32, device=dev)
+        ltv = torch.as_tensor(sc.ltv, dtype=torch.float32, device=dev)
+
+        def z(x):
+            body = x[2:]
+            return (x - body.mean()) / body.std().clamp(min=1e-6)
+
+        n_cat = max(1, len(sc.category_names))
+        onehot = torch.zeros(len(sc.categories) - 2, n_cat, device=dev)
+        cats = torch.as_tensor(sc.categories[2:], device=dev)
+        ok = cats >= 0
+        onehot[torch.arange(len(cats), device=dev)[ok], cats[ok]] = 1.0
+        sc._terms = (z(pop), z(ltv), onehot)
+    return sc._terms
 
 
 @torch.no_grad()
@@ -156,37 +169,43 @@ def score_batch(pdf: pd.DataFrame, sc: Scorer, conf: RecommendConf, new_stage: s
     n_items = sc.item_vecs.shape[0]
     k = int(conf.k)
     rec_items, rec_scores, strategies, cat_names, cat_weights = [], [], [], [], []
-    pop_z = torch.as_tensor(np.log1p(np.maximum(sc.popularity, 0)), dtype=torch.float32, device=dev)
-    ltv_t = torch.as_tensor(sc.ltv, dtype=torch.float32, device=dev)
+    # per-item terms are the same for every user: standardised once
+    pop_z, ltv_z, cat_onehot = _item_terms(sc)
     cat_t = torch.as_tensor(sc.categories, device=dev)
     n_cat = max(1, len(sc.category_names))
+    is_new_all = np.array([(st == new_stage) or (ne <= conf.new_user_max_events) for st, ne in zip(stages, n_events)])
+    at_risk_all = np.array([st in ("at_risk", "churned") for st in stages]) & ~is_new_all
     for lo in range(0, B, conf.chunk_size):
         hi = min(B, lo + conf.chunk_size)
         s = user[lo:hi] @ sc.item_vecs.T                          # [b, n_items]
-        valid = torch.ones_like(s, dtype=torch.bool)
-        valid[:, :2] = False
-        it = t["items"][lo:hi]
-        seen = torch.zeros_like(valid)
-        m = (seen_rows >= lo) & (seen_rows < hi)
-        seen[torch.as_tensor(seen_rows[m] - lo, device=dev), torch.as_tensor(seen_cols[m], device=dev)] = True
+        s[:, :2] = -float("inf")                                  # padding / unknown never ranked
+        body = s[:, 2:]
         # interests: softmax mass per category
-        prob = torch.softmax(s.masked_fill(~valid, -1e9), dim=1)
-        mass = torch.zeros((hi - lo, n_cat), device=dev).index_add_(1, cat_t.clamp(min=0), prob)
-        tw, ti = mass.topk(min(3, n_cat), dim=1)
-        is_new = torch.as_tensor([(stages[i] == new_stage) or (n_events[i] <= conf.new_user_max_events)
-                                  for i in range(lo, hi)], device=dev)
-        at_risk = torch.as_tensor([stages[i] in ("at_risk", "churned") for i in range(lo, hi)], device=dev)
-        final = _z(s, valid)
-        if sc.text_unit is not None:
-            hist = (sc.text_unit[it] * (it > 1).unsqueeze(-1)).sum(1)
-            content = torch.nn.functional.normalize(hist, dim=1) @ sc.text_unit.T
-            new_score = 0.3 * final + 0.4 * _z(content, valid) + 0.3 * _z(pop_z.expand_as(s), valid)
-        else:
-            new_score = 0.5 * final + 0.5 * _z(pop_z.expand_as(s), valid)
-        risk_score = final + conf.at_risk_value_weight * _z(ltv_t.expand_as(s), valid)
-        final = torch.where(is_new[:, None], new_score, torch.where(at_risk[:, None], risk_score, final))
-        mask = ~valid | (seen if conf.filter_seen else torch.zeros_like(seen))
-        final = final.masked_fill(mask, -float("inf"))
+        prob = torch.softmax(body, dim=1)
+        tw, ti = (prob @ cat_onehot).topk(min(3, n_cat), dim=1)
+        mean = body.mean(1, keepdim=True)
+        final = (s - mean) / body.std(1, keepdim=True).clamp(min=1e-6)
+        is_new = np.flatnonzero(is_new_all[lo:hi])
+        at_risk = np.flatnonzero(at_risk_all[lo:hi])
+        if len(is_new):
+            rows = torch.as_tensor(is_new, device=dev)
+            if sc.text_unit is not None:
+                it = t["items"][lo:hi][rows]
+                hist = (sc.text_unit[it] * (it > 1).unsqueeze(-1)).sum(1)
+                content = torch.nn.functional.normalize(hist, dim=1) @ sc.text_unit.T
+                cb = content[:, 2:]
+                content = (content - cb.mean(1, keepdim=True)) / cb.std(1, keepdim=True).clamp(min=1e-6)
+                final[rows] = 0.3 * final[rows] + 0.4 * content + 0.3 * pop_z
+            else:
+                final[rows] = 0.5 * final[rows] + 0.5 * pop_z
+        if len(at_risk):
+            rows = torch.as_tensor(at_risk, device=dev)
+            final[rows] = final[rows] + conf.at_risk_value_weight * ltv_z
+        final[:, :2] = -float("inf")
+        if conf.filter_seen:
+            m = (seen_rows >= lo) & (seen_rows < hi)
+            final[torch.as_tensor(seen_rows[m] - lo, device=dev), torch.as_tensor(seen_cols[m], device=dev)] = \
+                -float("inf")
         pool = min(n_items - 2, max(k * 4, k + 50))
         top_s, top_i = final.topk(pool, dim=1)
         chosen_i, chosen_s = _capped_topk(top_s, top_i, cat_t, k, conf.category_cap, n_cat)
@@ -196,7 +215,7 @@ def score_batch(pdf: pd.DataFrame, sc: Scorer, conf: RecommendConf, new_stage: s
         rec_items += [row[m].tolist() for row, m in zip(ids_np, ok)]
         rec_scores += [row[m].tolist() for row, m in zip(sc_np, ok)]
         strategies += ["new_user_content_popularity" if n else "at_risk_long_term_value" if a else "personalized"
-                       for n, a in zip(is_new.tolist(), at_risk.tolist())]
+                       for n, a in zip(is_new_all[lo:hi], at_risk_all[lo:hi])]
         cat_names += [[sc.category_names[c] for c in row] for row in ti.cpu().numpy()]
         cat_weights += tw.cpu().numpy().astype(np.float64).tolist()
 
