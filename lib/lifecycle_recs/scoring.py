@@ -224,8 +224,15 @@ def score_batch(pdf: pd.DataFrame, sc: Scorer, conf: RecommendConf, new_stage: s
     bw, bi = att_t.topk(min(3, att_t.shape[1]), dim=1)
     bw, bi = bw.cpu().numpy(), bi.cpu().numpy()
     b_items = np.take_along_axis(items_np, bi, axis=1)
-    because_ids = [[sc.item_ids[i] for i, w in zip(ri, rw) if w >= 0] for ri, rw in zip(b_items, bw)]
-    because_w = [[float(w) for w in rw if w >= 0] for rw in bw]
+    because_ids, because_w = [], []
+    for ri, rw in zip(b_items, bw):
+        ids, ws = [], []
+        for i, w in zip(ri, rw):
+            if w >= 0 and sc.item_ids[i] not in ids:  # an item seen twice is named once
+                ids.append(sc.item_ids[i])
+                ws.append(float(w))
+        because_ids.append(ids)
+        because_w.append(ws)
     order = np.argsort(-np.abs(effects), axis=1)[:, :3]
     return pd.DataFrame({
         "user_id": pdf["user_id"].to_numpy(),
