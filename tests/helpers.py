@@ -10,7 +10,5 @@ def events_df(spark, rows, n_partitions=3):
     df = spark.createDataFrame(
         [(u, i, t, dt.datetime.fromisoformat(ts), float(v)) for u, i, t, ts, v in rows],
         "user_id string, item_id string, event_type string, event_ts timestamp, value double")
-    df = df.withColumn("event_id", F.sha2(F.concat_ws("|", "user_id", F.coalesce("item_id", F.lit("")),
-                                                      "event_type", F.col("event_ts").cast("string")), 256))
     df = df.withColumn("event_date", F.to_date("event_ts"))
     return repart(df, n_partitions)

@@ -60,12 +60,12 @@ def test_ingest_quarantines_dedupes_and_counts_add_up(spark, make_cfg):
 def test_reingest_changes_nothing(spark, make_cfg):
     cfg = make_cfg()
     ingest(spark, cfg, raw_source(spark, ROWS))
-    before = sorted_rows(tables.read(spark, cfg, "events"), "event_id")
+    before = sorted_rows(tables.read(spark, cfg, "events"))
     qbefore = tables.read(spark, cfg, "events_quarantine").count()
     again = ingest(spark, cfg, raw_source(spark, ROWS))
     assert again.written == 0
     assert again.already_present == 4
-    assert sorted_rows(tables.read(spark, cfg, "events"), "event_id") == before
+    assert sorted_rows(tables.read(spark, cfg, "events")) == before
     assert tables.read(spark, cfg, "events_quarantine").count() == qbefore
     # a new batch overlapping the old one adds only the new event
     more = ingest(spark, cfg, raw_source(spark, ROWS[:3] + [("u9", "i9", "view", "2026-03-05 01:00:00", "0", "1")]))
@@ -76,7 +76,7 @@ def test_output_constraints_reject_bad_rows(spark, make_cfg):
     cfg = make_cfg()
     ingest(spark, cfg, raw_source(spark, ROWS[:3]))
     bad = tables.read(spark, cfg, "events").limit(1).withColumn("value", F.lit(-1.0)) \
-        .withColumn("event_id", F.lit("x"))
+        .withColumn("user_id", F.lit("x"))
     with pytest.raises(Exception, match="(?i)check|constraint"):
         bad.write.format("delta").mode("append").save(tables.path(cfg, "events"))
 

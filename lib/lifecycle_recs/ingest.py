@@ -5,8 +5,10 @@ Counts always add up: rows_in = written + already_present + duplicates_in_batch
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict
 
@@ -30,6 +32,7 @@ class IngestCounts:
     quarantine_reasons: Dict[str, int] = field(default_factory=dict)
     items_in: int = 0
     items_written: int = 0
+    seconds: Dict[str, float] = field(default_factory=dict)  # wall time of each step
 
     def check(self) -> "IngestCounts":
         total = self.written + self.already_present + self.duplicates_in_batch + self.quarantined
@@ -102,17 +105,33 @@ def classify(raw: RawSource, v: ValidationConf, ingested_at: dt.datetime) -> Dat
         .withColumn("source", F.lit(raw.name))
 
 
+# The identity of an event: two rows equal here (null item_id equal to null) are one event.
+IDENTITY = ("user_id", "item_id", "event_type", "event_ts", "source")
+
+
 def valid_events(classified: DataFrame) -> DataFrame:
-    """Valid rows in the ``events`` shape, with their identity ``event_id``."""
+    """Valid rows in the ``events`` shape, before deduplication."""
     ok = classified.where(F.col("reason").isNull())
-    # md5: a standard 128-bit digest, half the bytes of sha2-256 to shuffle and store
-    event_id = F.md5(F.concat_ws(
-        "\u001f", F.col("user_id"), F.coalesce(F.col("item_id"), F.lit("")), F.col("event_type"),
-        F.unix_micros(F.col("event_ts")).cast("string"), F.col("source")))
-    return ok.select(
-        event_id.alias("event_id"), "user_id", "item_id", "event_type", "event_ts",
-        F.to_date("event_ts").alias("event_date"), "value", "quantity", "source", "ingested_at",
-    )
+    return ok.select("user_id", "item_id", "event_type", "event_ts", F.to_date("event_ts").alias("event_date"),
+                     "value", "quantity")
+
+
+def deduplicate(valid: DataFrame, partitions: int, source: str, ingested_at: dt.datetime) -> DataFrame:
+    """One row per identity, with ``source`` and ``ingested_at``.
+
+    Duplicates share ``event_date`` (it derives from ``event_ts``, part of the
+    identity), so one shuffle by date both deduplicates and leaves one file per
+    date and task to write. The grouping runs as a hash aggregation on the
+    identity columns (only fixed-width buffers: no sort of all events), and
+    when duplicates disagree on value or quantity the largest is kept, so the
+    result does not depend on input order. One ingest reads one source, so the
+    constant ``source`` and ``ingested_at`` are added after the shuffle.
+    """
+    keys = [c for c in IDENTITY if c != "source"]
+    deduped = valid.repartition(max(1, partitions), "event_date").groupBy("event_date", *keys).agg(
+        F.max("value").alias("value"), F.max("quantity").alias("quantity"))
+    return (deduped.withColumn("source", F.lit(source))
+            .withColumn("ingested_at", F.lit(ingested_at).cast("timestamp")))
 
 
 def quarantined_rows(classified: DataFrame) -> DataFrame:
@@ -124,33 +143,39 @@ def quarantined_rows(classified: DataFrame) -> DataFrame:
                       "raw_event_ts", "raw_value", "raw_quantity", "source", "ingested_at")
 
 
+@contextlib.contextmanager
+def _timed(counts: IngestCounts, step: str):
+    t0 = time.perf_counter()
+    yield
+    counts.seconds[step] = round(time.perf_counter() - t0, 2)
+
+
 def ingest(spark: SparkSession, cfg: Config, raw: RawSource | None = None) -> IngestCounts:
     """Validate, deduplicate and land the source into ``events``, ``events_quarantine`` and ``items``."""
     raw = raw or read_source(spark, cfg)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     classified = classify(raw, cfg.validation, now)
     counts = IngestCounts()
-    counts.rows_in = raw.events.count()  # cheap: Parquet footers / a plain scan
+    with _timed(counts, "count_input"):
+        counts.rows_in = raw.events.count()  # cheap: Parquet footers / a plain scan
     # malformed rows are few: keep them, count them by reason, write them from memory
     bad = quarantined_rows(classified).persist()
     try:
-        counts.quarantine_reasons = {r["reason"]: r["count"] for r in bad.groupBy("reason").count().collect()}
-        counts.quarantine_reasons = dict(sorted(counts.quarantine_reasons.items()))
-        counts.quarantined = sum(counts.quarantine_reasons.values())
-        if counts.quarantined:
-            # identical bad rows are all kept (counts add up); a rerun inserts none of them again
-            tables.merge_new(spark, cfg, "events_quarantine", bad)
-        else:
-            tables.ensure_table(spark, cfg, tables.spec("events_quarantine"))
+        with _timed(counts, "quarantine"):
+            reasons = {r["reason"]: r["count"] for r in bad.groupBy("reason").count().collect()}
+            counts.quarantine_reasons = dict(sorted(reasons.items()))
+            counts.quarantined = sum(counts.quarantine_reasons.values())
+            if counts.quarantined:
+                # identical bad rows are all kept (counts add up); a rerun inserts none of them again
+                tables.merge_new(spark, cfg, "events_quarantine", bad)
+            else:
+                tables.ensure_table(spark, cfg, tables.spec("events_quarantine"))
     finally:
         bad.unpersist()
     valid_in = counts.rows_in - counts.quarantined
-    # Duplicates share event_date (it derives from event_ts, part of the identity), so one
-    # shuffle by date both deduplicates and gives one file per date and task to write.
-    valid = valid_events(classified)
-    valid = valid.repartition(max(1, cfg.spark.shuffle_partitions), "event_date") \
-        .dropDuplicates(["event_date", "event_id"])
-    m = tables.merge_new(spark, cfg, "events", valid)
+    valid = deduplicate(valid_events(classified), cfg.spark.shuffle_partitions, raw.name, now)
+    with _timed(counts, "events"):
+        m = tables.merge_new(spark, cfg, "events", valid)
     counts.written = m["inserted"]
     counts.already_present = m["source_rows"] - m["inserted"]
     counts.duplicates_in_batch = valid_in - m["source_rows"]
@@ -163,8 +188,9 @@ def ingest(spark: SparkSession, cfg: Config, raw: RawSource | None = None) -> In
             F.col("year").cast("int"), F.lit(raw.name).alias("source"),
             F.lit(now).cast("timestamp").alias("updated_at"),
         ).where(F.col("item_id").isNotNull() & (F.col("item_id") != "")).dropDuplicates(["item_id"])
-        im = tables.upsert(spark, cfg, "items", items, keys=["item_id"],
-                           compare=["title", "category", "description", "price", "year"])
+        with _timed(counts, "items"):
+            im = tables.upsert(spark, cfg, "items", items, keys=["item_id"],
+                               compare=["title", "category", "description", "price", "year"])
         counts.items_in = im["source_rows"]
         counts.items_written = im["inserted"] + im["updated"]
     counts.check()

@@ -138,8 +138,12 @@ def data_end_date(events: DataFrame) -> Optional[dt.date]:
     return row[0] if row else None
 
 
-def labels_known(events: DataFrame, snapshot_date: str, conf: LifecycleConf) -> bool:
-    """True when the events reach past D + H, so labels of (D, D+H] are complete."""
-    last = data_end_date(events)
+def labels_known(events: DataFrame, snapshot_date: str, conf: LifecycleConf,
+                 last_date: Optional[dt.date] = None) -> bool:
+    """True when the events reach past D + H, so labels of (D, D+H] are complete.
+
+    ``last_date``: the last event date when already known (e.g. from the table's
+    partition metadata), which saves a scan of ``events``."""
+    last = last_date if last_date is not None else data_end_date(events)
     d = dt.date.fromisoformat(str(snapshot_date))
     return last is not None and last >= d + dt.timedelta(days=conf.horizon_days)

@@ -51,9 +51,7 @@ def stage_ingest(ctx: RunContext) -> Dict[str, object]:
 
     counts = ingest(ctx.spark, ctx.cfg)
     if ctx.snapshot_date is None:
-        from .lifecycle import data_end_date
-
-        last = data_end_date(tables.read(ctx.spark, ctx.cfg, "events"))
+        last = tables.last_partition_date(ctx.spark, ctx.cfg, "events")
         if last is None:
             raise RuntimeError("events table is empty after ingest; nothing to build")
         ctx.snapshot_date = last.isoformat()
@@ -63,23 +61,23 @@ def stage_ingest(ctx: RunContext) -> Dict[str, object]:
 
 def _ensure_date(ctx: RunContext) -> None:
     if ctx.snapshot_date is None:
-        from .lifecycle import data_end_date
-
-        last = data_end_date(tables.read(ctx.spark, ctx.cfg, "events"))
+        last = tables.last_partition_date(ctx.spark, ctx.cfg, "events")
         if last is None:
             raise RuntimeError("events table is empty: ingest first")
         ctx.snapshot_date = last.isoformat()
 
 
 def stage_sequences(ctx: RunContext) -> Dict[str, object]:
-    from .sequences import build_sequences
+    from .sequences import SORT_AGGREGATE, build_sequences
+    from .spark import sql_conf
 
     _ensure_date(ctx)
     events = tables.read(ctx.spark, ctx.cfg, "events")
     info = {}
     for d in ctx.snapshot_dates():
-        m = tables.write_snapshot(ctx.spark, ctx.cfg, "user_sequences",
-                                  build_sequences(events, d, ctx.cfg.sequences), d)
+        with sql_conf(ctx.spark, SORT_AGGREGATE):
+            m = tables.write_snapshot(ctx.spark, ctx.cfg, "user_sequences",
+                                      build_sequences(events, d, ctx.cfg.sequences), d)
         info[d] = {"rows": m.get("numOutputRows", 0)}
     return info
 
@@ -89,10 +87,11 @@ def stage_lifecycle(ctx: RunContext) -> Dict[str, object]:
 
     _ensure_date(ctx)
     events = tables.read(ctx.spark, ctx.cfg, "events")
+    last = tables.last_partition_date(ctx.spark, ctx.cfg, "events")
     info = {}
     for d in ctx.snapshot_dates():
         seqs = tables.read(ctx.spark, ctx.cfg, "user_sequences", d)
-        known = labels_known(events, d, ctx.cfg.lifecycle)
+        known = labels_known(events, d, ctx.cfg.lifecycle, last_date=last)
         df = build_lifecycle(events, seqs, d, ctx.cfg.lifecycle, ctx.cfg.sequences, known)
         m = tables.write_snapshot(ctx.spark, ctx.cfg, "user_lifecycle", df, d)
         info[d] = {"rows": m.get("numOutputRows", 0), "labels": known}

@@ -52,7 +52,6 @@ class TableSpec:
 EVENTS = TableSpec(
     "events",
     (
-        Col("event_id", S, False, "md5 of (user_id, item_id, event_type, event_ts, source): the event identity used for deduplication"),
         Col("user_id", S, False, "user identifier"),
         Col("item_id", S, True, "item identifier; null for order-level logs without items"),
         Col("event_type", S, False, "canonical event type (view, click, add_to_cart, purchase, rating, ...)"),
@@ -64,9 +63,12 @@ EVENTS = TableSpec(
         Col("ingested_at", TS, False, "when the row was first written"),
     ),
     partition_by=("event_date",),
-    keys=("event_id",),
+    keys=("event_date", "user_id", "event_ts", "event_type", "item_id", "source"),
     checks={"value_non_negative": "value >= 0"},
-    doc="Validated, deduplicated events. One row per distinct event.",
+    doc="Validated, deduplicated events. One row per distinct event: the identity of an event is "
+        "(user_id, item_id, event_type, event_ts, source), with a null item_id equal to a null item_id "
+        "(event_date derives from event_ts). No hash id is stored: a 32-character digest per event "
+        "would triple the table's size; where one is needed, md5 of those columns is deterministic.",
     # file statistics only where queries filter; ids are high-entropy strings
     properties={"delta.dataSkippingStatsColumns": "event_ts,value,user_id"},
 )

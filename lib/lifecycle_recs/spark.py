@@ -1,9 +1,11 @@
 """The one place that creates a SparkSession."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from typing import Dict, Iterator
 
 from pyspark.sql import SparkSession
 
@@ -58,3 +60,19 @@ def get_spark(conf: SparkConf) -> SparkSession:
     spark = configure_spark_with_delta_pip(builder).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+@contextlib.contextmanager
+def sql_conf(spark: SparkSession, settings: Dict[str, str]) -> Iterator[None]:
+    """Set SQL settings for the actions run inside the block, then restore them."""
+    old = {k: spark.conf.get(k, None) for k in settings}
+    for k, v in settings.items():
+        spark.conf.set(k, v)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, v)

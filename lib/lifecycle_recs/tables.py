@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Dict, List, Optional, Sequence
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -40,9 +41,14 @@ def read(spark: SparkSession, cfg: Config, table: str, snapshot_date: Optional[s
 def ensure_table(spark: SparkSession, cfg: Config, ts: TableSpec) -> DeltaTable:
     """Create the table from its spec (NOT NULL columns, CHECK constraints,
     partitioning) if it does not exist yet."""
+    return _ensure(spark, cfg, ts)[0]
+
+
+def _ensure(spark: SparkSession, cfg: Config, ts: TableSpec) -> Tuple[DeltaTable, bool]:
+    """(the table, whether this call created it, i.e. it is known to be empty)."""
     p = path(cfg, ts.name)
     if DeltaTable.isDeltaTable(spark, p):
-        return DeltaTable.forPath(spark, p)
+        return DeltaTable.forPath(spark, p), False
     b = DeltaTable.createIfNotExists(spark).location(p).addColumns(ts.schema)
     if ts.partition_by:
         b = b.partitionedBy(*ts.partition_by)
@@ -51,7 +57,7 @@ def ensure_table(spark: SparkSession, cfg: Config, ts: TableSpec) -> DeltaTable:
     b.execute()
     for name, expr in ts.checks.items():
         spark.sql(f"ALTER TABLE delta.`{p}` ADD CONSTRAINT {name} CHECK ({expr})")
-    return DeltaTable.forPath(spark, p)
+    return DeltaTable.forPath(spark, p), True
 
 
 def conform(df: DataFrame, ts: TableSpec) -> DataFrame:
@@ -91,14 +97,14 @@ def merge_new(spark: SparkSession, cfg: Config, table: str, df: DataFrame,
     keys), which avoids a join against nothing.
     """
     ts = spec(table)
-    target = ensure_table(spark, cfg, ts)
+    target, created = _ensure(spark, cfg, ts)
     keys = list(keys or ts.keys)
     src = conform(df, ts)
-    if _is_empty(spark, cfg, table):
-        src.write.format("delta").mode("append").save(path(cfg, table))
-        m = last_metrics(spark, cfg, table)
-        return {"source_rows": m.get("numOutputRows", 0), "inserted": m.get("numOutputRows", 0)}
-    cond = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    if created or _is_empty(spark, cfg, table):
+        n = _append(spark, cfg, table, src)
+        return {"source_rows": n, "inserted": n}
+    # null-safe: a nullable key column (events.item_id) matches null to null
+    cond = " AND ".join(f"t.{k} <=> s.{k}" for k in keys)
     before = _version(target)
     target.alias("t").merge(src.alias("s"), cond).whenNotMatchedInsertAll().execute()
     if _version(target) == before:
@@ -106,6 +112,12 @@ def merge_new(spark: SparkSession, cfg: Config, table: str, df: DataFrame,
         return {"source_rows": src.count(), "inserted": 0}
     m = last_metrics(spark, cfg, table)
     return {"source_rows": m.get("numSourceRows", 0), "inserted": m.get("numTargetRowsInserted", 0)}
+
+
+def _append(spark: SparkSession, cfg: Config, table: str, src: DataFrame) -> int:
+    """Append ``src`` in one commit; the number of rows written."""
+    src.write.format("delta").mode("append").save(path(cfg, table))
+    return last_metrics(spark, cfg, table).get("numOutputRows", 0)
 
 
 def _version(t: DeltaTable) -> int:
@@ -118,8 +130,12 @@ def upsert(spark: SparkSession, cfg: Config, table: str, df: DataFrame, keys: Se
     when one of ``compare`` differs. Meant for small keyed tables (catalogs,
     embeddings): unchanged input makes no commit at all."""
     ts = spec(table)
-    target = ensure_table(spark, cfg, ts)
+    target, created = _ensure(spark, cfg, ts)
     src = conform(df, ts)
+    if created:
+        # a new table: every row is an insert (the caller guarantees unique keys)
+        n = _append(spark, cfg, table, src)
+        return {"source_rows": n, "inserted": n, "updated": 0}
     current = target.toDF().select(*keys, F.lit(True).alias("__exists"),
                                    *[F.col(c).alias(f"__t_{c}") for c in compare])
     same = F.col("__exists").isNotNull()
@@ -144,8 +160,24 @@ def upsert(spark: SparkSession, cfg: Config, table: str, df: DataFrame, keys: Se
 
 
 def _is_empty(spark: SparkSession, cfg: Config, table: str) -> bool:
-    detail = DeltaTable.forPath(spark, path(cfg, table)).detail().select("numFiles").first()
-    return detail is None or (detail[0] or 0) == 0
+    """No data file in the current snapshot (read from the log, no data read)."""
+    return len(read(spark, cfg, table).inputFiles()) == 0
+
+
+def last_partition_date(spark: SparkSession, cfg: Config, table: str) -> Optional[dt.date]:
+    """The largest value of a table's date partition column, from the Delta log's
+    file list alone (no data is read); None when the table has no rows."""
+    ts = spec(table)
+    if not ts.partition_by:
+        raise ValueError(f"table '{table}' is not partitioned")
+    pat = re.compile(rf"[/\\]{re.escape(ts.partition_by[0])}=(\d{{4}}-\d{{2}}-\d{{2}})[/\\]")
+    df = read(spark, cfg, table)
+    files = df.inputFiles()
+    dates = [m.group(1) for f in files for m in [pat.search(f)] if m]
+    if len(dates) == len(files):
+        return dt.date.fromisoformat(max(dates)) if dates else None
+    # file names that do not carry the partition value (e.g. column mapping): one aggregate
+    return df.agg(F.max(ts.partition_by[0])).first()[0]
 
 
 def snapshots(spark: SparkSession, cfg: Config, table: str) -> List[str]:
