@@ -124,3 +124,27 @@ def test_generic_source_names_missing_column(spark, make_cfg, tmp_path):
                            "columns": {"user_id": "a", "event_type": "b", "event_ts": "when"}})
     with pytest.raises(ValueError, match="when"):
         read_source(spark, cfg)
+
+
+def test_duplicates_that_disagree_keep_the_largest_value_on_any_partitioning(spark, make_cfg, tmp_path):
+    rows = [("u1", "i1", "purchase", "2026-03-01 10:00:00", v, "1") for v in ("5", "9", "7")] + [
+        ("u1", "i1", "purchase", "2026-03-01 10:00:01", "1", "1")]
+    kept = []
+    for n in (1, 4):
+        cfg = make_cfg(lakehouse=str(tmp_path / f"lake{n}"))
+        df = repart(spark.createDataFrame(rows, schema=", ".join(f"{c} string" for c in RAW_COLS)), n)
+        counts = ingest(spark, cfg, raw_source(spark, rows, events=df))
+        assert (counts.written, counts.duplicates_in_batch, counts.quarantined) == (2, 2, 0)
+        kept.append(sorted_rows(tables.read(spark, cfg, "events").select("event_ts", "value")))
+    assert kept[0] == kept[1]
+    assert [r["value"] for r in kept[0]] == [9.0, 1.0]
+
+
+def test_last_partition_date_reads_the_delta_log(spark, make_cfg):
+    cfg = make_cfg()
+    tables.ensure_table(spark, cfg, tables.spec("events"))
+    assert tables.last_partition_date(spark, cfg, "events") is None
+    ingest(spark, cfg, raw_source(spark, ROWS))
+    assert tables.last_partition_date(spark, cfg, "events") == dt.date(2026, 3, 3)
+    with pytest.raises(ValueError, match="not partitioned"):
+        tables.last_partition_date(spark, cfg, "items")
