@@ -148,3 +148,21 @@ def test_last_partition_date_reads_the_delta_log(spark, make_cfg):
     assert tables.last_partition_date(spark, cfg, "events") == dt.date(2026, 3, 3)
     with pytest.raises(ValueError, match="not partitioned"):
         tables.last_partition_date(spark, cfg, "items")
+
+
+def test_events_files_store_event_times_without_a_dictionary(spark, make_cfg):
+    import pyarrow.parquet as pq
+
+    cfg = make_cfg()
+    # enough rows on one date that a dictionary pays off for the repetitive columns
+    rows = [(f"u{i % 3}", f"i{i % 5}", "view", f"2026-03-01 10:{i // 60:02d}:{i % 60:02d}", "0", "1")
+            for i in range(600)]
+    ingest(spark, cfg, raw_source(spark, rows))
+    files = [f.replace("file:", "") for f in tables.read(spark, cfg, "events").inputFiles()]
+    assert files
+    for f in files:
+        meta = pq.ParquetFile(f).metadata
+        names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+        enc = {c: "".join(meta.row_group(0).column(names.index(c)).encodings) for c in ("event_ts", "user_id")}
+        assert "DICTIONARY" not in enc["event_ts"], f"{f}: event_ts written with a dictionary"
+        assert "DICTIONARY" in enc["user_id"]  # the setting is for event_ts alone
