@@ -166,3 +166,12 @@ def test_events_files_store_event_times_without_a_dictionary(spark, make_cfg):
         enc = {c: "".join(meta.row_group(0).column(names.index(c)).encodings) for c in ("event_ts", "user_id")}
         assert "DICTIONARY" not in enc["event_ts"], f"{f}: event_ts written with a dictionary"
         assert "DICTIONARY" in enc["user_id"]  # the setting is for event_ts alone
+
+
+def test_a_table_of_another_schema_is_a_clear_error(spark, make_cfg):
+    cfg = make_cfg()
+    old = tables.spec("events").schema.add("event_id", "string")  # as written by an older version
+    spark.createDataFrame([], old).write.format("delta").partitionBy("event_date").save(tables.path(cfg, "events"))
+    with pytest.raises(ValueError, match=r"table 'events'.*unexpected \['event_id'\]"):
+        ingest(spark, cfg, raw_source(spark, ROWS))
+    assert not tables.exists(spark, cfg, "events_quarantine")  # nothing written before the check

@@ -152,6 +152,8 @@ def _timed(counts: IngestCounts, step: str):
 
 def ingest(spark: SparkSession, cfg: Config, raw: RawSource | None = None) -> IngestCounts:
     """Validate, deduplicate and land the source into ``events``, ``events_quarantine`` and ``items``."""
+    for t in ("events", "events_quarantine"):  # a table of another schema fails before anything is written
+        tables.ensure_table(spark, cfg, tables.spec(t))
     raw = raw or read_source(spark, cfg)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     classified = classify(raw, cfg.validation, now)

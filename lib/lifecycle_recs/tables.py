@@ -48,7 +48,14 @@ def _ensure(spark: SparkSession, cfg: Config, ts: TableSpec) -> Tuple[DeltaTable
     """(the table, whether this call created it, i.e. it is known to be empty)."""
     p = path(cfg, ts.name)
     if DeltaTable.isDeltaTable(spark, p):
-        return DeltaTable.forPath(spark, p), False
+        t = DeltaTable.forPath(spark, p)
+        have = t.toDF().columns
+        if set(have) != set(ts.names):
+            raise ValueError(
+                f"table '{ts.name}' at {p} has columns {have}, but this version writes {ts.names} "
+                f"(missing {sorted(set(ts.names) - set(have))}, unexpected {sorted(set(have) - set(ts.names))}); "
+                "it was written by another version: migrate it or remove it")
+        return t, False
     b = DeltaTable.createIfNotExists(spark).location(p).addColumns(ts.schema)
     if ts.partition_by:
         b = b.partitionedBy(*ts.partition_by)
