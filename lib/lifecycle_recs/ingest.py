@@ -105,8 +105,9 @@ def classify(raw: RawSource, v: ValidationConf, ingested_at: dt.datetime) -> Dat
         .withColumn("source", F.lit(raw.name))
 
 
-# The identity of an event: two rows equal here (null item_id equal to null) are one event.
-IDENTITY = ("user_id", "item_id", "event_type", "event_ts", "source")
+# The identity of an event (the events table's key, less event_date which derives from
+# event_ts): two rows equal here (null item_id equal to null) are one event.
+IDENTITY = tuple(k for k in tables.spec("events").keys if k != "event_date")
 
 
 def valid_events(classified: DataFrame) -> DataFrame:
