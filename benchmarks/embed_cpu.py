@@ -27,9 +27,10 @@ def main():
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from lifecycle_recs.config import EmbeddingConf, SparkConf, SyntheticConf
-    from lifecycle_recs.embeddings import embed_items, resolve_model_path
-    from lifecycle_recs.spark import get_spark
+    from lifecycle_recs.config import EmbeddingConf, SparkSettings, SyntheticConf
+    from lifecycle_recs.ml.text_encoder import resolve_model_path
+    from lifecycle_recs.spark import get_spark, sql_conf
+    from lifecycle_recs.udfs import embed_items
     from lifecycle_recs.synthetic import item_catalog
 
     p = argparse.ArgumentParser()
@@ -49,18 +50,18 @@ def main():
     print(f"SentenceTransformer.encode: {len(texts) / st_s:,.0f} texts/s ({st_s:.1f}s)", flush=True)
 
     t = time.perf_counter()
-    spark = get_spark(SparkConf(shuffle_partitions=2, driver_memory="4g"))
+    spark = get_spark(SparkSettings(shuffle_partitions=2, driver_memory="4g"))
     spark.range(1).count()
     start_s = time.perf_counter() - t
     conf = EmbeddingConf(batch_size=args.batch, arrow_batch_size=2048)
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.arrow_batch_size))
     df = spark.createDataFrame(pd.DataFrame({"item_id": [f"I{i}" for i in range(len(texts))], "text": texts,
                                              "text_hash": "h"})).repartition(2).persist()
     df.count()
-    t = time.perf_counter()
     out = embed_items(df, conf).persist()
-    n = out.count()
-    udf_s = time.perf_counter() - t
+    with sql_conf(spark, {"spark.sql.execution.arrow.maxRecordsPerBatch": str(conf.arrow_batch_size)}):
+        t = time.perf_counter()
+        n = out.count()
+        udf_s = time.perf_counter() - t
     print(f"Spark UDF (mapInPandas, 2 Python workers): {n / udf_s:,.0f} texts/s ({udf_s:.1f}s; "
           f"Spark start {start_s:.1f}s excluded)", flush=True)
     got = {r["item_id"]: r["embedding"] for r in out.where("item_id IN ('I0', 'I1', 'I777')").collect()}

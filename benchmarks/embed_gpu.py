@@ -63,7 +63,7 @@ def main():
     import torch
 
     from lifecycle_recs.config import EmbeddingConf
-    from lifecycle_recs.embeddings import TextEncoder, embed_pandas
+    from lifecycle_recs.ml.text_encoder import TextEncoder, embed_pandas
 
     p = argparse.ArgumentParser()
     p.add_argument("--model", required=True)
@@ -82,29 +82,28 @@ def main():
     rows, best = [], (0.0, None)
     for spec in args.configs:
         bs, w, arrow = (int(x) for x in spec.split(":"))
-        if True:
-            enc = TextEncoder(args.model, device="cuda", batch_size=bs, tokenizer_workers=w)
-            conf = EmbeddingConf(model=args.model, batch_size=bs, tokenizer_threads=w)
-            embed_pandas(frame.iloc[:20_000], conf, enc)  # warm-up: CUDA kernels, the process pool
+        enc = TextEncoder(args.model, device="cuda", batch_size=bs, tokenizer_workers=w)
+        conf = EmbeddingConf(model=args.model, batch_size=bs, tokenizer_threads=w)
+        embed_pandas(frame.iloc[:20_000], conf, enc)  # warm-up: CUDA kernels, the process pool
+        torch.cuda.synchronize()
+        with GpuSampler() as s:
+            t = time.perf_counter()
+            # the Spark UDF sees Arrow batches: feed the function the same way
+            outs = [embed_pandas(frame.iloc[i:i + arrow], conf, enc)
+                    for i in range(0, len(frame), arrow)]
             torch.cuda.synchronize()
-            with GpuSampler() as s:
-                t = time.perf_counter()
-                # the Spark UDF sees Arrow batches: feed the function the same way
-                outs = [embed_pandas(frame.iloc[i:i + arrow], conf, enc)
-                        for i in range(0, len(frame), arrow)]
-                torch.cuda.synchronize()
-                dt = time.perf_counter() - t
-            n_out = sum(len(o) for o in outs)
-            assert n_out == len(texts)
-            tps = len(texts) / dt
-            rows.append((bs, w, tps, s.mean))
-            print(f"batch {bs:>5} tokenizer procs {w:>3} arrow batch {arrow:>7}: {tps:>10,.0f} texts/s  "
-                  f"GPU util {s.mean:5.1f}%", flush=True)
-            if tps > best[0]:
-                best = (tps, (bs, w))
-            enc.close()
-            del enc
-            torch.cuda.empty_cache()
+            dt = time.perf_counter() - t
+        n_out = sum(len(o) for o in outs)
+        assert n_out == len(texts)
+        tps = len(texts) / dt
+        rows.append((bs, w, tps, s.mean))
+        print(f"batch {bs:>5} tokenizer procs {w:>3} arrow batch {arrow:>7}: {tps:>10,.0f} texts/s  "
+              f"GPU util {s.mean:5.1f}%", flush=True)
+        if tps > best[0]:
+            best = (tps, (bs, w))
+        enc.close()
+        del enc
+        torch.cuda.empty_cache()
 
     # where the time goes, at the best setting
     bs, w = best[1]

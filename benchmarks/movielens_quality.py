@@ -15,6 +15,7 @@ RESULT hit10=<x> ndcg10=<y> mrr10=<z> churn_auc=<a> recency_auc=<b>
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -34,12 +35,13 @@ def main():
 
     from lifecycle_recs import evaluation as E
     from lifecycle_recs import tables
-    from lifecycle_recs.config import config_from_dict
+    from lifecycle_recs.config import SequenceConf, config_from_dict
+    from lifecycle_recs.feeding import build_vocab, examples, tensors_via_petastorm
+    from lifecycle_recs.ml.metrics import rank_metrics
+    from lifecycle_recs.ml.trainer import fit, rank_targets
     from lifecycle_recs.pipeline import run_nightly
     from lifecycle_recs.sequences import build_sequences
     from lifecycle_recs.spark import get_spark
-    from lifecycle_recs.training import (build_vocab, examples, rank_targets, tensors_via_petastorm, train_model,
-                                         training_frame)
 
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
@@ -79,30 +81,29 @@ def main():
     vocab, text = build_vocab(spark, cfg)
     events = tables.read(spark, cfg, "events")
     # the whole history per user, for RecBole-style windows and leave-one-out
-    full = build_sequences(events, "1998-12-31", type(cfg.sequences)(max_length=100000,
-                                                                       value_event_types=["rating"]))
+    full = build_sequences(events, "1998-12-31", SequenceConf(max_length=100000, value_event_types=("rating",)))
     ex = examples(full, vocab, 50, "windows", holdout=2, stride=args.stride).persist()
     cache = os.path.join(args.work, "petastorm")
     train_t = tensors_via_petastorm(spark, ex.where(F.col("split") == "train"), cache)
     val_t = tensors_via_petastorm(spark, ex.where(F.col("split") == "val"), cache)
     test_t = tensors_via_petastorm(spark, ex.where(F.col("split") == "test"), cache)
-    print(f"data ready in {time.perf_counter() - t0:.0f}s: {len(train_t['length'])} training windows, "
-          f"{len(val_t['length'])} val users, {len(test_t['length'])} test users", flush=True)
+    print(f"data ready in {time.perf_counter() - t0:.0f}s: {train_t.size} training windows, "
+          f"{val_t.size} val users, {test_t.size} test users", flush=True)
 
     if args.dump:
         os.makedirs(args.dump, exist_ok=True)
-        torch.save({"train": train_t, "val": val_t, "test": test_t, "text": text, "vocab": vocab.to_json()},
+        torch.save({"train": train_t._asdict(), "val": val_t._asdict(), "test": test_t._asdict(), "text": text,
+                    "vocab": vocab.to_json()},
                    os.path.join(args.dump, "ml100k_tensors.pt"))
         return
     rows, results = [], {}
     for seed in args.seeds:
-        cfg.train.seed = seed
         t = time.perf_counter()
-        model, info = train_model(train_t, val_t, vocab, text, cfg.model, cfg.train, 50)
+        model, info = fit(train_t, val_t, vocab, text, cfg.model, dataclasses.replace(cfg.train, seed=seed))
         dev = next(model.parameters()).device
         r = rank_targets(model, test_t, dev)
         ru = rank_targets(model, test_t, dev, exclude_seen=True)
-        results[seed] = (E.rank_metrics(r, 10), E.rank_metrics(ru, 10))
+        results[seed] = (rank_metrics(r, 10), rank_metrics(ru, 10))
         print(f"seed {seed}: {results[seed][0]}  unseen: {results[seed][1]}  epochs {info['epochs_run']} "
               f"({time.perf_counter() - t:.0f}s)", flush=True)
     ours = {k: float(np.mean([v[0][k] for v in results.values()])) for k in results[args.seeds[0]][0]}
@@ -121,14 +122,14 @@ def main():
     pop[:2] = -1
     tt = test_target.collect()
     targets = vocab.item_index([r["item_id"] for r in tt])
-    popular = E.rank_metrics(E.popular_ranks(pop, targets), 10)
+    popular = rank_metrics(E.popular_ranks(pop, targets), 10)
     uf, itf = E.als_factors(spark, triples, vocab.n_items, seed=args.seeds[0])
     als_r = []
     for r, tgt in zip(tt, targets):
         s_ = itf @ uf.get(uidx.get(r["user_id"], -1), np.zeros(itf.shape[1], np.float32))
         s_[:2] = -np.inf
         als_r.append((s_ > s_[tgt]).sum() + 1)
-    als = E.rank_metrics(np.array(als_r), 10)
+    als = rank_metrics(np.array(als_r), 10)
 
     # churn at T = 1998-03-01 with H = 30: train on T-30, score at T
     churn_rows, churn_plot = churn_eval(spark, cfg, vocab, text)
@@ -138,7 +139,7 @@ def main():
         rows += E.metric_rows(D, "ml-100k", name, name, "next_item", m)
     rows += E.metric_rows(D, "ml-100k", "ours", "ours", "next_item_unseen", ours_unseen)
     rows += churn_rows
-    E.write_metrics(spark, cfg, rows, D, "ml-100k")
+    tables.replace_metric_rows(spark, cfg, rows, D, "ml-100k")
     report = E.write_report(cfg.reports, "MovieLens-100K quality", rows, churn_plot,
                             notes=f"RecBole protocol; our figures are the mean of seeds {args.seeds}.")
 
@@ -166,9 +167,11 @@ def churn_eval(spark, cfg, vocab, text):
 
     from lifecycle_recs import evaluation as E
     from lifecycle_recs import tables
+    from lifecycle_recs.feeding import examples, tensors_via_petastorm, training_frame
     from lifecycle_recs.lifecycle import build_lifecycle
+    from lifecycle_recs.ml.metrics import binary_metrics
+    from lifecycle_recs.ml.trainer import fit, fit_heads
     from lifecycle_recs.sequences import build_sequences
-    from lifecycle_recs.training import examples, fit_heads, tensors_via_petastorm, train_model, training_frame
 
     events = tables.read(spark, cfg, "events")
     T, T1 = "1998-03-01", "1998-01-30"
@@ -182,17 +185,15 @@ def churn_eval(spark, cfg, vocab, text):
     tr = tensors_via_petastorm(spark, examples(training_frame(spark, cfg, T1), vocab, 50, "last"), cache)
     te_frame = training_frame(spark, cfg, T)
     te = tensors_via_petastorm(spark, examples(te_frame, vocab, 50, "last"), cache)
-    cfg.train.seed = 2020
-    model, _ = train_model(tr, None, vocab, text, cfg.model, type(cfg.train)(**{**cfg.train.__dict__, "epochs": 30,
-                                                                                  "patience": 30}), 50)
+    model, _ = fit(tr, None, vocab, text, cfg.model,
+                   dataclasses.replace(cfg.train, seed=2020, epochs=30, patience=30))
     fit_heads(model, tr, None, cfg.model.loss_weights, seed=2020)
     with torch.no_grad():
-        out = model(te["items"], te["events"], te["gaps"], te["values"], te["length"], te["feats"])
-        p = torch.sigmoid(out["churn_logit"]).numpy()
-    y = te["churn"].numpy()
-    recency = np.expm1(te["feats"][:, 0].numpy())  # days since last event (first feature, log1p)
-    ours = E.binary_metrics(y, p)
-    rec = E.binary_metrics(y, recency)
+        p = torch.sigmoid(model(te)["churn_logit"]).numpy()
+    y = te.churn.numpy()
+    recency = np.expm1(te.feats[:, 0].numpy())  # days since last event (first feature, log1p)
+    ours = binary_metrics(y, p)
+    rec = binary_metrics(y, recency)
     rec["brier"] = float("nan")  # recency is a score, not a probability
     rows = E.metric_rows("1998-04-23", "ml-100k", "ours", "ours", "churn", ours)
     rows += E.metric_rows("1998-04-23", "ml-100k", "recency", "recency", "churn", rec)

@@ -39,8 +39,9 @@ def users_frame(n_users: int, n_items: int, steps: int = 50, seed: int = 0) -> p
 def make_artifact(root: str, n_items: int, text_dim: int = 384, hidden: int = 64, seed: int = 0) -> str:
     import torch
 
-    from lifecycle_recs.model import ModelSpec, SequenceModel
-    from lifecycle_recs.training import Vocab, save_artifact
+    from lifecycle_recs.ml import artifacts
+    from lifecycle_recs.ml.model import ModelSpec, SequenceModel
+    from lifecycle_recs.ml.vocab import Vocab
 
     torch.manual_seed(seed)
     cats = [f"cat{i % 16}" for i in range(n_items)]
@@ -48,4 +49,6 @@ def make_artifact(root: str, n_items: int, text_dim: int = 384, hidden: int = 64
     tv = np.random.default_rng(seed).normal(size=(vocab.n_items, text_dim)).astype(np.float32) if text_dim else None
     spec = ModelSpec(n_items=vocab.n_items, n_event_types=vocab.n_event_types, text_dim=text_dim,
                      hidden_dim=hidden, item_dim=64)
-    return save_artifact(root, SequenceModel(spec, tv).eval(), vocab, 50, {"note": "untrained, for throughput"})
+    stats = artifacts.ItemStats.empty(vocab.n_items)  # zero statistics, as the score stage had before it wrote them
+    return artifacts.save(root, SequenceModel(spec, tv).eval(), vocab, 50, {"note": "untrained, for throughput"},
+                          stats, "2026-01-01")

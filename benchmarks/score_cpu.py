@@ -23,10 +23,11 @@ def main():
     import numpy as np
     import torch
 
-    from lifecycle_recs.config import RecommendConf, SparkConf
-    from lifecycle_recs.scoring import load_scorer, score_users
-    from lifecycle_recs.spark import get_spark
-    from lifecycle_recs.training import encode_last
+    from lifecycle_recs.config import RecommendConf, SparkSettings
+    from lifecycle_recs.ml.features import Batch, encode_last
+    from lifecycle_recs.ml.scorer import load_scorer
+    from lifecycle_recs.spark import get_spark, sql_conf
+    from lifecycle_recs.udfs import score_users
 
     p = argparse.ArgumentParser()
     p.add_argument("--users", type=int, default=100_000)
@@ -41,14 +42,14 @@ def main():
 
     # plain torch loop
     sc = load_scorer(art, "cpu")
-    model, iv = sc.art.model, sc.item_vecs
+    model, iv = sc.art.model, sc.items.vectors
     t = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(users), args.batch):
             b = users.iloc[i:i + args.batch]
             enc = encode_last(b, sc.art.vocab, 50)
-            tt = {k: torch.as_tensor(v) for k, v in enc.items()}
-            out = model(tt["items"], tt["events"], tt["gaps"], tt["values"], tt["length"].clamp(min=1), tt["feats"])
+            enc["length"] = np.maximum(enc["length"], 1)
+            out = model(Batch.from_arrays(enc))
             torch.sigmoid(out["churn_logit"])
             for lo in range(0, len(b), conf.chunk_size):
                 s = out["user"][lo:lo + conf.chunk_size] @ iv.T
@@ -58,15 +59,15 @@ def main():
     print(f"plain torch loop: {len(users) / torch_s:,.0f} users/s ({torch_s:.1f}s)", flush=True)
 
     t = time.perf_counter()
-    spark = get_spark(SparkConf(shuffle_partitions=4, driver_memory="6g"))
+    spark = get_spark(SparkSettings(shuffle_partitions=4, driver_memory="6g"))
     spark.range(1).count()
     start_s = time.perf_counter() - t
     sdf = spark.createDataFrame(users).repartition(4).persist()
     sdf.count()
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(args.batch))
-    t = time.perf_counter()
-    score_users(sdf, art, conf, "cpu").write.format("noop").mode("overwrite").save()
-    udf_s = time.perf_counter() - t
+    with sql_conf(spark, {"spark.sql.execution.arrow.maxRecordsPerBatch": str(args.batch)}):
+        t = time.perf_counter()
+        score_users(sdf, art, conf, "cpu").write.format("noop").mode("overwrite").save()
+        udf_s = time.perf_counter() - t
     print(f"Spark scoring UDF: {len(users) / udf_s:,.0f} users/s ({udf_s:.1f}s; Spark start {start_s:.1f}s, "
           f"excluded)", flush=True)
     print(f"RESULT udf_over_torch={torch_s / udf_s:.3f} users={len(users)}")

@@ -32,12 +32,11 @@ def timed(fn, reps=5):
 
 
 def main():
-    import numpy as np
     import torch
 
     from lifecycle_recs.config import RecommendConf
-    from lifecycle_recs.scoring import load_scorer, score_batch
-    from lifecycle_recs.training import encode_last
+    from lifecycle_recs.ml.features import Batch, encode_last
+    from lifecycle_recs.ml.scorer import load_scorer, score_batch
 
     p = argparse.ArgumentParser()
     p.add_argument("--users", type=int, default=400_000)
@@ -53,24 +52,21 @@ def main():
     enc = encode_last(users, sc.art.vocab, 50)
     enc_s = time.perf_counter() - t
     print(f"{gpu}: pandas -> tensors (encode_last) {len(users) / enc_s:,.0f} users/s on one CPU core", flush=True)
-    tt = {k: torch.as_tensor(v).cuda() for k, v in enc.items()}
-    tt["length"] = tt["length"].clamp(min=1)
+    tt = Batch.from_arrays(enc).to("cuda")
     n = len(users)
     # full 50-step sequences for the 50-step figure
-    full = {k: v.clone() for k, v in tt.items()}
-    full["length"][:] = 50
-    full["items"] = torch.randint(2, sc.art.vocab.n_items, full["items"].shape, device="cuda")
+    full = tt._replace(length=torch.full_like(tt.length, 50),
+                       items=torch.randint(2, sc.art.vocab.n_items, tt.items.shape, device="cuda"))
 
     def run_model(t=full, bs=args.batch):
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
             for i in range(0, n, bs):
-                sl = slice(i, i + bs)
-                model(t["items"][sl], t["events"][sl], t["gaps"][sl], t["values"][sl], t["length"][sl], t["feats"][sl])
+                model(t.rows(slice(i, i + bs)))
 
     s_model = timed(run_model)
     print(f"(a) model forward, 50 steps, bf16, batch {args.batch}: {n / s_model:,.0f} users/s", flush=True)
 
-    iv = sc.item_vecs.to(torch.bfloat16)
+    iv = sc.items.vectors.to(torch.bfloat16)
     U = torch.randn(args.users, iv.shape[1], device="cuda", dtype=torch.bfloat16)
 
     def topk(bs=8192):

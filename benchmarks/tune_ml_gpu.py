@@ -15,12 +15,15 @@ def main():
     import numpy as np
     import torch
 
-    from lifecycle_recs import evaluation as E
     from lifecycle_recs.config import ModelConf, TrainConf
-    from lifecycle_recs.training import Vocab, rank_targets, train_model
+    from lifecycle_recs.ml.features import Batch
+    from lifecycle_recs.ml.metrics import rank_metrics
+    from lifecycle_recs.ml.trainer import fit, rank_targets
+    from lifecycle_recs.ml.vocab import Vocab
 
     d = torch.load(sys.argv[1], weights_only=False)
     vocab = Vocab.from_json(d["vocab"])
+    data = {k: Batch(**d[k]) for k in ("train", "val", "test")}
     seeds = [int(s) for s in os.environ.get("SEEDS", "2020").split(",")]
     for spec in sys.argv[2:]:
         enc, hid, idim, drop, lr, text = spec.split(":")
@@ -30,9 +33,9 @@ def main():
             mc = ModelConf(encoder=enc, hidden_dim=int(hid), item_dim=int(idim), dropout=float(drop),
                            use_text=text == "1", loss_weights={"next_item": 1.0, "churn": 0.0, "value": 0.0})
             tc = TrainConf(seed=seed, epochs=200, patience=10, batch_size=256, lr=float(lr))
-            model, info = train_model(d["train"], d["val"], vocab, d["text"], mc, tc, 50)
-            r = rank_targets(model, d["test"], next(model.parameters()).device)
-            res.append((E.rank_metrics(r, 10), info["epochs_run"]))
+            model, info = fit(data["train"], data["val"], vocab, d["text"], mc, tc)
+            r = rank_targets(model, data["test"], next(model.parameters()).device)
+            res.append((rank_metrics(r, 10), info["epochs_run"]))
         h = np.mean([x[0]["hit@10"] for x in res])
         n = np.mean([x[0]["ndcg@10"] for x in res])
         print(f"{spec:<34} hit@10 {h:.4f} ndcg@10 {n:.4f} epochs {[x[1] for x in res]} "

@@ -15,6 +15,8 @@ def main(argv=None) -> int:
     p.add_argument("--conf", default="conf/local.yaml", help="YAML config (default: conf/local.yaml)")
     p.add_argument("--date", default=None, help="snapshot date D (YYYY-MM-DD); default: last event date")
     p.add_argument("--stages", default=None, help="comma-separated subset of stages to run")
+    p.add_argument("--training-snapshot", action="store_true", default=None,
+                   help="also build the training snapshot T = D - H (default: when train or evaluate runs)")
     p.add_argument("--demo", action="store_true", help="print tables, counts, samples and timings")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -27,12 +29,10 @@ def main(argv=None) -> int:
     cfg = load_config(args.conf)
     spark = get_spark(cfg.spark)
     stages = args.stages.split(",") if args.stages else None
-    ctx = run_nightly(spark, cfg, args.date, stages)
-    print_run(ctx, samples=args.demo)
+    run = run_nightly(spark, cfg, args.date, stages, args.training_snapshot)
+    print_run(run, samples=args.demo)
     return 0
 
 
 if __name__ == "__main__":
-    if __package__ in (None, ""):
-        sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__file__)))
     sys.exit(main())

@@ -1,14 +1,83 @@
+"""Shared test helpers (plain functions; the fixtures live in conftest.py)."""
+from __future__ import annotations
+
 import datetime as dt
+from pathlib import Path
 
-from pyspark.sql import functions as F
+import numpy as np
+import pandas as pd
 
-from conftest import repart
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+ML100K = SHARED / "datasets" / "ml-100k"
+
+
+def repart(df, n=3):
+    """Spread fixture rows over several partitions: bugs that need >1 partition show up."""
+    return df.repartition(n)
+
+
+def sorted_rows(df, *cols):
+    """Rows as dicts in a fixed order: DataFrames compared without relying on row order."""
+    return [r.asDict(recursive=True) for r in df.orderBy(*(cols or df.columns)).collect()]
 
 
 def events_df(spark, rows, n_partitions=3):
     """rows: (user_id, item_id, event_type, 'YYYY-mm-dd HH:MM:SS', value) -> events shape."""
+    from pyspark.sql import functions as F
+
     df = spark.createDataFrame(
         [(u, i, t, dt.datetime.fromisoformat(ts), float(v)) for u, i, t, ts, v in rows],
         "user_id string, item_id string, event_type string, event_ts timestamp, value double")
     df = df.withColumn("event_date", F.to_date("event_ts"))
     return repart(df, n_partitions)
+
+
+def users_frame(n=8, seed=0, n_items=20):
+    """user_sequences-like rows whose next item is predictable (a cycle per user), with labels."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n):
+        L = int(rng.integers(1, 12))
+        items = [f"i{(u + k) % n_items}" for k in range(L)]
+        rows.append({"user_id": f"u{u}", "item_ids": items, "event_types": ["view"] * L,
+                     "time_gaps_hours": [0.0] + [float(rng.exponential(5)) for _ in range(L - 1)],
+                     "values": [0.0] * L, "sequence_length": L, "days_since_last_event": float(u),
+                     "n_events": L, "tenure_days": 10.0, "monetary_total": 0.0, "active_days": 2,
+                     "has_labels": True, "churned_within_horizon": u % 2 == 0, "value_next_horizon": float(u % 3)})
+    return pd.DataFrame(rows)
+
+
+N_ITEMS = 30
+LIFECYCLE = ["new", "active", "at_risk", "churned", "reactivated"]
+
+
+def make_artifact(root, max_len=10, seed=0):
+    """A small random-weight artifact of the real shapes (text vectors, 3 categories)."""
+    import torch
+
+    from lifecycle_recs.ml import artifacts
+    from lifecycle_recs.ml.model import ModelSpec, SequenceModel
+    from lifecycle_recs.ml.vocab import Vocab
+
+    torch.manual_seed(seed)
+    vocab = Vocab([f"i{k:02d}" for k in range(N_ITEMS)], ["view", "purchase"], [f"c{k % 3}" for k in range(N_ITEMS)])
+    spec = ModelSpec(n_items=vocab.n_items, n_event_types=vocab.n_event_types, text_dim=8, hidden_dim=16, item_dim=8)
+    model = SequenceModel(spec, np.random.default_rng(seed).normal(size=(vocab.n_items, 8)))
+    rng = np.random.default_rng(seed + 1)
+    stats = artifacts.ItemStats(rng.integers(0, 50, vocab.n_items).astype(float), rng.random(vocab.n_items))
+    return artifacts.save(str(root), model.eval(), vocab, max_len, {}, stats, "2026-01-01")
+
+
+def scoring_users(n=24, seed=0):
+    """user_sequences ⋈ stage rows: empty, unknown-item, NaN-value users included."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n):
+        L = int(rng.integers(0, 14)) if u else 0
+        rows.append({"user_id": f"u{u}", "item_ids": [f"i{x:02d}" for x in rng.integers(0, N_ITEMS + 3, L)],
+                     "event_types": ["view"] * L, "time_gaps_hours": list(rng.exponential(3, L)),
+                     "values": [float("nan") if u == 3 else 1.0] * L, "sequence_length": L, "n_events": L + 5,
+                     "days_since_last_event": 3.0, "tenure_days": 40.0, "monetary_total": float("nan"),
+                     "active_days": 3, "stage": LIFECYCLE[u % 5]})
+    return pd.DataFrame(rows)

@@ -1,8 +1,9 @@
 import pytest
 
-from helpers import events_df
+from tests.helpers import events_df
 from lifecycle_recs.config import LifecycleConf, SequenceConf
-from lifecycle_recs.lifecycle import build_lifecycle, labels_known
+from lifecycle_recs.lifecycle import build_lifecycle
+from lifecycle_recs.splits import labels_known
 from lifecycle_recs.sequences import build_sequences
 
 D = "2026-06-30"

@@ -2,9 +2,10 @@
 import pytest
 from pyspark.sql import functions as F
 
-from conftest import ML100K, sorted_rows
+from tests.helpers import ML100K, sorted_rows
 from lifecycle_recs import schemas, tables
-from lifecycle_recs.pipeline import run_nightly
+from lifecycle_recs.names import PIPELINE_STAGES
+from lifecycle_recs.pipeline import REGISTRY, run_nightly
 
 SMALL = {"seed": 3, "n_users": 60, "n_items": 120, "days": 150, "partitions": 3}
 BASE_STAGES = ["ingest", "sequences", "lifecycle"]
@@ -20,9 +21,10 @@ def check_schema(spark, cfg, name):
 
 @pytest.mark.slow
 def test_nightly_end_to_end_and_rerun_identical(spark, make_cfg):
-    cfg = make_cfg(synthetic=SMALL, stages=BASE_STAGES + ["train"])  # train: also builds the T = D-H snapshot
-    ctx = run_nightly(spark, cfg, stages=BASE_STAGES)
+    cfg = make_cfg(synthetic=SMALL)
+    ctx = run_nightly(spark, cfg, stages=BASE_STAGES, training_snapshot=True)  # also builds T = D-H
     d = ctx.snapshot_date
+    assert ctx.context.snapshot_dates == (d, ctx.context.training_date)
     counts = ctx.results[0].info
     events = check_schema(spark, cfg, "events")
     quarantine = check_schema(spark, cfg, "events_quarantine")
@@ -36,12 +38,12 @@ def test_nightly_end_to_end_and_rerun_identical(spark, make_cfg):
     assert lc.where(F.col("snapshot_date") == d).count() == n_users
     # the training snapshot D-H carries labels, D does not
     assert {r["has_labels"] for r in lc.where(F.col("snapshot_date") == d).collect()} == {False}
-    assert {r["has_labels"] for r in lc.where(F.col("snapshot_date") == ctx.training_date).collect()} == {True}
+    assert {r["has_labels"] for r in lc.where(F.col("snapshot_date") == ctx.context.training_date).collect()} == {True}
     assert seqs.where(F.col("sequence_length") > cfg.sequences.max_length).count() == 0
 
     before = {t: sorted_rows(tables.read(spark, cfg, t).drop("ingested_at", "updated_at"))
               for t in ("events", "user_sequences", "user_lifecycle")}
-    run_nightly(spark, cfg, d, stages=BASE_STAGES)
+    run_nightly(spark, cfg, d, stages=BASE_STAGES, training_snapshot=True)
     after = {t: sorted_rows(tables.read(spark, cfg, t).drop("ingested_at", "updated_at"))
              for t in ("events", "user_sequences", "user_lifecycle")}
     assert after == before
@@ -55,7 +57,7 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg):
                    train={"epochs": 2, "patience": 2, "batch_size": 64},
                    model={"hidden_dim": 16, "item_dim": 16}, recommend={"k": 5})
     ctx = run_nightly(spark, cfg)
-    d, t = ctx.snapshot_date, ctx.training_date
+    d, t = ctx.snapshot_date, ctx.context.training_date
     info = {r.stage: r.info for r in ctx.results}
     assert info["embeddings"]["embedded"] == 60
     assert info["train"]["train_rows"] > 0
@@ -71,11 +73,24 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg):
     seen = recs.join(tables.read(spark, cfg, "user_sequences", d).select("user_id", "item_ids"), "user_id") \
         .where(F.array_contains("item_ids", F.col("item_id"))).count()
     assert seen == 0
-    stages = {r["stage"]: r["strategy"] for r in tables.read(spark, cfg, "retention_scores", d)
-              .join(recs.select("user_id", "strategy").distinct(), "user_id").collect()}
-    assert stages.get("churned", "at_risk_long_term_value") == "at_risk_long_term_value"
-    metrics = tables.read(spark, cfg, "evaluation_metrics").where(F.col("snapshot_date") == t)
-    assert metrics.where((F.col("model") == "ours") & (F.col("task") == "long_horizon")).count() >= 2
+    # every user's strategy follows the lifecycle rule (new or few events; at risk; the rest)
+    users = (tables.read(spark, cfg, "retention_scores", d).select("user_id", "stage")
+             .join(tables.read(spark, cfg, "user_sequences", d).select("user_id", "n_events"), "user_id")
+             .join(recs.select("user_id", "strategy").distinct(), "user_id").collect())
+    assert len(users) == n_users
+    for r in users:
+        want = ("new_user_content_popularity" if r["stage"] == "new" or r["n_events"] <= cfg.recommend.new_user_max_events
+                else "at_risk_long_term_value" if r["stage"] in ("at_risk", "churned") else "personalized")
+        assert r["strategy"] == want, r
+    metrics = {(r["model"], r["task"], r["metric"]): r["value"]
+               for r in tables.read(spark, cfg, "evaluation_metrics").where(F.col("snapshot_date") == t).collect()}
+    assert metrics[("ours", "long_horizon", "users")] > 0
+    assert 0 <= metrics[("ours", "long_horizon", "recall@5")] <= 1
+    assert 0 <= metrics[("most_popular", "long_horizon", "recall@5")] <= 1
+    assert 0 < metrics[("ours", "catalog", "coverage")] <= 1
+    # evaluate scores T in memory: what was served (only D was scored) is never written for T
+    for name in ("user_interests", "retention_scores", "recommendations"):
+        assert tables.snapshots(spark, cfg, name) == [d], name
 
     volatile = ("ingested_at", "updated_at", "scored_at", "evaluated_at")
     names = ("events", "user_sequences", "user_lifecycle", "item_embeddings", "user_interests",
@@ -94,8 +109,8 @@ def test_movielens_100k_ingest_and_sequences(spark, make_cfg):
                    validation={"event_types": ["rating"]},
                    sequences={"max_length": 50, "value_event_types": ["rating"]},
                    stages=BASE_STAGES)
-    ctx = run_nightly(spark, cfg, "1998-04-22", stages=BASE_STAGES)
-    info = ctx.results[0].info
+    run = run_nightly(spark, cfg, "1998-04-22", stages=BASE_STAGES)
+    info = run.results[0].info
     assert info["rows_in"] == 100000
     # RecBole's ml-100k has no exact duplicate (user, item, time) ratings
     assert info["written"] + info["quarantined"] + info["duplicates_in_batch"] == 100000
@@ -105,3 +120,12 @@ def test_movielens_100k_ingest_and_sequences(spark, make_cfg):
     assert seqs.agg(F.max("sequence_length")).first()[0] == 50
     items = tables.read(spark, cfg, "items").where(F.col("item_id") == "1").first()
     assert items["title"] == "Toy Story" and items["year"] == 1995
+
+
+def test_one_registry_of_stages_in_pipeline_order():
+    assert tuple(REGISTRY) == PIPELINE_STAGES
+
+
+def test_unknown_stage_is_a_clear_error(spark, make_cfg):
+    with pytest.raises(ValueError, match=r"unknown stage\(s\) \['scoring'\]"):
+        run_nightly(spark, make_cfg(), "2026-01-01", stages=["scoring"])

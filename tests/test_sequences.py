@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from helpers import events_df
+from tests.helpers import events_df
 from lifecycle_recs.config import SequenceConf
 from lifecycle_recs.sequences import build_sequences
 

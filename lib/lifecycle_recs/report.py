@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 from . import tables
-from .pipeline import RunContext
+from .context import RunContext
+from .pipeline import NightlyRun
 
 TABLE_ORDER = ["events", "events_quarantine", "items", "user_sequences", "user_lifecycle",
                "item_embeddings", "user_interests", "retention_scores", "recommendations",
@@ -28,13 +30,14 @@ SAMPLE_COLUMNS = {
 }
 
 
-def print_run(ctx: RunContext, samples: bool = False) -> None:
+def print_run(run: NightlyRun, samples: bool = False) -> None:
+    ctx = run.context
     spark, cfg = ctx.spark, ctx.cfg
     print("\n=== nightly run: snapshot date D =", ctx.snapshot_date, "===")
     print(f"{'stage':<12}{'seconds':>9}  details")
-    for r in ctx.results:
+    for r in run.results:
         print(f"{r.stage:<12}{r.seconds:>9.1f}  {json.dumps(r.info, default=str)[:300]}")
-    print(f"{'total':<12}{sum(r.seconds for r in ctx.results):>9.1f}")
+    print(f"{'total':<12}{sum(r.seconds for r in run.results):>9.1f}")
     print("\n=== tables (Delta, under", cfg.lakehouse, ") ===")
     for row in tables.summary(spark, cfg, TABLE_ORDER):
         print(f"{row['table']:<20} rows={row['rows']:>9}  version={row['version']:<4} {row['path']}")
@@ -61,8 +64,7 @@ def print_users(ctx: RunContext, per_stage: int = 1) -> None:
     """A few users of D (one per stage) with scores and recommended titles."""
     spark, cfg, d = ctx.spark, ctx.cfg, ctx.snapshot_date
     rs = tables.read(spark, cfg, "retention_scores", d)
-    picked = (rs.withColumn("_r", F.row_number().over(
-        __import__("pyspark.sql.window", fromlist=["Window"]).Window.partitionBy("stage").orderBy("user_id")))
+    picked = (rs.withColumn("_r", F.row_number().over(Window.partitionBy("stage").orderBy("user_id")))
         .where(F.col("_r") <= per_stage).orderBy("stage").collect())  # a handful of rows
     titles = tables.read(spark, cfg, "items").select("item_id", "title")
     recs = (tables.read(spark, cfg, "recommendations", d).where(F.col("user_id").isin([r["user_id"] for r in picked]))

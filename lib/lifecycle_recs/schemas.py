@@ -12,7 +12,9 @@ from typing import Dict, List, Optional, Tuple
 
 from pyspark.sql import types as T
 
-S, D, L, I, B, TS, DT, F = (
+from .names import LIFECYCLE_STAGES, STRATEGIES
+
+S, D, L, I, B, TS, DT, FL = (
     T.StringType(), T.DoubleType(), T.LongType(), T.IntegerType(), T.BooleanType(),
     T.TimestampType(), T.DateType(), T.FloatType(),
 )
@@ -137,14 +139,12 @@ USER_SEQUENCES = TableSpec(
     doc="Per-user behaviour sequence and RFM features as of D.",
 )
 
-STAGES = ("new", "active", "at_risk", "churned", "reactivated")
-
 USER_LIFECYCLE = TableSpec(
     "user_lifecycle",
     (
         Col("snapshot_date", DT, False, "as-of date D"),
         Col("user_id", S, False, "user identifier"),
-        Col("stage", S, False, "new | active | at_risk | churned | reactivated, as of D"),
+        Col("stage", S, False, " | ".join(LIFECYCLE_STAGES) + ", as of D"),
         Col("previous_stage", S, True, "stage as of D - transition_step_days (null if the user did not exist yet)"),
         Col("stage_changed", B, False, "stage != previous_stage"),
         Col("days_since_last_event", D, False, "days from last event to end of D"),
@@ -161,7 +161,7 @@ USER_LIFECYCLE = TableSpec(
     ),
     partition_by=("snapshot_date",),
     keys=("snapshot_date", "user_id"),
-    checks={"stage_known": "stage IN ('new','active','at_risk','churned','reactivated')"},
+    checks={"stage_known": "stage IN (" + ",".join(f"'{x}'" for x in LIFECYCLE_STAGES) + ")"},
     doc="Lifecycle stage per user as of D, its transition, and (training snapshots) labels from (D, D+H].",
 )
 
@@ -171,7 +171,7 @@ ITEM_EMBEDDINGS = TableSpec(
         Col("item_id", S, False, "item identifier"),
         Col("text_hash", S, False, "sha2-256 of the item text the vector was computed from"),
         Col("model_name", S, False, "text encoder name"),
-        Col("embedding", _arr(F), False, "L2-normalised text vector"),
+        Col("embedding", _arr(FL), False, "L2-normalised text vector"),
         Col("dim", I, False, "vector dimension"),
         Col("text_chars", I, False, "characters of text embedded (before truncation to the model's max tokens)"),
         Col("updated_at", TS, False, "when the vector was computed"),
@@ -204,7 +204,7 @@ USER_INTERESTS = TableSpec(
     (
         Col("snapshot_date", DT, False, "as-of date D"),
         Col("user_id", S, False, "user identifier"),
-        Col("interest_vector", _arr(F), False, "user vector from the sequence model (same space as item vectors)"),
+        Col("interest_vector", _arr(FL), False, "user vector from the sequence model (same space as item vectors)"),
         Col("top_categories", T.ArrayType(T.StructType([T.StructField("category", S), T.StructField("weight", D)])),
             False, "up to 3 categories with the share of the user's softmax score mass (0..1)"),
         Col("model_version", S, False, "artifact version that produced the row"),
@@ -246,7 +246,7 @@ RECOMMENDATIONS = TableSpec(
         Col("rank", I, False, "1..K, 1 = best"),
         Col("item_id", S, False, "recommended item"),
         Col("score", D, False, "ranking score (higher is better; comparable within a user and strategy)"),
-        Col("strategy", S, False, "personalized | new_user_content_popularity | at_risk_long_term_value"),
+        Col("strategy", S, False, " | ".join(STRATEGIES)),
         Col("because_items", _ITEM_WEIGHT, False, "recent items with the most attention weight: 'because you ...'"),
         Col("model_version", S, False, "artifact version"),
         Col("scored_at", TS, False, "when the row was computed"),
@@ -263,9 +263,32 @@ TABLES: Dict[str, TableSpec] = {
 }
 
 
-def register(spec: TableSpec) -> TableSpec:
-    TABLES[spec.name] = spec
-    return spec
+# Rows between Spark and the Spark-free core (``mapInPandas`` output schemas):
+# the column names are the ml modules' (``ml.scorer.SCORED_COLUMNS``,
+# ``ml.features.EXAMPLE_COLUMNS``); a test checks they agree.
+SCORED_SCHEMA = (
+    "user_id string, stage string, interest_vector array<float>, top_category_names array<string>, "
+    "top_category_weights array<double>, churn_probability double, predicted_value double, "
+    "because_item_ids array<string>, because_weights array<double>, feature_names array<string>, "
+    "feature_effects array<double>, rec_items array<string>, rec_scores array<double>, strategy string"
+)
+EXAMPLE_SCHEMA = (
+    "user_id string, items array<int>, events array<int>, gaps array<float>, values array<float>, "
+    "targets array<int>, length int, feats array<float>, churn float, value float, label_w float, "
+    "eval_target int, split string"
+)
+
+
+def ddl_names(ddl: str):
+    """Column names of a DDL schema string (top-level commas only)."""
+    names, depth, start = [], 0, 0
+    for i, ch in enumerate(ddl + ","):
+        depth += ch == "<"
+        depth -= ch == ">"
+        if ch == "," and depth == 0:
+            names.append(ddl[start:i].strip().split()[0])
+            start = i + 1
+    return names
 
 
 def spec(name: str) -> TableSpec:

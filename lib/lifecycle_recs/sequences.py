@@ -1,25 +1,23 @@
 """Per-user behaviour sequences and RFM features as of a snapshot date D."""
 from __future__ import annotations
 
-import datetime as dt
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from .config import SequenceConf
+from .dates import DateLike, add_days, parse_date
+from .names import EVENT_FUNNEL_ORDER
 
-# Tie-break for events with the same timestamp: funnel order, then item, then id.
-EVENT_ORDER = {"view": 0, "click": 1, "add_to_cart": 2, "purchase": 3, "rating": 4}
 
-
-def end_of_day(d: str | dt.date) -> Column:
+def end_of_day(d: DateLike) -> Column:
     """Timestamp of the end of day D (= D+1 00:00 UTC): the exclusive upper bound."""
-    d = dt.date.fromisoformat(str(d))
-    return F.lit((d + dt.timedelta(days=1)).isoformat()).cast("timestamp")
+    return F.lit(add_days(d, 1)).cast("timestamp")
 
 
 def event_rank(col: str = "event_type") -> Column:
-    m = F.create_map(*[x for k, v in EVENT_ORDER.items() for x in (F.lit(k), F.lit(v))])
+    """Tie-break for events with the same timestamp: the funnel order (unknown types last)."""
+    m = F.create_map(*[x for k, v in EVENT_FUNNEL_ORDER.items() for x in (F.lit(k), F.lit(v))])
     return F.coalesce(m[F.col(col)], F.lit(9))
 
 
@@ -42,7 +40,7 @@ def build_sequences(events: DataFrame, snapshot_date: str, conf: SequenceConf) -
     every run and partitioning. Recency and tenure are measured from the end of
     D (D+1 00:00 UTC), in days.
     """
-    d = dt.date.fromisoformat(str(snapshot_date))
+    d = parse_date(snapshot_date, "snapshot_date")
     n = int(conf.max_length)
     if n <= 0:
         raise ValueError(f"sequences.max_length must be positive, got {n}")

@@ -14,9 +14,8 @@ from typing import Dict, Optional
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .config import Config, SourceConf
+from .config import Config, SourceConf, is_remote_path
 
-RAW_COLUMNS = ("raw_user_id", "raw_item_id", "raw_event_type", "raw_event_ts", "raw_value", "raw_quantity")
 TARGETS = ("user_id", "item_id", "event_type", "event_ts", "value", "quantity")
 ITEM_COLUMNS = ("item_id", "title", "category", "description", "price", "year")
 
@@ -29,19 +28,18 @@ class RawSource:
     timestamp_format: Optional[str]
     timezone: str
     event_type_map: Dict[str, str]
-    has_item_id: bool
     items: Optional[DataFrame]
 
 
-def _read(spark: SparkSession, fmt: str, path: str, sc: SourceConf) -> DataFrame:
+def _read(spark: SparkSession, fmt: str, path: str, source: SourceConf) -> DataFrame:
     if not path:
         raise ValueError("source.path is not set in the config")
-    if not os.path.exists(path) and "://" not in path:
+    if not is_remote_path(path) and not os.path.exists(path):
         raise FileNotFoundError(f"source path does not exist: {path}")
     reader = spark.read
     if fmt == "csv":
         # everything as strings: parsing (and quarantine) happens in ingest
-        return reader.option("header", sc.csv_header).option("sep", sc.csv_sep).option("inferSchema", False).csv(path)
+        return reader.option("header", source.csv_header).option("sep", source.csv_sep).option("inferSchema", False).csv(path)
     if fmt == "json":
         return reader.option("primitivesAsString", True).json(path)
     if fmt == "parquet":
@@ -68,11 +66,11 @@ def _as_raw(df: DataFrame, columns: Dict[str, Optional[str]], where: str) -> Dat
 
 def read_source(spark: SparkSession, cfg: Config) -> RawSource:
     """Read the configured source (``source.kind``: synthetic, generic or recbole)."""
-    sc = cfg.source
-    if sc.kind == "synthetic":
+    src = cfg.source
+    if src.kind == "synthetic":
         from . import synthetic
 
-        raw = sc.raw_path or os.path.join(cfg.lakehouse, "_raw_synthetic")
+        raw = src.raw_path or os.path.join(cfg.lakehouse, "_raw_synthetic")
         if not os.path.exists(os.path.join(raw, "events", "_SUCCESS")):
             synthetic.write_raw(spark, cfg.synthetic, raw)
         events = spark.read.parquet(os.path.join(raw, "events"))
@@ -80,23 +78,22 @@ def read_source(spark: SparkSession, cfg: Config) -> RawSource:
                    "event_ts": "ts", "value": "revenue", "quantity": "qty"}
         items = spark.read.parquet(os.path.join(raw, "items"))
         return RawSource("synthetic", _as_raw(events, mapping, "synthetic"), "datetime", None, "UTC",
-                         {}, True, items.select(*ITEM_COLUMNS))
-    if sc.kind == "generic":
-        events = _read(spark, sc.format, sc.path, sc)
+                         {}, items.select(*ITEM_COLUMNS))
+    if src.kind == "generic":
+        events = _read(spark, src.format, src.path, src)
         items = None
-        if sc.items_path:
-            raw_items = _read(spark, sc.items_format, sc.items_path, sc)
-            cols = {c: sc.items_columns.get(c, c) for c in ITEM_COLUMNS}
+        if src.items_path:
+            raw_items = _read(spark, src.items_format, src.items_path, src)
+            cols = {c: src.items_columns.get(c, c) for c in ITEM_COLUMNS}
             items = raw_items.select(*[
                 (F.col(src) if src and src in raw_items.columns else F.lit(None)).alias(dst)
                 for dst, src in cols.items()
             ])
-        return RawSource(os.path.basename(sc.path.rstrip("/")), _as_raw(events, sc.columns, sc.path),
-                         sc.timestamp_kind, sc.timestamp_format, sc.timezone, sc.event_type_map,
-                         bool(sc.columns.get("item_id")), items)
-    if sc.kind == "recbole":
-        return read_recbole(spark, sc.recbole_dir, sc.recbole_dataset, sc.recbole_event_type)
-    raise ValueError(f"source.kind must be synthetic, generic or recbole; got '{sc.kind}'")
+        return RawSource(os.path.basename(src.path.rstrip("/")), _as_raw(events, src.columns, src.path),
+                         src.timestamp_kind, src.timestamp_format, src.timezone, src.event_type_map, items)
+    if src.kind == "recbole":
+        return read_recbole(spark, src.recbole_dir, src.recbole_dataset, src.recbole_event_type)
+    raise ValueError(f"source.kind must be synthetic, generic or recbole; got '{src.kind}'")
 
 
 def _read_atomic(spark: SparkSession, path: str) -> DataFrame:
@@ -143,4 +140,4 @@ def read_recbole(spark: SparkSession, directory: str, dataset: Optional[str] = N
             F.lit(None).cast("double").alias("price"),
             (F.col(year).try_cast("int") if year else F.lit(None).cast("int")).alias("year"),
         )
-    return RawSource(name, events, "epoch_seconds", None, "UTC", {}, True, items)
+    return RawSource(name, events, "epoch_seconds", None, "UTC", {}, items)

@@ -9,12 +9,12 @@ from typing import Dict, Iterator
 
 from pyspark.sql import SparkSession
 
-from .config import SparkConf
+from .config import SparkSettings
 
 log = logging.getLogger(__name__)
 
 
-def get_spark(conf: SparkConf) -> SparkSession:
+def get_spark(conf: SparkSettings) -> SparkSession:
     """Return a Spark session with Delta Lake enabled.
 
     On a cluster or Databricks (``use_existing_session`` or an active session),

@@ -96,6 +96,20 @@ def write_snapshot(spark: SparkSession, cfg: Config, table: str, df: DataFrame, 
     return last_metrics(spark, cfg, table)
 
 
+def replace_metric_rows(spark: SparkSession, cfg: Config, rows: List[Dict], snapshot_date: str,
+                        dataset: str) -> int:
+    """Replace the (snapshot, dataset) rows of ``evaluation_metrics`` with ``rows`` in one commit."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", dataset or ""):
+        raise ValueError(f"evaluation dataset name {dataset!r} must be letters, digits, '_', '.' or '-'")
+    ts = spec("evaluation_metrics")
+    ensure_table(spark, cfg, ts)
+    d = dt.date.fromisoformat(str(snapshot_date))
+    (spark.createDataFrame(rows, ts.schema).write.format("delta").mode("overwrite")
+     .option("replaceWhere", f"snapshot_date = DATE'{d.isoformat()}' AND dataset = '{dataset}'")
+     .save(path(cfg, "evaluation_metrics")))
+    return len(rows)
+
+
 def merge_new(spark: SparkSession, cfg: Config, table: str, df: DataFrame,
               keys: Optional[Sequence[str]] = None) -> Dict[str, int]:
     """Insert the rows of ``df`` whose keys are not in ``table`` yet (one commit).

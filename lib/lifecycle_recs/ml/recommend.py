@@ -1,0 +1,153 @@
+"""The lifecycle-aware recommendation policy, on arrays and tensors (no Spark,
+no scorer). Its weights live in :class:`~lifecycle_recs.config.RecommendConf`.
+
+Strategies (``names.STRATEGIES``):
+
+* ``new_user_content_popularity`` — stage ``new`` or at most
+  ``new_user_max_events`` events: few steps make a weak sequence signal, so the
+  score blends the model (``new_user_model_weight``), content similarity to the
+  items the user touched (mean text vector, ``new_user_content_weight``) and
+  popularity (``new_user_popularity_weight``), each standardised per user;
+  without text vectors, model and popularity only (``new_user_no_text_model_weight``);
+* ``at_risk_long_term_value`` — stages ``at_risk`` and ``churned``: the model
+  score plus ``at_risk_value_weight`` x the item's long-term-value association
+  (standardised): the smoothed share of users who touched the item in the
+  training snapshot and were still active H days later;
+* ``personalized`` — everyone else: the model score.
+
+Then seen items are removed where ``filter_seen``, and a category cap keeps at
+most ``category_cap`` items of one category in a user's top-K (filled from the
+rest when the catalog is short), from a candidate pool of
+``max(k * candidate_pool_factor, k + candidate_pool_extra)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..config import RecommendConf
+from ..names import AT_RISK_STAGES, NEW_STAGE, STRATEGY_AT_RISK, STRATEGY_NEW_USER, STRATEGY_PERSONALIZED
+
+NEG_INF = -float("inf")
+
+
+@dataclass
+class ItemSide:
+    """Everything about the catalog the policy needs, on the scoring device.
+    Index 0 is padding and 1 unknown: never ranked."""
+    vectors: torch.Tensor              # [n_items, d] item vectors of the model
+    text_unit: Optional[torch.Tensor]  # [n_items, t] unit text vectors, or None
+    pop_z: torch.Tensor                # [n_items] standardised log popularity
+    ltv_z: torch.Tensor                # [n_items] standardised long-term-value association
+    categories: torch.Tensor           # [n_items] category code (-1 = none)
+    category_onehot: torch.Tensor      # [n_items - 2, n_cat]
+    n_categories: int
+
+
+def _z_body(x: torch.Tensor) -> torch.Tensor:
+    """Standardised by the mean/std of the real items (index >= 2)."""
+    body = x[2:]
+    return (x - body.mean()) / body.std().clamp(min=1e-6)
+
+
+def item_side(vectors: torch.Tensor, text_vectors: Optional[torch.Tensor], popularity: np.ndarray,
+              ltv: np.ndarray, categories: np.ndarray, n_categories: int, device) -> ItemSide:
+    """Per-item terms, standardised once (they are the same for every user)."""
+    text_unit = torch.nn.functional.normalize(text_vectors.float(), dim=1).to(device) \
+        if text_vectors is not None and text_vectors.numel() else None
+    pop = torch.as_tensor(np.log1p(np.maximum(popularity, 0)), dtype=torch.float32, device=device)
+    ltv_t = torch.as_tensor(ltv, dtype=torch.float32, device=device)
+    n_cat = max(1, n_categories)
+    onehot = torch.zeros(len(categories) - 2, n_cat, device=device)
+    cats = torch.as_tensor(categories[2:], device=device)
+    ok = cats >= 0
+    onehot[torch.arange(len(cats), device=device)[ok], cats[ok]] = 1.0
+    return ItemSide(vectors.float().to(device), text_unit, _z_body(pop), _z_body(ltv_t),
+                    torch.as_tensor(categories, device=device), onehot, n_cat)
+
+
+def ltv_association(n_labelled: np.ndarray, n_retained: np.ndarray, prior_users: float) -> Tuple[np.ndarray, float]:
+    """Retained share per item shrunk towards the overall share ``prior`` as if
+    ``prior_users`` more users had been seen at it; returns (per item, prior)."""
+    prior = float(n_retained.sum() / max(1.0, n_labelled.sum()))
+    return (n_retained + prior_users * prior) / (n_labelled + prior_users), prior
+
+
+def strategy_masks(stages: Sequence, n_events: Sequence, conf: RecommendConf) -> Tuple[np.ndarray, np.ndarray]:
+    """(is_new, at_risk) per user; a new user is never also treated as at risk."""
+    is_new = np.array([(st == NEW_STAGE) or (ne <= conf.new_user_max_events) for st, ne in zip(stages, n_events)],
+                      dtype=bool)
+    at_risk = np.array([st in AT_RISK_STAGES for st in stages], dtype=bool) & ~is_new
+    return is_new, at_risk
+
+
+def strategy_names(is_new: np.ndarray, at_risk: np.ndarray) -> List[str]:
+    return [STRATEGY_NEW_USER if n else STRATEGY_AT_RISK if a else STRATEGY_PERSONALIZED
+            for n, a in zip(is_new, at_risk)]
+
+
+def _standardise_rows(s: torch.Tensor) -> torch.Tensor:
+    body = s[:, 2:]
+    return (s - body.mean(1, keepdim=True)) / body.std(1, keepdim=True).clamp(min=1e-6)
+
+
+def policy_scores(raw: torch.Tensor, history: torch.Tensor, is_new: np.ndarray, at_risk: np.ndarray,
+                  items: ItemSide, conf: RecommendConf) -> torch.Tensor:
+    """Model scores [b, n_items] (padding/unknown already -inf) -> the ranking score of
+    each user's strategy. ``history``: the users' item indices [b, L] (content similarity)."""
+    final = _standardise_rows(raw)
+    dev = raw.device
+    new_rows = np.flatnonzero(is_new)
+    if len(new_rows):
+        rows = torch.as_tensor(new_rows, device=dev)
+        if items.text_unit is not None:
+            it = history[rows]
+            hist = (items.text_unit[it] * (it > 1).unsqueeze(-1)).sum(1)
+            content = _standardise_rows(torch.nn.functional.normalize(hist, dim=1) @ items.text_unit.T)
+            final[rows] = (conf.new_user_model_weight * final[rows] + conf.new_user_content_weight * content
+                           + conf.new_user_popularity_weight * items.pop_z)
+        else:
+            w = conf.new_user_no_text_model_weight
+            final[rows] = w * final[rows] + (1.0 - w) * items.pop_z
+    risk_rows = np.flatnonzero(at_risk)
+    if len(risk_rows):
+        rows = torch.as_tensor(risk_rows, device=dev)
+        final[rows] = final[rows] + conf.at_risk_value_weight * items.ltv_z
+    final[:, :2] = NEG_INF
+    return final
+
+
+def candidate_pool(k: int, n_candidates: int, conf: RecommendConf) -> int:
+    return min(n_candidates, max(k * conf.candidate_pool_factor, k + conf.candidate_pool_extra))
+
+
+def capped_topk(top_s: torch.Tensor, top_i: torch.Tensor, cats: torch.Tensor, k: int, cap: int, n_cat: int):
+    """From candidates sorted by score, keep at most ``cap`` per category and take
+    the first k; when too few remain (small catalog), fill with the best skipped ones.
+    Vectorised over users (a running count per category along the sorted list)."""
+    if cap <= 0:
+        return top_i[:, :k], top_s[:, :k]
+    c = cats[top_i].clamp(min=0)
+    onehot = torch.nn.functional.one_hot(c, n_cat).to(torch.int32)
+    seen_before = (torch.cumsum(onehot, dim=1) * onehot).sum(-1)    # 1-based count within category
+    allowed = (seen_before <= cap) | (cats[top_i] < 0)
+    allowed &= torch.isfinite(top_s)
+    # allowed first (in score order), then the skipped ones
+    pos = torch.arange(top_s.shape[1], device=top_s.device)[None, :]
+    key = torch.where(allowed, pos, pos + top_s.shape[1])
+    order = key.argsort(dim=1)[:, :k]
+    return top_i.gather(1, order), top_s.gather(1, order)
+
+
+def recommend(final: torch.Tensor, seen_rows: torch.Tensor, seen_cols: torch.Tensor, items: ItemSide,
+              conf: RecommendConf) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Ranking scores -> (item indices, scores) [b, k]: seen items removed where
+    ``filter_seen``, category-capped. Scores are -inf where the catalog ran out."""
+    if conf.filter_seen and len(seen_rows):
+        final[seen_rows, seen_cols] = NEG_INF
+    pool = candidate_pool(int(conf.k), final.shape[1] - 2, conf)
+    top_s, top_i = final.topk(pool, dim=1)
+    return capped_topk(top_s, top_i, items.categories, int(conf.k), conf.category_cap, items.n_categories)

@@ -1,0 +1,191 @@
+"""One trainer: seeded joint training with early stopping, the refit of the
+churn/value heads on frozen user vectors, and full-catalog ranking for
+validation. Early stopping is :class:`EarlyStopping`, used by both loops."""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..config import ModelConf, TrainConf
+from .features import Batch
+from .metrics import rank_metrics
+from .model import ModelSpec, SequenceModel
+from .vocab import Vocab
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` = CUDA when there is one, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class EarlyStopping:
+    """Keeps the best state by a score (higher is better) and says when
+    ``patience`` evaluations in a row have not improved on it."""
+
+    def __init__(self, patience: Optional[int] = None):
+        self.patience = patience
+        self.best = -float("inf")
+        self.best_state: Optional[Dict[str, torch.Tensor]] = None
+        self.bad = 0
+
+    def step(self, score: float, model: torch.nn.Module) -> bool:
+        """Record ``score``; True when training should stop."""
+        if score > self.best:
+            self.best, self.bad = score, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return False
+        self.bad += 1
+        return self.patience is not None and self.bad >= self.patience
+
+    def restore(self, model: torch.nn.Module) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        model.eval()
+
+
+def build_model(vocab: Vocab, text_vectors: Optional[np.ndarray], mconf: ModelConf) -> SequenceModel:
+    spec = ModelSpec(n_items=vocab.n_items, n_event_types=vocab.n_event_types,
+                     text_dim=int(text_vectors.shape[1]) if (mconf.use_text and text_vectors is not None) else 0,
+                     encoder=mconf.encoder, hidden_dim=mconf.hidden_dim, item_dim=mconf.item_dim,
+                     event_dim=mconf.event_dim, layers=mconf.layers, dropout=mconf.dropout)
+    return SequenceModel(spec, text_vectors if spec.text_dim else None)
+
+
+@torch.no_grad()
+def rank_targets(model: SequenceModel, data: Batch, device, batch_size: int = 2048,
+                 exclude_seen: bool = False) -> np.ndarray:
+    """1-based rank of ``eval_target`` among all catalog items (full ranking, ties
+    counted against the target), from the last step's user vector."""
+    model.eval()
+    iv = model.item_vectors()
+    ranks = []
+    for i in range(0, data.size, batch_size):
+        b = data.rows(slice(i, i + batch_size)).to(device)
+        s = model(b)["user"] @ iv.T
+        s[:, :2] = -float("inf")  # padding and unknown are never candidates
+        if exclude_seen:
+            seen = torch.zeros_like(s, dtype=torch.bool).scatter_(1, b.items, True)
+            seen[:, :2] = True
+            seen[torch.arange(len(s)), b.eval_target] = False
+            s = s.masked_fill(seen, -float("inf"))
+        tgt = s.gather(1, b.eval_target[:, None])
+        ranks.append(((s > tgt).sum(1) + 1).cpu())
+    return torch.cat(ranks).numpy() if ranks else np.zeros(0, dtype=np.int64)
+
+
+def _validate(model: SequenceModel, val: Batch, device, weights, n_neg: int) -> Tuple[float, Dict[str, float]]:
+    """(score, record): validation NDCG@10 when the rows have next-item targets, else -loss."""
+    model.eval()
+    with torch.no_grad():
+        if (val.eval_target > 1).any():
+            m = rank_metrics(rank_targets(model, val, device), 10)
+            rec = {"val_ndcg10": m["ndcg@10"], "val_hit10": m["hit@10"]}
+            return rec["val_ndcg10"], rec
+        vl, _ = model.loss(val.to(device), weights, n_neg)
+        return -float(vl), {"val_loss": float(vl)}
+
+
+def fit(train: Batch, val: Optional[Batch], vocab: Vocab, text_vectors: Optional[np.ndarray],
+        mconf: ModelConf, tconf: TrainConf) -> Tuple[SequenceModel, Dict]:
+    """Seeded training with early stopping on validation NDCG@10 (when the
+    validation rows have next-item targets) or validation loss."""
+    seed_everything(tconf.seed)
+    device = resolve_device(tconf.device)
+    model = build_model(vocab, text_vectors, mconf).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=tconf.lr, weight_decay=tconf.weight_decay)
+    n_neg = mconf.n_negatives if vocab.n_items > mconf.sampled_softmax_threshold else 0
+    use_amp = device.type == "cuda"
+    gen = torch.Generator().manual_seed(tconf.seed)
+    n = train.size
+    stopper, history = EarlyStopping(tconf.patience), []
+    for epoch in range(tconf.epochs):
+        model.train()
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen)
+        steps, tot = 0, 0.0
+        for i in range(0, n, tconf.batch_size):
+            b = train.rows(perm[i:i + tconf.batch_size]).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss, _ = model.loss(b, mconf.loss_weights, n_neg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            tot += float(loss.detach())
+            steps += 1
+            if tconf.max_steps_per_epoch and steps >= tconf.max_steps_per_epoch:
+                break
+        rec = {"epoch": epoch, "train_loss": tot / max(1, steps), "seconds": time.perf_counter() - t0}
+        if val is not None and val.size:
+            score, vrec = _validate(model, val, device, mconf.loss_weights, n_neg)
+            rec.update(vrec)
+        else:
+            score = -rec["train_loss"]
+        history.append(rec)
+        log.info("epoch %s", rec)
+        if stopper.step(score, model):
+            break
+    stopper.restore(model)
+    return model, {"history": history, "best_score": stopper.best, "epochs_run": len(history),
+                   "device": str(device)}
+
+
+@torch.no_grad()
+def user_vectors(model: SequenceModel, data: Batch, batch_size: int = 4096) -> torch.Tensor:
+    """Last-step user vectors [N, item_dim] (an empty sequence scores from padding alone)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    outs = []
+    for i in range(0, data.size, batch_size):
+        b = data.rows(slice(i, i + batch_size)).to(dev)
+        outs.append(model(b._replace(length=b.length.clamp(min=1)))["user"])
+    return torch.cat(outs) if outs else torch.zeros(0, model.spec.item_dim, device=dev)
+
+
+def fit_heads(model: SequenceModel, train: Batch, val: Optional[Batch], weights: Dict[str, float],
+              steps: int = 400, lr: float = 0.01, seed: int = 0) -> Dict[str, float]:
+    """Refit the churn and value heads on frozen user vectors (full batch, cheap).
+
+    Joint training spends most of its steps on the next-item objective; the
+    heads see each labelled user only a few times. With the encoder frozen,
+    the user vectors are computed once and the small heads converge in a few
+    hundred full-batch steps; the best step on the validation users is kept.
+    Returns ``{}`` (heads untouched) when the training rows carry no labels."""
+    torch.manual_seed(seed)
+    dev = next(model.parameters()).device
+    if float(train.label_w.sum()) == 0:
+        return {}
+    u_tr, tr = user_vectors(model, train), train.to(dev)
+    has_val = val is not None and float(val.label_w.sum()) > 0
+    u_va, va = (user_vectors(model, val), val.to(dev)) if has_val else (None, None)
+    params = [*model.feat.parameters(), *model.churn_head.parameters(), *model.value_head.parameters()]
+    opt = torch.optim.Adam(params, lr=lr)
+    stopper = EarlyStopping(patience=None)  # keeps the best of all steps
+    for step in range(steps):
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        loss = model.heads_loss(u_tr, tr, weights)
+        loss.backward()
+        opt.step()
+        if step % 10 == 9 or step == steps - 1:
+            model.eval()
+            with torch.no_grad():
+                score = float(model.heads_loss(u_va, va, weights)) if has_val else float(loss)
+            stopper.step(-score, model)
+    stopper.restore(model)
+    return {"heads_best_loss": -stopper.best}

@@ -1,0 +1,33 @@
+"""Stage ``score``: score every user of D with the latest artifact and write
+``user_interests``, ``retention_scores`` and ``recommendations`` for D."""
+from __future__ import annotations
+
+from typing import Dict
+
+from pyspark import StorageLevel
+
+from .. import tables
+from ..context import RunContext
+from ..dates import utc_now
+from ..lifecycle import users_with_stage
+from ..ml import artifacts
+from ..udfs import score_users, scored_outputs
+
+OUTPUTS = ("user_interests", "retention_scores", "recommendations")
+
+
+def run(ctx: RunContext) -> Dict[str, object]:
+    spark, cfg, d = ctx.spark, ctx.cfg, ctx.require_date()
+    art_dir = artifacts.resolve(cfg.artifacts)
+    art = artifacts.load(art_dir)
+    users = users_with_stage(tables.read(spark, cfg, "user_sequences", d), tables.read(spark, cfg, "user_lifecycle", d))
+    scored = score_users(users, art_dir, cfg.recommend, cfg.train.device).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        n = scored.count()
+        outs = scored_outputs(scored, d, art.version, utc_now(), cfg.lifecycle.horizon_days)
+        metrics = {t: tables.write_snapshot(spark, cfg, t, outs[t], d) for t in OUTPUTS}
+        strategies = {r["strategy"]: r["count"] for r in scored.groupBy("strategy").count().collect()}
+    finally:
+        scored.unpersist()
+    return {"users": n, "recommendation_rows": metrics["recommendations"].get("numOutputRows", 0),
+            "model_version": art.version, "strategies": strategies}

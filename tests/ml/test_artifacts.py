@@ -1,0 +1,65 @@
+"""Artifacts: round trip, immutable once written, LATEST and checksums checked."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from lifecycle_recs.ml import artifacts
+from lifecycle_recs.ml.features import Batch, encode_users
+from lifecycle_recs.ml.trainer import rank_targets
+from tests.helpers import users_frame
+from tests.ml.test_features import VOCAB
+from tests.ml.test_model import model_of
+
+
+def _save(root, model, promote=True):
+    stats = artifacts.ItemStats(np.arange(VOCAB.n_items, dtype=float), np.full(VOCAB.n_items, 0.5))
+    return artifacts.save(str(root), model, VOCAB, 6, {"x": 1}, stats, "2026-01-01", promote=promote)
+
+
+def test_roundtrip(tmp_path):
+    torch.manual_seed(0)
+    m = model_of()
+    b = Batch.from_frame(encode_users(users_frame(), VOCAB, 6, "loo"))
+    r = rank_targets(m, b, torch.device("cpu"))
+    d = _save(tmp_path, m)
+    art = artifacts.load(str(tmp_path))
+    assert art.version == open(tmp_path / "LATEST").read() == os.path.basename(d) and art.max_len == 6
+    assert art.version.startswith("lstm-2026-01-01-") and art.path == d
+    assert art.vocab.item_ids == VOCAB.item_ids and art.metrics == {"x": 1}
+    assert np.array_equal(art.item_stats.popularity, np.arange(VOCAB.n_items))
+    assert np.array_equal(rank_targets(art.model, b, torch.device("cpu")), r)
+    with pytest.raises(FileNotFoundError, match="train stage"):
+        artifacts.load(str(tmp_path / "nothing"))
+
+
+def test_a_saved_artifact_is_never_rewritten(tmp_path):
+    torch.manual_seed(0)
+    m = model_of()
+    d = _save(tmp_path, m)
+    mtimes = {f: os.stat(os.path.join(d, f)).st_mtime_ns for f in os.listdir(d)}
+    assert _save(tmp_path, m) == d   # the same weights: the same version, left as it is
+    assert {f: os.stat(os.path.join(d, f)).st_mtime_ns for f in os.listdir(d)} == mtimes
+    assert sorted(os.listdir(d)) == sorted([*artifacts.FILES, "checksums.json"])
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temp left behind
+
+
+def test_promote_false_leaves_latest(tmp_path):
+    torch.manual_seed(0)
+    first = _save(tmp_path, model_of())
+    torch.manual_seed(1)
+    _save(tmp_path, model_of(), promote=False)
+    assert artifacts.resolve(str(tmp_path)) == first
+
+
+def test_tampered_file_and_bad_latest_are_refused(tmp_path):
+    torch.manual_seed(0)
+    d = _save(tmp_path, model_of())
+    with open(os.path.join(d, "vocab.json"), "a") as fh:
+        fh.write(" ")
+    with pytest.raises(ValueError, match="do not match checksums"):
+        artifacts.load(d)
+    (tmp_path / "LATEST").write_text("../../etc")
+    with pytest.raises(ValueError, match="not a valid artifact version"):
+        artifacts.resolve(str(tmp_path))

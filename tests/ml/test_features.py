@@ -1,0 +1,61 @@
+"""Encoders from user rows to model inputs, and the typed Batch."""
+import numpy as np
+import torch
+
+from lifecycle_recs.ml.features import USER_FEATURES, Batch, encode_last, encode_users, user_features
+from lifecycle_recs.ml.vocab import UNK, Vocab
+from tests.helpers import users_frame
+
+VOCAB = Vocab([f"i{k}" for k in range(20)], ["view", "purchase"], [f"c{k % 3}" for k in range(20)])
+
+
+def test_encode_users_modes_and_bad_input():
+    df = users_frame()
+    df.loc[0, "item_ids"] = ["unknown-item"]
+    df.loc[0, "values"] = [float("nan")]
+    df.loc[1, ["item_ids", "event_types", "time_gaps_hours", "values"]] = [None, None, None, None]
+    ex = encode_users(df, VOCAB, 5, "last")
+    assert len(ex) == len(df)
+    assert ex.loc[0, "items"][0] == UNK and ex.loc[0, "length"] == 1
+    assert ex.loc[1, "length"] == 0                                   # empty sequence encodes
+    assert all(len(a) == 5 for a in ex["items"])
+    assert not np.isnan(np.stack(ex["values"])).any()
+    loo = encode_users(df, VOCAB, 5, "loo")
+    assert (loo["eval_target"] > 1).all() and (loo["length"] >= 1).all()
+    win = encode_users(df.iloc[[5]], VOCAB, 3, "windows", holdout=2)
+    assert set(win["split"]) == {"train", "val", "test"}
+
+
+def test_vectorised_encoder_matches_row_encoder():
+    df = users_frame(10, seed=3)
+    df.loc[2, "item_ids"] = ["nope"] + list(df.loc[2, "item_ids"])[1:]
+    df.loc[4, ["item_ids", "event_types", "time_gaps_hours", "values"]] = [None, None, None, None]
+    rows = encode_users(df, VOCAB, 5, "last")
+    vec = encode_last(df, VOCAB, 5)
+    for k in ("items", "events", "gaps", "values", "targets"):
+        assert np.allclose(np.stack(rows[k].to_numpy()), vec[k]), k
+    assert np.array_equal(rows["length"].to_numpy(), vec["length"])
+
+
+def test_user_features_are_the_one_ordered_list():
+    df = users_frame(3)
+    f = user_features(df, 50)
+    assert f.shape == (3, len(USER_FEATURES)) and USER_FEATURES[-1] == "sequence_length"
+    assert np.allclose(f[:, 0], np.log1p(df["days_since_last_event"]))
+    assert np.allclose(f[:, -1], df["sequence_length"] / 50)
+
+
+def test_batch_from_frame_types_rows_and_device():
+    b = Batch.from_frame(encode_users(users_frame(6), VOCAB, 4, "last"))
+    assert b.size == 6 and b.items.dtype == torch.long and b.gaps.dtype == torch.float32
+    assert b.churn.dtype == torch.float32 and b.eval_target.dtype == torch.long
+    sub = b.rows(slice(1, 3)).to("cpu")
+    assert sub.size == 2 and torch.equal(sub.items, b.items[1:3])
+    assert Batch.from_arrays({k: v for k, v in encode_last(users_frame(2), VOCAB, 4).items()}).churn is None
+
+
+def test_vocab_lookup_is_vectorised_and_null_safe():
+    got = VOCAB.item_index(["i0", None, "zz", "i19"])
+    assert got.tolist() == [2, UNK, UNK, 21]
+    assert VOCAB.event_index(["purchase", None]).tolist() == [3, UNK]
+    assert VOCAB.item_id_array()[2] == "i0" and Vocab.from_json(VOCAB.to_json()).item_ids == VOCAB.item_ids

@@ -1,0 +1,77 @@
+"""One trainer: a tiny overfit, early stopping, the heads refit, full ranking."""
+
+import torch
+
+from lifecycle_recs.config import ModelConf, TrainConf
+from lifecycle_recs.ml.features import Batch, encode_users
+from lifecycle_recs.ml.trainer import EarlyStopping, fit, fit_heads, rank_targets
+from tests.helpers import users_frame
+from tests.ml.test_features import VOCAB
+from tests.ml.test_model import model_of
+
+MC = ModelConf(hidden_dim=32, item_dim=16, dropout=0.0, use_text=False,
+               loss_weights={"next_item": 1.0, "churn": 1.0, "value": 0.0})
+
+
+def test_tiny_overfit():
+    torch.set_num_threads(1)
+    b = Batch.from_frame(encode_users(users_frame(6), VOCAB, 12, "last"))
+    tc = TrainConf(seed=1, epochs=300, patience=300, batch_size=64, lr=0.02, device="cpu")
+    model, info = fit(b, None, VOCAB, None, MC, tc)
+    first, last = info["history"][0]["train_loss"], info["history"][-1]["train_loss"]
+    assert last < 0.05 * first and last < 0.1
+
+
+def test_same_seed_same_model():
+    b = Batch.from_frame(encode_users(users_frame(8), VOCAB, 8, "last"))
+    tc = TrainConf(seed=3, epochs=3, patience=3, batch_size=4, device="cpu")
+    m1, _ = fit(b, None, VOCAB, None, MC, tc)
+    m2, _ = fit(b, None, VOCAB, None, MC, tc)
+    assert all(torch.equal(x, y) for x, y in zip(m1.state_dict().values(), m2.state_dict().values()))
+
+
+def test_early_stopping_keeps_the_best_state():
+    m = torch.nn.Linear(1, 1)
+    stop = EarlyStopping(patience=2)
+    with torch.no_grad():
+        m.weight.fill_(1.0)
+    assert not stop.step(0.5, m)
+    with torch.no_grad():
+        m.weight.fill_(2.0)
+    assert not stop.step(0.4, m)      # worse: 1 bad
+    assert stop.step(0.3, m)          # worse again: stop
+    stop.restore(m)
+    assert m.weight.item() == 1.0 and stop.best == 0.5
+
+
+def test_fit_stops_early_on_validation():
+    b = Batch.from_frame(encode_users(users_frame(8), VOCAB, 8, "last"))
+    val = Batch.from_frame(encode_users(users_frame(8, seed=1), VOCAB, 8, "loo"))
+    tc = TrainConf(seed=1, epochs=50, patience=1, batch_size=8, lr=0.0, device="cpu")  # lr 0: never improves
+    _, info = fit(b, val, VOCAB, None, MC, tc)
+    assert info["epochs_run"] == 2 and "val_ndcg10" in info["history"][0]
+
+
+def test_fit_heads_improves_the_heads_and_skips_unlabelled_data():
+    torch.manual_seed(0)
+    m = model_of()
+    b = Batch.from_frame(encode_users(users_frame(16), VOCAB, 6, "last"))
+    w = {"churn": 1.0, "value": 1.0}
+    from lifecycle_recs.ml.trainer import user_vectors
+
+    before = m.heads_loss(user_vectors(m, b), b, w).item()
+    info = fit_heads(m, b, b, w, steps=60, lr=0.05)
+    assert info["heads_best_loss"] < before
+    unlabelled = b._replace(label_w=torch.zeros_like(b.label_w))
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    assert fit_heads(m, unlabelled, None, w) == {}
+    assert all(torch.equal(state[k], v) for k, v in m.state_dict().items())
+
+
+def test_rank_targets_full_ranking():
+    m = model_of()
+    b = Batch.from_frame(encode_users(users_frame(), VOCAB, 6, "loo"))
+    r = rank_targets(m, b, torch.device("cpu"))
+    assert ((r >= 1) & (r <= VOCAB.n_items - 2)).all()
+    # the target itself can never rank worse once seen items are excluded
+    assert (rank_targets(m, b, torch.device("cpu"), exclude_seen=True) <= r).all()

@@ -1,0 +1,43 @@
+"""Spark-side metrics agree with the numpy ones on the same data; the baselines."""
+import numpy as np
+import pytest
+
+from lifecycle_recs.evaluation import most_popular_recs, popular_ranks, set_metrics_spark
+from lifecycle_recs.ml.metrics import set_metrics
+from tests.helpers import repart
+
+
+def test_spark_set_metrics_equal_numpy_metrics(spark):
+    rng = np.random.default_rng(0)
+    recs, truth = {}, {}
+    for u in range(60):
+        recs[f"u{u}"] = list(rng.choice(40, size=int(rng.integers(1, 12)), replace=False))
+        truth[f"u{u}"] = set(rng.choice(40, size=int(rng.integers(0, 6)), replace=False))
+    rec_rows = [(u, r + 1, f"i{x}") for u, xs in recs.items() for r, x in enumerate(xs)]
+    truth_rows = [(u, [f"i{x}" for x in sorted(t)]) for u, t in truth.items()]
+    rdf = repart(spark.createDataFrame(rec_rows, "user_id string, rank int, item_id string"))
+    tdf = repart(spark.createDataFrame(truth_rows, "user_id string, items array<string>"))
+    for k in (1, 5, 10):
+        got = set_metrics_spark(rdf, tdf, k)
+        want = set_metrics([[f"i{x}" for x in recs[u]] for u in recs], [{f"i{x}" for x in truth[u]} for u in recs], k)
+        assert got["users"] == want["users"]
+        assert got[f"recall@{k}"] == pytest.approx(want[f"recall@{k}"], abs=1e-12)
+        assert got[f"ndcg@{k}"] == pytest.approx(want[f"ndcg@{k}"], abs=1e-12)
+
+
+def test_spark_set_metrics_without_users_is_nan_not_an_error(spark):
+    rdf = spark.createDataFrame([("u", 1, "a")], "user_id string, rank int, item_id string")
+    tdf = spark.createDataFrame([("u", [])], "user_id string, items array<string>")
+    got = set_metrics_spark(rdf, tdf, 5)
+    assert got["users"] == 0 and np.isnan(got["recall@5"])
+
+
+def test_most_popular_filters_seen_items(spark):
+    seqs = spark.createDataFrame([("u1", ["a", "a", "b"]), ("u2", ["a", "c"]), ("u3", ["b"])],
+                                 "user_id string, item_ids array<string>")
+    users = spark.createDataFrame([("u1",), ("u3",)], "user_id string")
+    got = {(r["user_id"], r["rank"]): r["item_id"] for r in most_popular_recs(seqs, users, 2, True).collect()}
+    assert got == {("u1", 1): "c", ("u3", 1): "a", ("u3", 2): "c"}
+    kept = most_popular_recs(seqs, users, 2, False).where("user_id = 'u1'").orderBy("rank").collect()
+    assert [r["item_id"] for r in kept] == ["a", "b"]
+    assert popular_ranks(np.array([-1, -1, 5.0, 3.0, 5.0]), np.array([2, 3])).tolist() == [1, 3]

@@ -1,0 +1,34 @@
+"""Spark -> trainer: examples built on the workers equal the pandas encoder; item statistics."""
+import numpy as np
+import pytest
+
+from lifecycle_recs.feeding import examples, item_stats
+from lifecycle_recs.ml.features import encode_users
+from lifecycle_recs.ml.vocab import Vocab
+from tests.helpers import repart, users_frame
+
+VOCAB = Vocab([f"i{k}" for k in range(20)], ["view", "purchase"], [None] * 20)
+
+
+def test_spark_examples_equal_the_pandas_encoder(spark):
+    df = users_frame(12, seed=5)
+    sdf = repart(spark.createDataFrame(df), 3)
+    got = examples(sdf, VOCAB, 6, "last").toPandas().set_index("user_id").sort_index()
+    want = encode_users(df, VOCAB, 6, "last").set_index("user_id").sort_index()
+    for col in ("items", "targets", "gaps", "feats"):
+        assert np.allclose(np.stack(got[col].to_numpy()), np.stack(want[col].to_numpy())), col
+    assert (got["length"] == want["length"]).all()
+
+
+def test_item_stats_popularity_and_shrunk_retention(spark):
+    seq = spark.createDataFrame([("u1", ["i0", "i0", "i1"]), ("u2", ["i0", None]), ("u3", ["i2"])],
+                                "user_id string, item_ids array<string>")
+    lab = spark.createDataFrame([("u1", True), ("u2", False), ("u3", None)],
+                                "user_id string, churned_within_horizon boolean")
+    st = item_stats(repart(seq, 2), lab, VOCAB, prior_users=2.0)
+    assert st.popularity[2:5].tolist() == [3, 1, 1] and st.popularity[5:].sum() == 0 and st.popularity[:2].sum() == 0
+    # labelled users per item: i0 {u1 churned, u2 retained}, i1 {u1 churned}, i2 none; prior = 1 / 3
+    prior = 1 / 3
+    assert st.ltv[2] == pytest.approx((1 + 2 * prior) / (2 + 2))
+    assert st.ltv[3] == pytest.approx((0 + 2 * prior) / (1 + 2))
+    assert st.ltv[4] == pytest.approx(prior) and st.ltv[10] == pytest.approx(prior)
