@@ -36,7 +36,8 @@ def main():
     from lifecycle_recs import evaluation as E
     from lifecycle_recs import tables
     from lifecycle_recs.config import SequenceConf, config_from_dict
-    from lifecycle_recs.feeding import build_vocab, examples, tensors_via_petastorm
+    from lifecycle_recs.feeding import build_vocab, examples, write_examples
+    from lifecycle_recs.ml.feed import ParquetExampleStream, collect
     from lifecycle_recs.ml.metrics import rank_metrics
     from lifecycle_recs.ml.trainer import fit, rank_targets
     from lifecycle_recs.pipeline import run_nightly
@@ -83,22 +84,25 @@ def main():
     # the whole history per user, for RecBole-style windows and leave-one-out
     full = build_sequences(events, "1998-12-31", SequenceConf(max_length=100000, value_event_types=("rating",)))
     ex = examples(full, vocab, 50, "windows", holdout=2, stride=args.stride).persist()
-    cache = os.path.join(args.work, "petastorm")
-    train_t = tensors_via_petastorm(spark, ex.where(F.col("split") == "train"), cache)
-    val_t = tensors_via_petastorm(spark, ex.where(F.col("split") == "val"), cache)
-    test_t = tensors_via_petastorm(spark, ex.where(F.col("split") == "test"), cache)
-    print(f"data ready in {time.perf_counter() - t0:.0f}s: {train_t.size} training windows, "
+    feed = os.path.join(args.work, "feed")
+    for split in ("train", "val", "test"):
+        write_examples(ex.where(F.col("split") == split), os.path.join(feed, split), 4)
+    train_t = ParquetExampleStream(os.path.join(feed, "train"), args.batch, shuffle=True, seed=args.seeds[0])
+    val_t, test_t = (collect(ParquetExampleStream(os.path.join(feed, s_), 4096, shuffle=False))
+                     for s_ in ("val", "test"))
+    print(f"data ready in {time.perf_counter() - t0:.0f}s: {train_t.rows} training windows, "
           f"{val_t.size} val users, {test_t.size} test users", flush=True)
 
     if args.dump:
         os.makedirs(args.dump, exist_ok=True)
-        torch.save({"train": train_t._asdict(), "val": val_t._asdict(), "test": test_t._asdict(), "text": text,
+        torch.save({"train": collect(train_t)._asdict(), "val": val_t._asdict(), "test": test_t._asdict(), "text": text,
                     "vocab": vocab.to_json()},
                    os.path.join(args.dump, "ml100k_tensors.pt"))
         return
     rows, results = [], {}
     for seed in args.seeds:
         t = time.perf_counter()
+        train_t.seed = seed
         model, info = fit(train_t, val_t, vocab, text, cfg.model, dataclasses.replace(cfg.train, seed=seed))
         dev = next(model.parameters()).device
         r = rank_targets(model, test_t, dev)
@@ -167,7 +171,8 @@ def churn_eval(spark, cfg, vocab, text):
 
     from lifecycle_recs import evaluation as E
     from lifecycle_recs import tables
-    from lifecycle_recs.feeding import examples, tensors_via_petastorm, training_frame
+    from lifecycle_recs.feeding import examples, training_frame, write_examples
+    from lifecycle_recs.ml.feed import ParquetExampleStream, collect
     from lifecycle_recs.lifecycle import build_lifecycle
     from lifecycle_recs.ml.metrics import binary_metrics
     from lifecycle_recs.ml.trainer import fit, fit_heads
@@ -181,10 +186,11 @@ def churn_eval(spark, cfg, vocab, text):
         lc = build_lifecycle(events, tables.read(spark, cfg, "user_sequences", d), d, cfg.lifecycle,
                              cfg.sequences, True)
         tables.write_snapshot(spark, cfg, "user_lifecycle", lc, d)
-    cache = os.path.join(cfg.artifacts, "petastorm")
-    tr = tensors_via_petastorm(spark, examples(training_frame(spark, cfg, T1), vocab, 50, "last"), cache)
-    te_frame = training_frame(spark, cfg, T)
-    te = tensors_via_petastorm(spark, examples(te_frame, vocab, 50, "last"), cache)
+    feed = os.path.join(cfg.artifacts, "feed")
+    write_examples(examples(training_frame(spark, cfg, T1), vocab, 50, "last"), os.path.join(feed, "churn_train"), 4)
+    write_examples(examples(training_frame(spark, cfg, T), vocab, 50, "last"), os.path.join(feed, "churn_test"), 4)
+    tr = ParquetExampleStream(os.path.join(feed, "churn_train"), cfg.train.batch_size, shuffle=True, seed=2020)
+    te = collect(ParquetExampleStream(os.path.join(feed, "churn_test"), 4096, shuffle=False))
     model, _ = fit(tr, None, vocab, text, cfg.model,
                    dataclasses.replace(cfg.train, seed=2020, epochs=30, patience=30))
     fit_heads(model, tr, None, cfg.model.loss_weights, seed=2020)

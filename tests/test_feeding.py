@@ -32,3 +32,16 @@ def test_item_stats_popularity_and_shrunk_retention(spark):
     assert st.ltv[2] == pytest.approx((1 + 2 * prior) / (2 + 2))
     assert st.ltv[3] == pytest.approx((0 + 2 * prior) / (1 + 2))
     assert st.ltv[4] == pytest.approx(prior) and st.ltv[10] == pytest.approx(prior)
+
+
+def test_examples_written_by_spark_stream_back_whole(spark, tmp_path):
+    from lifecycle_recs.feeding import write_examples
+    from lifecycle_recs.ml.feed import ParquetExampleStream, collect
+
+    df = users_frame(30, seed=2)
+    path = write_examples(examples(repart(spark.createDataFrame(df), 3), VOCAB, 6, "last"), str(tmp_path / "f"), 2)
+    got = collect(ParquetExampleStream(path, 7, shuffle=True, seed=0, buffer_rows=8))
+    want = encode_users(df, VOCAB, 6, "last")
+    assert got.size == len(want)
+    key = lambda items, feats: sorted(map(tuple, np.concatenate([items, feats], 1).round(5).tolist()))  # noqa: E731
+    assert key(got.items.numpy(), got.feats.numpy()) == key(np.stack(want["items"]), np.stack(want["feats"]))

@@ -152,6 +152,13 @@ class TrainConf:
     validation_fraction: float = 0.1
     max_steps_per_epoch: Optional[int] = None
     device: str = "auto"
+    # the training feed: "parquet" (Spark writes examples once, torch streams them) or
+    # "petastorm" (optional, environments with pyarrow < 15 only: see the README)
+    feeder: str = "parquet"
+    feed_dir: Optional[str] = None      # where the examples are written; default <artifacts>/_feed
+    loader_workers: int = 0             # DataLoader worker processes reading the feed
+    shuffle_buffer_rows: int = 16384    # rows mixed at a time by the streaming feed
+    heads_max_rows: int = 1_000_000     # rows the heads refit holds in memory (first rows of the feed)
     petastorm_cache_dir: Optional[str] = None
     # refit of the churn/value heads on frozen user vectors
     heads_steps: int = 400
@@ -217,6 +224,7 @@ CHOICES: Dict[str, Tuple[Any, ...]] = {
     "source.timestamp_kind": ("epoch_seconds", "datetime", "date"),
     "embedding.device": ("auto", "cpu", "cuda"),
     "model.encoder": ("lstm", "gru", "transformer"),
+    "train.feeder": ("parquet", "petastorm"),
     "stages": PIPELINE_STAGES,
 }
 POSITIVE = ("spark.shuffle_partitions", "sequences.max_length", "lifecycle.horizon_days", "train.epochs",
@@ -302,7 +310,8 @@ def _resolve(cfg: Config, base: Path) -> Config:
 
     source = dataclasses.replace(cfg.source, **{k: absolutise(getattr(cfg.source, k)) for k in
                                                 ("path", "items_path", "recbole_dir", "raw_path")})
-    train = dataclasses.replace(cfg.train, petastorm_cache_dir=absolutise(cfg.train.petastorm_cache_dir))
+    train = dataclasses.replace(cfg.train, petastorm_cache_dir=absolutise(cfg.train.petastorm_cache_dir),
+                                feed_dir=absolutise(cfg.train.feed_dir))
     return dataclasses.replace(cfg, lakehouse=absolutise(cfg.lakehouse), artifacts=absolutise(cfg.artifacts),
                                reports=absolutise(cfg.reports), source=source, train=train,
                                tables={k: absolutise(v) for k, v in cfg.tables.items()})

@@ -1,23 +1,23 @@
 """Spark -> the Spark-free trainer: the vocabulary and text vectors, the example
 rows (built on the workers by ``ml.features.encode_users``), per-item statistics
-for the artifact, and the petastorm feed that turns example rows into a
-:class:`~lifecycle_recs.ml.features.Batch`."""
+for the artifact, and the training feed: example rows written once as Parquet and
+streamed by ``ml.feed.ParquetExampleStream`` (default), or petastorm (optional)."""
 from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import pandas as pd
-import torch
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from . import schemas, tables
 from .config import Config
 from .ml.artifacts import ItemStats
-from .ml.features import STEP_ARRAYS, Batch, encode_users
+from .ml.feed import FEED_COLUMNS, ParquetExampleStream
+from .ml.features import Batch, encode_users
 from .ml.recommend import ltv_association
 from .ml.vocab import Vocab
 from .spark import sql_conf
@@ -89,61 +89,72 @@ def item_stats(sequences: DataFrame, labels: DataFrame, vocab: Vocab, prior_user
     return stats
 
 
-# -- petastorm ---------------------------------------------------------------------------
-FEED_COLUMNS = (*STEP_ARRAYS, "length", "feats", "churn", "value", "label_w", "eval_target")
+# -- the training feed ------------------------------------------------------------------
+def write_examples(df: DataFrame, path: str, files: int, row_group_bytes: int = 16 << 20) -> str:
+    """Write example rows as Parquet under ``path`` (replacing what is there), spread
+    over ``files`` files by user and sorted by user within each, so the files' content
+    does not depend on how the input was partitioned; row groups of about
+    ``row_group_bytes`` are the units the stream shuffles."""
+    (df.select("user_id", *FEED_COLUMNS).repartition(max(1, files), "user_id")
+     .sortWithinPartitions("user_id", "length", "eval_target")
+     .write.mode("overwrite").option("parquet.block.size", row_group_bytes).parquet(path))
+    return path
 
 
-def _read_materialised(cache_dir_url: str, cols) -> Dict[str, List[torch.Tensor]]:
-    import pyarrow.parquet as pq
-
-    path = cache_dir_url.replace("file://", "")
-    parts: Dict[str, List[torch.Tensor]] = {c: [] for c in cols}
-    files = sorted(f for f in os.listdir(path) if f.endswith(".parquet"))
-    for f in files:
-        for rb in pq.ParquetFile(os.path.join(path, f)).iter_batches(batch_size=4096, columns=list(cols)):
-            t = rb.to_pydict()
-            if not t[cols[0]]:
-                continue
-            for c in cols:
-                parts[c].append(torch.as_tensor(np.asarray(t[c])))
-    return parts
+def example_feed(spark: SparkSession, cfg: Config, df: DataFrame, name: str, shuffle: bool):
+    """Example rows -> a source of Batches for the trainer, by ``train.feeder``:
+    ``parquet`` writes them once under ``train.feed_dir/<name>`` and streams them;
+    ``petastorm`` converts them with petastorm (pyarrow < 15 environments)."""
+    tconf = cfg.train
+    if tconf.feeder == "petastorm":
+        cache = tconf.petastorm_cache_dir or os.path.join(cfg.artifacts, "_petastorm")
+        return PetastormStream(spark, df, cache, tconf.batch_size, shuffle, tconf.seed)
+    path = os.path.join(feed_root(cfg), name)
+    write_examples(df, path, cfg.spark.shuffle_partitions)
+    return ParquetExampleStream(path, tconf.batch_size, shuffle=shuffle, seed=tconf.seed,
+                                buffer_rows=tconf.shuffle_buffer_rows)
 
 
-def tensors_via_petastorm(spark: SparkSession, df: DataFrame, cache_dir: str, batch_size: int = 1024) -> Batch:
-    """Read an example DataFrame into a Batch through petastorm
-    (``make_spark_converter`` -> ``make_torch_dataloader``), one pass, in a fixed order."""
-    from petastorm.spark import SparkDatasetConverter, make_spark_converter
-    from petastorm.spark import spark_dataset_converter as sdc
+def feed_root(cfg: Config) -> str:
+    return cfg.train.feed_dir or os.path.join(cfg.artifacts, "_feed")
 
-    os.makedirs(cache_dir, exist_ok=True)
-    cols = list(FEED_COLUMNS)
-    # petastorm 0.13.1 reuses a cached conversion when it judges two plans equal; every
-    # conversion here is deleted after use, so forget them all before a new one
-    with sdc._cache_df_meta_list_lock:
-        sdc._cache_df_meta_list.clear()
-    with sql_conf(spark, {SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF: "file://" + os.path.abspath(cache_dir)}):
-        conv = make_spark_converter(df.select(*cols))
-    parts: Dict[str, List[torch.Tensor]] = {c: [] for c in cols}
-    try:
-        with conv.make_torch_dataloader(batch_size=batch_size, num_epochs=1, workers_count=1,
-                                        shuffling_queue_capacity=0) as loader:
-            for batch in loader:
-                for c in cols:
-                    parts[c].append(torch.as_tensor(batch[c]))
-        if not parts["length"]:
-            # Seen here, intermittently (several conversions in one session): the
-            # reader yields nothing from a non-empty materialisation. Read the files
-            # petastorm wrote directly rather than lose the data.
-            parts = _read_materialised(conv.cache_dir_url, cols)
-            if parts["length"]:
-                log.warning("petastorm reader returned no rows; read its %d materialised rows directly",
-                            sum(len(x) for x in parts["length"]))
-    finally:
-        conv.delete()
-    if not parts["length"]:
-        raise ValueError("no training examples: the training snapshot has no users with sequences")
-    out = {c: torch.cat(v) for c, v in parts.items()}
-    # petastorm row-group order is not fixed: sort rows by content for a reproducible order
-    key = (out["items"].long() * 1000003 + out["length"][:, None]).sum(1) + out["targets"].long().sum(1) * 7
-    order = torch.argsort(key * 1000 + out["length"], stable=True)
-    return Batch.from_arrays({c: v[order].numpy() for c, v in out.items()})
+
+# -- petastorm (optional) ------------------------------------------------------------------
+class PetastormStream:
+    """Example rows materialised once by petastorm (``make_spark_converter``) and
+    streamed each epoch through ``make_torch_dataloader`` (never concatenated).
+    Needs the ``[petastorm]`` extra: petastorm 0.13.1 imports APIs that pyarrow 15
+    removed, so it runs only where pyarrow < 15 (see the README)."""
+
+    def __init__(self, spark: SparkSession, df: DataFrame, cache_dir: str, batch_size: int, shuffle: bool,
+                 seed: int):
+        try:
+            from petastorm.spark import SparkDatasetConverter, make_spark_converter
+            from petastorm.spark import spark_dataset_converter as sdc
+        except ImportError as e:  # pyarrow >= 15 removed pyarrow.filesystem, which petastorm imports
+            raise ImportError(f"train.feeder: petastorm needs the [petastorm] extra on pyarrow < 15 ({e}); "
+                              "use train.feeder: parquet") from e
+        os.makedirs(cache_dir, exist_ok=True)
+        # petastorm 0.13.1 reuses a cached conversion when it judges two plans equal;
+        # every conversion here is deleted after use, so forget them all before a new one
+        with sdc._cache_df_meta_list_lock:
+            sdc._cache_df_meta_list.clear()
+        url = "file://" + os.path.abspath(cache_dir)
+        with sql_conf(spark, {SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF: url}):
+            self.converter = make_spark_converter(df.select(*FEED_COLUMNS))
+        self.rows = len(self.converter)
+        self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[Batch]:
+        kw = {"shuffling_queue_capacity": 4 * self.batch_size, "seed": self.seed + self.epoch} if self.shuffle \
+            else {"shuffling_queue_capacity": 0}
+        with self.converter.make_torch_dataloader(batch_size=self.batch_size, num_epochs=1, workers_count=1,
+                                                  shuffle_row_groups=self.shuffle, **kw) as loader:
+            for b in loader:
+                yield Batch.from_arrays({c: b[c].numpy() for c in FEED_COLUMNS})
+
+    def close(self) -> None:
+        self.converter.delete()

@@ -1,5 +1,6 @@
 """One trainer: a tiny overfit, early stopping, the heads refit, full ranking."""
 
+import numpy as np
 import torch
 
 from lifecycle_recs.config import ModelConf, TrainConf
@@ -75,3 +76,24 @@ def test_rank_targets_full_ranking():
     assert ((r >= 1) & (r <= VOCAB.n_items - 2)).all()
     # the target itself can never rank worse once seen items are excluded
     assert (rank_targets(m, b, torch.device("cpu"), exclude_seen=True) <= r).all()
+
+
+def test_fit_from_a_stream_is_seeded(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lifecycle_recs.ml.feed import ParquetExampleStream
+
+    ex = encode_users(users_frame(40, seed=2), VOCAB, 8, "last")
+    cols = {c: [np.asarray(x).tolist() for x in ex[c]] if ex[c].dtype == object else ex[c].tolist()
+            for c in ("items", "events", "gaps", "values", "targets", "length", "feats", "churn", "value",
+                      "label_w", "eval_target")}
+    (tmp_path / "f").mkdir()
+    pq.write_table(pa.table(cols), tmp_path / "f" / "part-0.parquet", row_group_size=8)
+    tc = TrainConf(seed=5, epochs=2, patience=2, batch_size=8, device="cpu")
+    models = [fit(ParquetExampleStream(str(tmp_path / "f"), 8, seed=5, buffer_rows=16), None, VOCAB, None, MC, tc)[0]
+              for _ in range(2)]
+    assert all(torch.equal(x, y) for x, y in zip(models[0].state_dict().values(), models[1].state_dict().values()))
+    info = fit_heads(models[0], ParquetExampleStream(str(tmp_path / "f"), 8, shuffle=False), None,
+                     {"churn": 1.0, "value": 1.0}, steps=20, max_rows=24)
+    assert info["heads_best_loss"] > 0

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..config import ModelConf, TrainConf
+from .feed import batches, collect
 from .features import Batch
 from .metrics import rank_metrics
 from .model import ModelSpec, SequenceModel
@@ -67,15 +68,16 @@ def build_model(vocab: Vocab, text_vectors: Optional[np.ndarray], mconf: ModelCo
 
 
 @torch.no_grad()
-def rank_targets(model: SequenceModel, data: Batch, device, batch_size: int = 2048,
+def rank_targets(model: SequenceModel, data, device, batch_size: int = 2048,
                  exclude_seen: bool = False) -> np.ndarray:
     """1-based rank of ``eval_target`` among all catalog items (full ranking, ties
-    counted against the target), from the last step's user vector."""
+    counted against the target), from the last step's user vector. ``data``: a Batch
+    or a stream of them."""
     model.eval()
     iv = model.item_vectors()
     ranks = []
-    for i in range(0, data.size, batch_size):
-        b = data.rows(slice(i, i + batch_size)).to(device)
+    for b in batches(data, batch_size):
+        b = b.to(device)
         s = model(b)["user"] @ iv.T
         s[:, :2] = -float("inf")  # padding and unknown are never candidates
         if exclude_seen:
@@ -88,11 +90,14 @@ def rank_targets(model: SequenceModel, data: Batch, device, batch_size: int = 20
     return torch.cat(ranks).numpy() if ranks else np.zeros(0, dtype=np.int64)
 
 
-def _validate(model: SequenceModel, val: Batch, device, weights, n_neg: int) -> Tuple[float, Dict[str, float]]:
+def _validate(model: SequenceModel, val, device, weights, n_neg: int) -> Tuple[float, Dict[str, float]]:
     """(score, record): validation NDCG@10 when the rows have next-item targets, else -loss."""
     model.eval()
+    # an in-memory batch without next-item targets is validated by its loss; the
+    # validation streams of the train stage are leave-one-out rows (targets)
+    has_targets = bool((val.eval_target > 1).any()) if isinstance(val, Batch) else True
     with torch.no_grad():
-        if (val.eval_target > 1).any():
+        if has_targets:
             m = rank_metrics(rank_targets(model, val, device), 10)
             rec = {"val_ndcg10": m["ndcg@10"], "val_hit10": m["hit@10"]}
             return rec["val_ndcg10"], rec
@@ -100,10 +105,30 @@ def _validate(model: SequenceModel, val: Batch, device, weights, n_neg: int) -> 
         return -float(vl), {"val_loss": float(vl)}
 
 
-def fit(train: Batch, val: Optional[Batch], vocab: Vocab, text_vectors: Optional[np.ndarray],
+def _size(data) -> int:
+    return data.size if isinstance(data, Batch) else data.rows
+
+
+def train_batches(train, epoch: int, batch_size: int, gen: torch.Generator, workers: int = 0):
+    """The batches of one epoch: a seeded permutation of an in-memory Batch, or the
+    stream's own seeded order for ``epoch`` (through a DataLoader with ``workers``)."""
+    if isinstance(train, Batch):
+        perm = torch.randperm(train.size, generator=gen)
+        for i in range(0, train.size, batch_size):
+            yield train.rows(perm[i:i + batch_size])
+        return
+    train.set_epoch(epoch)
+    if isinstance(train, torch.utils.data.IterableDataset):
+        yield from torch.utils.data.DataLoader(train, batch_size=None, num_workers=workers)
+    else:  # a source with its own reader (petastorm)
+        yield from train
+
+
+def fit(train, val, vocab: Vocab, text_vectors: Optional[np.ndarray],
         mconf: ModelConf, tconf: TrainConf) -> Tuple[SequenceModel, Dict]:
     """Seeded training with early stopping on validation NDCG@10 (when the
-    validation rows have next-item targets) or validation loss."""
+    validation rows have next-item targets) or validation loss. ``train`` and
+    ``val``: in-memory Batches or streams (``ml.feed.ParquetExampleStream``)."""
     seed_everything(tconf.seed)
     device = resolve_device(tconf.device)
     model = build_model(vocab, text_vectors, mconf).to(device)
@@ -111,15 +136,13 @@ def fit(train: Batch, val: Optional[Batch], vocab: Vocab, text_vectors: Optional
     n_neg = mconf.n_negatives if vocab.n_items > mconf.sampled_softmax_threshold else 0
     use_amp = device.type == "cuda"
     gen = torch.Generator().manual_seed(tconf.seed)
-    n = train.size
     stopper, history = EarlyStopping(tconf.patience), []
     for epoch in range(tconf.epochs):
         model.train()
         t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=gen)
         steps, tot = 0, 0.0
-        for i in range(0, n, tconf.batch_size):
-            b = train.rows(perm[i:i + tconf.batch_size]).to(device)
+        for b in train_batches(train, epoch, tconf.batch_size, gen, tconf.loader_workers):
+            b = b.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 loss, _ = model.loss(b, mconf.loss_weights, n_neg)
             opt.zero_grad(set_to_none=True)
@@ -131,7 +154,7 @@ def fit(train: Batch, val: Optional[Batch], vocab: Vocab, text_vectors: Optional
             if tconf.max_steps_per_epoch and steps >= tconf.max_steps_per_epoch:
                 break
         rec = {"epoch": epoch, "train_loss": tot / max(1, steps), "seconds": time.perf_counter() - t0}
-        if val is not None and val.size:
+        if val is not None and _size(val):
             score, vrec = _validate(model, val, device, mconf.loss_weights, n_neg)
             rec.update(vrec)
         else:
@@ -157,18 +180,20 @@ def user_vectors(model: SequenceModel, data: Batch, batch_size: int = 4096) -> t
     return torch.cat(outs) if outs else torch.zeros(0, model.spec.item_dim, device=dev)
 
 
-def fit_heads(model: SequenceModel, train: Batch, val: Optional[Batch], weights: Dict[str, float],
-              steps: int = 400, lr: float = 0.01, seed: int = 0) -> Dict[str, float]:
+def fit_heads(model: SequenceModel, train, val, weights: Dict[str, float],
+              steps: int = 400, lr: float = 0.01, seed: int = 0, max_rows: Optional[int] = None) -> Dict[str, float]:
     """Refit the churn and value heads on frozen user vectors (full batch, cheap).
 
     Joint training spends most of its steps on the next-item objective; the
     heads see each labelled user only a few times. With the encoder frozen,
     the user vectors are computed once and the small heads converge in a few
     hundred full-batch steps; the best step on the validation users is kept.
+    From a stream, the first ``max_rows`` rows are used (bounded memory).
     Returns ``{}`` (heads untouched) when the training rows carry no labels."""
     torch.manual_seed(seed)
     dev = next(model.parameters()).device
-    if float(train.label_w.sum()) == 0:
+    train, val = collect(train, max_rows), (collect(val, max_rows) if val is not None else None)
+    if train is None or float(train.label_w.sum()) == 0:
         return {}
     u_tr, tr = user_vectors(model, train), train.to(dev)
     has_val = val is not None and float(val.label_w.sum()) > 0

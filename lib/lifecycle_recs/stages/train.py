@@ -1,47 +1,74 @@
 """Stage ``train``: fit on the training snapshot T = D - H (labels (T, D]),
 hold out a fraction of users for early stopping and the heads refit, and save an
-immutable, versioned artifact (with the item statistics of T) under ``artifacts``."""
+immutable, versioned artifact (with the item statistics of T) under ``artifacts``.
+
+The examples are written once per run and streamed (``train.feeder``); the feed's
+files are removed once the artifact is saved."""
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Dict
 
+import numpy as np
 import torch
 from pyspark.sql import functions as F
 
 from .. import tables
 from ..context import RunContext
-from ..feeding import build_vocab, examples, item_stats, tensors_via_petastorm, training_frame
+from ..feeding import build_vocab, example_feed, examples, feed_root, item_stats, training_frame
 from ..ml import artifacts
+from ..ml.feed import batches
 from ..ml.metrics import binary_metrics
 from ..ml.trainer import fit, fit_heads
 from ..splits import holdout_flag
+
+
+def _held_out_churn(model, val_labels) -> Dict[str, float]:
+    """Churn ROC AUC of the held-out users (for the log and the artifact)."""
+    dev = next(model.parameters()).device
+    ys, ps, ws = [], [], []
+    with torch.no_grad():
+        for b in batches(val_labels):
+            ps.append(torch.sigmoid(model(b.to(dev))["churn_logit"]).cpu().numpy())
+            ys.append(b.churn.numpy())
+            ws.append(b.label_w.numpy())
+    if not ys:
+        return {}
+    y, p, m = np.concatenate(ys), np.concatenate(ps), np.concatenate(ws) > 0
+    if m.sum() and 0 < y[m].mean() < 1:
+        return {"val_churn_auc": binary_metrics(y[m], p[m])["roc_auc"]}
+    return {}
 
 
 def run(ctx: RunContext) -> Dict[str, object]:
     spark, cfg = ctx.spark, ctx.cfg
     t_date = ctx.training_date
     vocab, text = build_vocab(spark, cfg)
-    frame = training_frame(spark, cfg, t_date).withColumn(
-        "_val", holdout_flag(cfg.train.validation_fraction, cfg.train.seed))
+    frame = training_frame(spark, cfg, t_date)
+    if frame.limit(1).count() == 0:
+        raise ValueError(f"no training examples: user_sequences/user_lifecycle of the training snapshot {t_date} "
+                         "have no users (run sequences and lifecycle with train, or --training-snapshot)")
+    frame = frame.withColumn("_val", holdout_flag(cfg.train.validation_fraction, cfg.train.seed))
     L = cfg.sequences.max_length
-    cache = cfg.train.petastorm_cache_dir or os.path.join(cfg.artifacts, "_petastorm")
-    train_b = tensors_via_petastorm(spark, examples(frame.where(~F.col("_val")), vocab, L, "last"), cache)
-    val_b = tensors_via_petastorm(spark, examples(frame.where(F.col("_val")), vocab, L, "loo"), cache)
-    val_labels = tensors_via_petastorm(spark, examples(frame.where(F.col("_val")), vocab, L, "last"), cache)
-    model, info = fit(train_b, val_b, vocab, text, cfg.model, cfg.train)
-    info.update(fit_heads(model, train_b, val_labels, cfg.model.loss_weights, steps=cfg.train.heads_steps,
-                          lr=cfg.train.heads_lr, seed=cfg.train.seed))
-    metrics = {"train_rows": train_b.size, "val_rows": val_b.size, **info}
-    # churn quality on the held-out users, for the log and the artifact
-    with torch.no_grad():
-        dev = next(model.parameters()).device
-        p = torch.sigmoid(model(val_labels.to(dev))["churn_logit"]).cpu().numpy()
-    y, m = val_labels.churn.numpy(), val_labels.label_w.numpy() > 0
-    if m.sum() and 0 < y[m].mean() < 1:
-        metrics["val_churn_auc"] = binary_metrics(y[m], p[m])["roc_auc"]
-    stats = item_stats(tables.read(spark, cfg, "user_sequences", t_date), tables.read(spark, cfg, "user_lifecycle", t_date),
-                       vocab, cfg.recommend.ltv_prior_users)
+    feeds = []
+    try:
+        train_f = example_feed(spark, cfg, examples(frame.where(~F.col("_val")), vocab, L, "last"), "train", True)
+        val_f = example_feed(spark, cfg, examples(frame.where(F.col("_val")), vocab, L, "loo"), "val", False)
+        val_labels = example_feed(spark, cfg, examples(frame.where(F.col("_val")), vocab, L, "last"),
+                                  "val_labels", False)
+        feeds = [train_f, val_f, val_labels]
+        model, info = fit(train_f, val_f, vocab, text, cfg.model, cfg.train)
+        info.update(fit_heads(model, train_f, val_labels, cfg.model.loss_weights, steps=cfg.train.heads_steps,
+                              lr=cfg.train.heads_lr, seed=cfg.train.seed, max_rows=cfg.train.heads_max_rows))
+        metrics = {"train_rows": train_f.rows, "val_rows": val_f.rows, **info, **_held_out_churn(model, val_labels)}
+    finally:
+        for f in feeds:
+            getattr(f, "close", lambda: None)()
+        if cfg.train.feeder == "parquet":
+            shutil.rmtree(feed_root(cfg), ignore_errors=True)
+    stats = item_stats(tables.read(spark, cfg, "user_sequences", t_date),
+                       tables.read(spark, cfg, "user_lifecycle", t_date), vocab, cfg.recommend.ltv_prior_users)
     d = artifacts.save(cfg.artifacts, model, vocab, L, metrics, stats, t_date,
                        {"embedding_model": cfg.embedding.model_name})
     return {"artifact": os.path.basename(d), "train_rows": metrics["train_rows"], "val_rows": metrics["val_rows"],
