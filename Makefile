@@ -1,16 +1,20 @@
 # The two set-up commands from the README: `make demo` and `make test`.
-# Each installs what it needs into .venv (safe to run twice).
+# Each installs what it needs into .venv (safe to run twice), pinned to the versions of
+# Databricks Runtime 17.3 LTS ML (constraints/dbr-17.3-ml.txt), so the suite proves the
+# code on the runtime's stack.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CONSTRAINTS ?= constraints/dbr-17.3-ml.txt
+EXTRAS ?= local,dev
 
-.PHONY: demo test install clean bench
+.PHONY: demo test install clean
 
-$(STAMP): setup.py
+$(STAMP): setup.py $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 install: $(STAMP)

