@@ -45,9 +45,9 @@ def main():
     ctx = run_nightly(spark, cfg)
     for r in ctx.results:
         print(f"{r.stage:<11} {r.seconds:7.1f}s  {str(r.info)[:160]}", flush=True)
-    m = tables.read(spark, cfg, "evaluation_metrics").where(F.col("snapshot_date") == ctx.training_date)
+    m = tables.read(spark, cfg, "evaluation_metrics").where(F.col("snapshot_date") == ctx.context.training_date)
     rows = m.orderBy("task", "metric", "model").collect()  # a few dozen metric rows
-    print(f"\n| task | metric | model | value |\n|---|---|---|---|")
+    print("\n| task | metric | model | value |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['task']} | {r['metric']} | {r['model']} | {r['value']:.4f} |")
     v = {(r["model"], r["task"], r["metric"]): r["value"] for r in rows}
