@@ -6,6 +6,7 @@ from tests.helpers import ML100K, sorted_rows
 from lifecycle_recs import schemas, tables
 from lifecycle_recs.names import PIPELINE_STAGES
 from lifecycle_recs.pipeline import REGISTRY, run_nightly
+from lifecycle_recs.report import print_run
 
 SMALL = {"seed": 3, "n_users": 60, "n_items": 120, "days": 150, "partitions": 3}
 BASE_STAGES = ["ingest", "sequences", "lifecycle"]
@@ -50,7 +51,7 @@ def test_nightly_end_to_end_and_rerun_identical(spark, make_cfg):
 
 
 @pytest.mark.slow
-def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg):
+def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys):
     """All stages on tiny synthetic data: embeddings, training through petastorm,
     scoring, recommendations, evaluation; then a rerun of D changes nothing."""
     cfg = make_cfg(synthetic={"seed": 5, "n_users": 80, "n_items": 60, "days": 120, "partitions": 2},
@@ -91,6 +92,11 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg):
     # evaluate scores T in memory: what was served (only D was scored) is never written for T
     for name in ("user_interests", "retention_scores", "recommendations"):
         assert tables.snapshots(spark, cfg, name) == [d], name
+    # the demo's report shows the evaluation metrics of T (it used to print an empty sample)
+    print_run(ctx, samples=True)
+    out = capsys.readouterr().out
+    section = out.split(f"--- evaluation_metrics (sample, snapshot {t}) ---")[1].split("\n--- ")[0]
+    assert len([line for line in section.splitlines() if line.startswith("|")]) >= 2  # header + metrics
 
     volatile = ("ingested_at", "updated_at", "scored_at", "evaluated_at")
     names = ("events", "user_sequences", "user_lifecycle", "item_embeddings", "user_interests",

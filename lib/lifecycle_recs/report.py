@@ -14,6 +14,9 @@ TABLE_ORDER = ["events", "events_quarantine", "items", "user_sequences", "user_l
                "item_embeddings", "user_interests", "retention_scores", "recommendations",
                "evaluation_metrics"]
 
+# tables whose latest snapshot is the training snapshot T, not D
+ABOUT_TRAINING_SNAPSHOT = ("evaluation_metrics",)
+
 SAMPLE_COLUMNS = {
     "events": ["user_id", "item_id", "event_type", "event_ts", "value"],
     "events_quarantine": ["reason", "raw_user_id", "raw_event_type", "raw_event_ts", "raw_value"],
@@ -47,10 +50,13 @@ def print_run(run: NightlyRun, samples: bool = False) -> None:
         if not tables.exists(spark, cfg, t):
             continue
         df = tables.read(spark, cfg, t)
-        if "snapshot_date" in df.columns and ctx.snapshot_date:
-            df = df.where(F.col("snapshot_date") == F.lit(ctx.snapshot_date).cast("date"))
+        shown = ctx.snapshot_date
+        if t in ABOUT_TRAINING_SNAPSHOT:  # evaluation is about T = D - H, not about D
+            shown = (tables.snapshots(spark, cfg, t) or [None])[-1]
+        if "snapshot_date" in df.columns and shown:
+            df = df.where(F.col("snapshot_date") == F.lit(shown).cast("date"))
         cols = [c for c in SAMPLE_COLUMNS.get(t, df.columns) if c in df.columns]
-        print(f"\n--- {t} (sample) ---")
+        print(f"\n--- {t} (sample{', snapshot ' + shown if shown else ''}) ---")
         df.select(*cols).orderBy(*cols[:2]).show(5, truncate=60)
     if tables.exists(spark, cfg, "user_lifecycle"):
         print("--- lifecycle stages at D ---")

@@ -14,6 +14,7 @@ from typing import Dict, Optional
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from . import synthetic
 from .config import Config, SourceConf, is_remote_path
 
 TARGETS = ("user_id", "item_id", "event_type", "event_ts", "value", "quantity")
@@ -68,8 +69,6 @@ def read_source(spark: SparkSession, cfg: Config) -> RawSource:
     """Read the configured source (``source.kind``: synthetic, generic or recbole)."""
     src = cfg.source
     if src.kind == "synthetic":
-        from . import synthetic
-
         raw = src.raw_path or os.path.join(cfg.lakehouse, "_raw_synthetic")
         if not os.path.exists(os.path.join(raw, "events", "_SUCCESS")):
             synthetic.write_raw(spark, cfg.synthetic, raw)

