@@ -60,6 +60,9 @@ class SyntheticConf:
 class SourceConf:
     # "synthetic", "generic" or "recbole"
     kind: str = "synthetic"
+    # the source's name: part of every event's identity, so it must not change when the
+    # files move (required for generic sources; default: "synthetic" / the RecBole dataset)
+    name: Optional[str] = None
     # generic: csv | json | parquet
     format: str = "parquet"
     path: Optional[str] = None
@@ -90,6 +93,7 @@ class ValidationConf:
     event_types: Tuple[str, ...] = ("view", "click", "add_to_cart", "purchase", "rating")
     min_event_date: str = "1990-01-01"
     max_event_date: str = "2100-01-01"
+    max_future_hours: float = 24.0   # events later than the run time plus this are quarantined
     require_item_id: bool = False
     max_value: float = 1.0e7
     max_id_length: int = 128

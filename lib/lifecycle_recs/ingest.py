@@ -94,6 +94,8 @@ def classify(raw: RawSource, v: ValidationConf, ingested_at: dt.datetime) -> Dat
         ("bad_timestamp", F.col("event_ts").isNull()),
         ("timestamp_out_of_range", (F.col("event_ts") < F.lit(lo).cast("timestamp"))
          | (F.col("event_ts") >= F.lit(hi).cast("timestamp"))),
+        # later than the run itself (plus clock skew): one such event would become D
+        ("timestamp_in_future", F.col("event_ts") > F.lit(ingested_at + dt.timedelta(hours=v.max_future_hours))),
         ("unknown_event_type", F.col("event_type").isNull() | ~F.col("event_type").isin(*v.event_types)),
         ("bad_value", F.col("raw_value").isNotNull() & (F.trim(F.col("raw_value")) != "")
          & F.col("raw_value").try_cast("double").isNull()),

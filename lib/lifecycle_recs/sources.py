@@ -7,6 +7,7 @@ does not parse) plus how to parse the timestamp; and ``items`` (or None).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Dict, Optional
@@ -76,9 +77,12 @@ def read_source(spark: SparkSession, cfg: Config) -> RawSource:
         mapping = {"user_id": "event_user", "item_id": "sku", "event_type": "action",
                    "event_ts": "ts", "value": "revenue", "quantity": "qty"}
         items = spark.read.parquet(os.path.join(raw, "items"))
-        return RawSource("synthetic", _as_raw(events, mapping, "synthetic"), "datetime", None, "UTC",
+        return RawSource(src.name or "synthetic", _as_raw(events, mapping, "synthetic"), "datetime", None, "UTC",
                          {}, items.select(*ITEM_COLUMNS))
     if src.kind == "generic":
+        if not src.name:
+            raise ValueError("source.name must be set for a generic source: it is part of every event's identity, "
+                             "so a name taken from the path would re-insert every event when the files move")
         events = _read(spark, src.format, src.path, src)
         items = None
         if src.items_path:
@@ -88,10 +92,11 @@ def read_source(spark: SparkSession, cfg: Config) -> RawSource:
                 (F.col(src) if src and src in raw_items.columns else F.lit(None)).alias(dst)
                 for dst, src in cols.items()
             ])
-        return RawSource(os.path.basename(src.path.rstrip("/")), _as_raw(events, src.columns, src.path),
+        return RawSource(src.name, _as_raw(events, src.columns, src.path),
                          src.timestamp_kind, src.timestamp_format, src.timezone, src.event_type_map, items)
     if src.kind == "recbole":
-        return read_recbole(spark, src.recbole_dir, src.recbole_dataset, src.recbole_event_type)
+        raw = read_recbole(spark, src.recbole_dir, src.recbole_dataset, src.recbole_event_type)
+        return dataclasses.replace(raw, name=src.name) if src.name else raw
     raise ValueError(f"source.kind must be synthetic, generic or recbole; got '{src.kind}'")
 
 

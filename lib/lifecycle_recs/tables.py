@@ -62,9 +62,14 @@ def _ensure(spark: SparkSession, cfg: Config, ts: TableSpec) -> Tuple[DeltaTable
     for k, v in ts.properties.items():
         b = b.property(k, v)
     b.execute()
-    for name, expr in ts.checks.items():
-        spark.sql(f"ALTER TABLE delta.`{p}` ADD CONSTRAINT {name} CHECK ({expr})")
+    for name, expr in ts.checks.items():  # names and expressions are the specs' constants
+        spark.sql(f"ALTER TABLE delta.{quote_identifier(p)} ADD CONSTRAINT {name} CHECK ({expr})")
     return DeltaTable.forPath(spark, p), True
+
+
+def quote_identifier(name: str) -> str:
+    """A path or name as a SQL identifier: backquoted, inner backquotes doubled."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def conform(df: DataFrame, ts: TableSpec) -> DataFrame:
