@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
+from .dates import parse_date
 from .names import PIPELINE_STAGES
 
 
@@ -97,6 +98,18 @@ class ValidationConf:
     require_item_id: bool = False
     max_value: float = 1.0e7
     max_id_length: int = 128
+    # share of a batch's rows that may be quarantined; above it the run warns or fails
+    # (before anything is committed)
+    max_quarantine_fraction: float = 0.1
+    on_quarantine_excess: str = "fail"  # fail | warn
+
+
+@dataclass(frozen=True)
+class PublishConf:
+    # a snapshot replacement with fewer than (1 - max_shrink_fraction) x the rows of the
+    # snapshot it replaces (or of the last earlier one), or with no rows, is refused
+    max_shrink_fraction: float = 0.5
+    allow_shrink: bool = False  # --allow-shrink: accept it (e.g. after deleting users on purpose)
 
 
 @dataclass(frozen=True)
@@ -167,6 +180,9 @@ class TrainConf:
     # refit of the churn/value heads on frozen user vectors
     heads_steps: int = 400
     heads_lr: float = 0.01
+    # promotion: a new artifact is scored with only when its heads were trained and its
+    # held-out churn AUC is at most this much below the currently promoted one's
+    max_metric_drop: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -204,6 +220,7 @@ class Config:
     source: SourceConf = field(default_factory=SourceConf)
     synthetic: SyntheticConf = field(default_factory=SyntheticConf)
     validation: ValidationConf = field(default_factory=ValidationConf)
+    publish: PublishConf = field(default_factory=PublishConf)
     sequences: SequenceConf = field(default_factory=SequenceConf)
     lifecycle: LifecycleConf = field(default_factory=LifecycleConf)
     embedding: EmbeddingConf = field(default_factory=EmbeddingConf)
@@ -229,10 +246,37 @@ CHOICES: Dict[str, Tuple[Any, ...]] = {
     "embedding.device": ("auto", "cpu", "cuda"),
     "model.encoder": ("lstm", "gru", "transformer"),
     "train.feeder": ("parquet", "petastorm"),
+    "validation.on_quarantine_excess": ("fail", "warn"),
     "stages": PIPELINE_STAGES,
 }
 POSITIVE = ("spark.shuffle_partitions", "sequences.max_length", "lifecycle.horizon_days", "train.epochs",
-            "train.batch_size", "recommend.k", "recommend.chunk_size", "embedding.batch_size")
+            "train.batch_size", "recommend.k", "recommend.chunk_size", "embedding.batch_size",
+            "lifecycle.new_days", "lifecycle.at_risk_days", "lifecycle.churn_days", "lifecycle.transition_step_days",
+            "lifecycle.reactivation_window_days", "lifecycle.at_risk_gap_multiplier", "validation.max_id_length",
+            "validation.max_value")
+FRACTIONS = ("validation.max_quarantine_fraction", "publish.max_shrink_fraction", "train.validation_fraction")
+
+
+def cross_checks(cfg: "Config") -> None:
+    """Checks that span keys (each names the keys involved)."""
+    v, src = cfg.validation, cfg.source
+    lo, hi = parse_date(v.min_event_date, "validation.min_event_date"), parse_date(v.max_event_date,
+                                                                                  "validation.max_event_date")
+    if lo >= hi:
+        raise ValueError(f"validation.min_event_date {lo} must be before validation.max_event_date {hi}")
+    outside = sorted({t for t in src.event_type_map.values() if t not in v.event_types})
+    if outside:
+        raise ValueError(f"source.event_type_map maps to {outside}, which are not in validation.event_types "
+                         f"{list(v.event_types)}: every such row would be quarantined")
+    lc = cfg.lifecycle
+    if not lc.at_risk_days < lc.churn_days:
+        raise ValueError(f"lifecycle.at_risk_days ({lc.at_risk_days}) must be below lifecycle.churn_days "
+                         f"({lc.churn_days})")
+    for key in FRACTIONS:
+        section, name = key.split(".")
+        x = getattr(getattr(cfg, section), name)
+        if not 0 <= x < 1:
+            raise ValueError(f"config key '{key}' must be in [0, 1), got {x!r}")
 
 
 def _type_name(tp) -> str:
@@ -333,6 +377,7 @@ def load_config(path: str, overrides: Optional[Dict[str, Any]] = None) -> Config
         data = merge_dicts(data, overrides)
     try:
         cfg = _build(Config, data, "")
+        cross_checks(cfg)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     base = p.resolve().parent.parent if p.resolve().parent.name == "conf" else p.resolve().parent
@@ -341,7 +386,9 @@ def load_config(path: str, overrides: Optional[Dict[str, Any]] = None) -> Config
 
 def config_from_dict(data: Dict[str, Any], base: str = ".") -> Config:
     """Build a config from a dict (tests, notebooks, benchmarks); relative paths resolve against ``base``."""
-    return _resolve(_build(Config, data, ""), Path(base).resolve())
+    cfg = _build(Config, data, "")
+    cross_checks(cfg)
+    return _resolve(cfg, Path(base).resolve())
 
 
 def merge_dicts(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:

@@ -1,7 +1,15 @@
 """Ingest rules: raw source rows -> classified (valid, or the first rule failed),
 deduplicated events in the ``events`` shape, quarantine rows, catalog rows, and
 the counts that must add up (rows_in = written + already_present +
-duplicates_in_batch + quarantined). The ``ingest`` stage lands them.
+duplicates_in_batch + quarantined, each term counted on its own). The
+``ingest`` stage lands them.
+
+The identity of an event: ``(source, event_id)`` when the source has an event id
+(``source.columns.event_id``); otherwise every field (user, item, type, time,
+value, quantity, source): rows that differ in anything are distinct events and
+only exact duplicates collapse. When one event id arrives with different fields,
+the row with the largest ``(value, quantity, event_ts, event_type, item_id,
+user_id)`` is kept, in one batch or across nights, in any order of arrival.
 """
 from __future__ import annotations
 
@@ -12,13 +20,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Optional
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from . import schemas
 from .config import ValidationConf
 from .dates import parse_date
-from .sources import RawSource
+from .sources import RAW_COLUMNS, RawSource
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +36,47 @@ def iso_date(value: str, key: str) -> str:
 
 @dataclass
 class IngestCounts:
-    rows_in: int = 0
-    written: int = 0
-    already_present: int = 0
-    duplicates_in_batch: int = 0
-    quarantined: int = 0
+    """Each count is measured on its own (a separate scan or aggregate), never as
+    the remainder of the others, so :meth:`check` can fail."""
+    files: int = 0                 # files read (0 for in-memory sources)
+    rows_in: int = 0               # rows of the source
+    valid: int = 0                 # rows that passed every rule
+    quarantined: int = 0           # rows that failed one (sum of quarantine_reasons)
     quarantine_reasons: Dict[str, int] = field(default_factory=dict)
+    distinct: int = 0              # distinct identities among the valid rows
+    duplicates_in_batch: int = 0   # sum over identities of (rows - 1)
+    already_present: int = 0       # identities already in ``events``
+    replaced: int = 0              # ... of which a larger row replaced the stored one (event ids only)
+    new: int = 0                   # identities not in ``events`` (counted before the commit)
+    written: int = 0               # the events table's row-count change
     items_in: int = 0
     items_written: int = 0
+    items_missing_id: int = 0      # catalog rows without an item id (not written)
+    items_bad_price: int = 0       # catalog rows whose price did not parse or was negative (price null)
     seconds: Dict[str, float] = field(default_factory=dict)  # wall time of each step
 
-    def check(self) -> "IngestCounts":
-        total = self.written + self.already_present + self.duplicates_in_batch + self.quarantined
-        if total != self.rows_in:
-            raise RuntimeError(f"ingest counts do not add up: {asdict(self)}")
+    def problems(self, committed: bool = True) -> list:
+        p = []
+        if self.valid + self.quarantined != self.rows_in:
+            p.append(f"valid {self.valid} + quarantined {self.quarantined} != rows_in {self.rows_in}")
+        if sum(self.quarantine_reasons.values()) != self.quarantined:
+            p.append(f"quarantine reasons {self.quarantine_reasons} do not sum to {self.quarantined}")
+        if self.distinct + self.duplicates_in_batch != self.valid:
+            p.append(f"distinct {self.distinct} + duplicates {self.duplicates_in_batch} != valid {self.valid}")
+        if self.new + self.already_present != self.distinct:
+            p.append(f"new {self.new} + already_present {self.already_present} != distinct {self.distinct}")
+        if committed and self.written != self.new:
+            p.append(f"written {self.written} (the table's row-count change) != new {self.new}: "
+                     "another writer changed events during this ingest")
+        if committed and self.written + self.already_present + self.duplicates_in_batch + self.quarantined \
+                != self.rows_in:
+            p.append("written + already_present + duplicates_in_batch + quarantined != rows_in")
+        return p
+
+    def check(self, committed: bool = True) -> "IngestCounts":
+        bad = self.problems(committed)
+        if bad:
+            raise RuntimeError(f"ingest counts do not add up ({'; '.join(bad)}): {asdict(self)}")
         return self
 
 
@@ -57,13 +91,20 @@ def parse_timestamp(raw: Column, kind: str, fmt: str | None, tz: str) -> Column:
         d = F.try_to_timestamp(raw, F.lit(fmt)) if fmt else F.try_to_timestamp(raw)
     else:
         raise ValueError(f"source.timestamp_kind must be epoch_seconds, datetime or date; got '{kind}'")
-    # naive local times are shifted to UTC (the session time zone is UTC)
-    return d if tz.upper() in ("UTC", "Z", "GMT") else F.to_utc_timestamp(d, tz)
+    if tz.upper() in ("UTC", "Z", "GMT"):
+        return d
+    # naive local times are shifted to UTC (the session time zone is UTC); a time that
+    # carries its own offset or Z is already an instant and is not shifted again
+    has_offset = raw.rlike(r"(?i)\d:\d{2}(:\d{2}(\.\d+)?)?\s*(z|utc|[+-]\d{2}(:?\d{2})?)$")
+    return F.when(has_offset, d).otherwise(F.to_utc_timestamp(d, tz))
 
 
 def classify(raw: RawSource, v: ValidationConf, ingested_at: dt.datetime) -> DataFrame:
     """Typed columns plus ``reason`` (null for a valid row): the first rule a row fails."""
     ev = raw.events
+    for c in RAW_COLUMNS:  # an in-memory source may leave out the optional ones
+        if c not in ev.columns:
+            ev = ev.withColumn(c, F.lit(None).cast("string"))
     mapping = {k.lower(): val for k, val in raw.event_type_map.items()}
     et_raw = F.lower(F.trim(F.col("raw_event_type")))
     if mapping:
@@ -76,10 +117,12 @@ def classify(raw: RawSource, v: ValidationConf, ingested_at: dt.datetime) -> Dat
     ts = parse_timestamp(F.trim(F.col("raw_event_ts")), raw.timestamp_kind, raw.timestamp_format, raw.timezone)
     value = F.col("raw_value").try_cast("double")
     qty = F.col("raw_quantity").try_cast("int")
+    event_id = F.trim(F.col("raw_event_id"))
     typed = ev.select(
         "*",
         user.alias("user_id"),
         F.when(item != "", item).alias("item_id"),
+        F.when(event_id != "", event_id).alias("event_id"),
         event_type.alias("event_type"),
         ts.alias("event_ts"),
         F.coalesce(value, F.lit(0.0)).alias("value"),
@@ -91,6 +134,8 @@ def classify(raw: RawSource, v: ValidationConf, ingested_at: dt.datetime) -> Dat
         ("missing_user_id", F.col("user_id").isNull() | (F.col("user_id") == "")),
         ("user_id_too_long", F.length("user_id") > v.max_id_length),
         ("item_id_too_long", F.length("item_id") > v.max_id_length),
+        ("event_id_too_long", F.length("event_id") > v.max_id_length),
+        ("missing_event_id", F.lit(raw.with_event_id) & F.col("event_id").isNull()),
         ("bad_timestamp", F.col("event_ts").isNull()),
         ("timestamp_out_of_range", (F.col("event_ts") < F.lit(lo).cast("timestamp"))
          | (F.col("event_ts") >= F.lit(hi).cast("timestamp"))),
@@ -112,43 +157,63 @@ def classify(raw: RawSource, v: ValidationConf, ingested_at: dt.datetime) -> Dat
         .withColumn("source", F.lit(raw.name))
 
 
-# The identity of an event (the events table's key, less event_date which derives from
-# event_ts): two rows equal here (null item_id equal to null) are one event.
-IDENTITY = tuple(k for k in schemas.spec("events").keys if k != "event_date")
+# The identity of an event without an event id: every stored field but event_date
+# (it derives from event_ts) and ingested_at; nulls equal nulls.
+IDENTITY = ("user_id", "item_id", "event_type", "event_ts", "value", "quantity", "source")
+# With an event id: (source, event_id); among rows of one id the largest of these wins.
+BY_EVENT_ID = ("source", "event_id")
+PREFERENCE = ("value", "quantity", "event_ts", "event_type", "item_id", "user_id")
+
+
+def identity(with_event_id: bool) -> tuple:
+    return BY_EVENT_ID if with_event_id else ("event_date",) + IDENTITY
 
 
 def valid_events(classified: DataFrame) -> DataFrame:
-    """Valid rows in the ``events`` shape, before deduplication."""
+    """Valid rows in the ``events`` shape (less ``ingested_at``), before deduplication."""
     ok = classified.where(F.col("reason").isNull())
     return ok.select("user_id", "item_id", "event_type", "event_ts", F.to_date("event_ts").alias("event_date"),
-                     "value", "quantity")
+                     "value", "quantity", "event_id", "source")
 
 
-def deduplicate(valid: DataFrame, partitions: int, source: str, ingested_at: dt.datetime) -> DataFrame:
-    """One row per identity, with ``source`` and ``ingested_at``.
+def deduplicate(valid: DataFrame, partitions: int, with_event_id: bool, ingested_at: dt.datetime) -> DataFrame:
+    """One row per identity, with ``ingested_at`` and ``n_rows`` (the rows of the
+    batch that carried it: duplicates_in_batch is the sum of ``n_rows - 1``).
 
-    Duplicates share ``event_date`` (it derives from ``event_ts``, part of the
-    identity), so one shuffle by date both deduplicates and leaves one file per
-    date and task to write. The grouping runs as a hash aggregation on the
-    identity columns (only fixed-width buffers: no sort of all events), and
-    when duplicates disagree on value or quantity the largest is kept, so the
-    result does not depend on input order. One ingest reads one source, so the
-    constant ``source`` and ``ingested_at`` are added after the shuffle.
+    Without event ids every field is the identity: a hash aggregation on the
+    columns (fixed-width buffers, no sort of all events) after one shuffle by
+    date (duplicates share ``event_date``), which also leaves one file per date
+    and task to write. With event ids, rows of one id keep the largest
+    :data:`PREFERENCE` tuple, so the result does not depend on input order.
     """
-    keys = [c for c in IDENTITY if c != "source"]
-    deduped = valid.repartition(max(1, partitions), "event_date").groupBy("event_date", *keys).agg(
-        F.max("value").alias("value"), F.max("quantity").alias("quantity"))
-    return (deduped.withColumn("source", F.lit(source))
-            .withColumn("ingested_at", F.lit(ingested_at).cast("timestamp")))
+    if with_event_id:
+        best = F.max(F.struct(*PREFERENCE)).alias("best")
+        g = valid.groupBy(*BY_EVENT_ID).agg(best, F.count(F.lit(1)).alias("n_rows"))
+        deduped = g.select(*BY_EVENT_ID, "best.*", "n_rows").withColumn("event_date", F.to_date("event_ts"))
+        deduped = deduped.repartition(max(1, partitions), "event_date")
+    else:
+        deduped = valid.repartition(max(1, partitions), "event_date").groupBy("event_date", *IDENTITY, "event_id") \
+            .agg(F.count(F.lit(1)).alias("n_rows"))
+    return deduped.withColumn("ingested_at", F.lit(ingested_at).cast("timestamp"))
+
+
+QUARANTINE_FIELDS = ("raw_user_id", "raw_item_id", "raw_event_type", "raw_event_ts", "raw_value", "raw_quantity",
+                     "raw_event_id")
 
 
 def quarantined_rows(classified: DataFrame) -> DataFrame:
+    """Bad rows with an id that is a function of the row, its file and its
+    occurrence among identical rows of that file: every bad row is kept once,
+    whether the files arrive in one batch or over several nights, and a rerun
+    of the same file inserts nothing."""
     bad = classified.where(F.col("reason").isNotNull())
-    qid = F.sha2(F.concat_ws("\u001f", F.col("reason"), F.col("source"), *[
-        F.coalesce(F.col(c), F.lit("\u2400")) for c in
-        ("raw_user_id", "raw_item_id", "raw_event_type", "raw_event_ts", "raw_value", "raw_quantity")]), 256)
-    return bad.select(qid.alias("quarantine_id"), "reason", "raw_user_id", "raw_item_id", "raw_event_type",
-                      "raw_event_ts", "raw_value", "raw_quantity", "source", "ingested_at")
+    content = F.concat_ws("\u001f", F.col("reason"), F.col("source"), F.coalesce(F.col("raw_file"), F.lit("")),
+                          *[F.coalesce(F.col(c), F.lit("\u2400")) for c in QUARANTINE_FIELDS])
+    bad = bad.withColumn("_content", content)
+    occurrence = F.row_number().over(Window.partitionBy("_content").orderBy("_content"))
+    qid = F.sha2(F.concat_ws("\u001f", F.col("_content"), occurrence.cast("string")), 256)
+    return bad.select(qid.alias("quarantine_id"), "reason", *QUARANTINE_FIELDS, F.col("raw_file").alias("source_file"),
+                      "source", "ingested_at")
 
 
 @contextlib.contextmanager
@@ -158,14 +223,33 @@ def timed(counts: IngestCounts, step: str):
     counts.seconds[step] = round(time.perf_counter() - t0, 2)
 
 
-def catalog_rows(raw: RawSource, updated_at: dt.datetime) -> Optional[DataFrame]:
-    """The source's catalog in the ``items`` shape, one row per non-blank item id (None without a catalog)."""
+CATALOG_FIELDS = ("title", "category", "description", "price", "year")
+
+
+def typed_catalog(raw: RawSource) -> Optional[DataFrame]:
+    """The catalog typed, with ``bad_price`` (a price that is not a non-negative
+    number becomes null and is counted, rather than failing the run under ANSI)."""
     if raw.items is None:
         return None
+    price = F.col("price").cast("string").try_cast("double")
+    bad_price = F.col("price").isNotNull() & (price.isNull() | F.isnan(price) | (price < 0))
     return raw.items.select(
         F.trim(F.col("item_id").cast("string")).alias("item_id"),
         F.col("title").cast("string"), F.col("category").cast("string"),
-        F.col("description").cast("string"), F.col("price").cast("double"),
-        F.col("year").cast("int"), F.lit(raw.name).alias("source"),
-        F.lit(updated_at).cast("timestamp").alias("updated_at"),
-    ).where(F.col("item_id").isNotNull() & (F.col("item_id") != "")).dropDuplicates(["item_id"])
+        F.col("description").cast("string"),
+        F.when(~bad_price, price).alias("price"),
+        F.col("year").cast("string").try_cast("int").alias("year"),
+        bad_price.alias("bad_price"),
+    )
+
+
+def catalog_rows(typed: DataFrame, source: str, updated_at: dt.datetime) -> DataFrame:
+    """One row per non-blank item id in the ``items`` shape. Rows of one id that
+    disagree resolve the same way on every run: the most complete row, then the
+    largest (title, category, description, price, year)."""
+    filled = sum(F.col(c).isNotNull().cast("int") for c in CATALOG_FIELDS)
+    best = F.max(F.struct(filled.alias("_filled"), *CATALOG_FIELDS)).alias("best")
+    ok = typed.where(F.col("item_id").isNotNull() & (F.col("item_id") != ""))
+    return ok.groupBy("item_id").agg(best).select(
+        "item_id", *[F.col("best." + c).alias(c) for c in CATALOG_FIELDS], F.lit(source).alias("source"),
+        F.lit(updated_at).cast("timestamp").alias("updated_at"))

@@ -4,12 +4,21 @@ each result carries counts and timings.
 
 D is resolved once: the ``--date`` given, or else the last event date once
 ``ingest`` (when it runs) has landed the events. The run context is then fixed.
+
+Every stage appends its row to ``pipeline_runs`` after its own commits
+(succeeded, with the Delta versions it read and wrote, or failed, with the
+error), and a run whose stages all succeeded appends a last ``run`` row with
+status ``published``: consumers read the last published date
+(:func:`tables.last_published_date`), never a night that is half written.
 """
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -18,7 +27,7 @@ from pyspark.sql import SparkSession
 from . import tables
 from .config import Config
 from .context import RunContext, StageResult
-from .dates import iso
+from .dates import iso, utc_now
 from .names import PIPELINE_STAGES
 from .stages import embeddings, evaluate, ingest, lifecycle, score, sequences, train
 
@@ -47,6 +56,7 @@ NEED_TRAINING_SNAPSHOT = ("train", "evaluate")
 class NightlyRun:
     context: RunContext
     results: List[StageResult] = field(default_factory=list)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def snapshot_date(self) -> Optional[str]:
@@ -85,15 +95,48 @@ def run_nightly(spark: SparkSession, cfg: Config, snapshot_date: Optional[str] =
         raise ValueError(f"unknown stage(s) {unknown}; known: {list(REGISTRY)}")
     given = iso(snapshot_date) if snapshot_date is not None else None
     run = NightlyRun(RunContext(spark, cfg, None))
+    run_started, run_t0 = utc_now(), time.perf_counter()
     for name in stages:
         if name not in WITHOUT_DATE and run.context.snapshot_date is None:
             run.context = _with_dates(run.context, resolve_date(spark, cfg, given), training_snapshot)
-        t0 = time.perf_counter()
+        started, t0 = utc_now(), time.perf_counter()
+        before = tables.versions(spark, cfg, RECORDED_TABLES)
         log.info("stage %s: start (D=%s)", name, run.context.snapshot_date)
-        info = REGISTRY[name](run.context) or {}
+        try:
+            info = REGISTRY[name](run.context) or {}
+        except Exception as e:
+            _record(spark, cfg, run, name, "failed", started, time.perf_counter() - t0, before, {}, {},
+                    f"{type(e).__name__}: {e}"[:4000])
+            raise
         res = StageResult(name, time.perf_counter() - t0, info)
         run.results.append(res)
+        after = tables.versions(spark, cfg, RECORDED_TABLES)
+        _record(spark, cfg, run, name, "succeeded", started, res.seconds, before,
+                {t: v for t, v in after.items() if before.get(t) != v}, info)
         log.info("stage %s: done in %.1fs %s", name, res.seconds, info)
     if run.context.snapshot_date is None:  # only date-free stages ran
         run.context = _with_dates(run.context, resolve_date(spark, cfg, given), training_snapshot)
+    _record(spark, cfg, run, "run", "published", run_started, time.perf_counter() - run_t0, {}, {},
+            {"stages": stages})
     return run
+
+
+# the tables whose versions each pipeline_runs row records
+RECORDED_TABLES = tuple(t for t in tables.TABLE_NAMES if t != "pipeline_runs")
+
+
+def _record(spark: SparkSession, cfg: Config, run: NightlyRun, stage: str, status: str, started, seconds: float,
+            inputs: Dict[str, int], outputs: Dict[str, int], info: Dict[str, object], error: Optional[str] = None):
+    """Append this stage's (or the run's) row to ``pipeline_runs``: its last commit."""
+    d = run.context.snapshot_date
+    model = info.get("model_version") or info.get("artifact")
+    row = {"run_id": run.run_id, "snapshot_date": dt.date.fromisoformat(d) if d else None, "stage": stage, "status": status, "started_at": started,
+           "finished_at": utc_now(), "seconds": float(seconds), "input_versions": inputs or None,
+           "output_versions": outputs or None, "counts": json.dumps(info, default=str, sort_keys=True),
+           "model_version": str(model) if model else None, "error": error}
+    try:
+        tables.append_run_rows(spark, cfg, [row])
+    except Exception:  # the stage's own outcome stands; a failed bookkeeping write is logged
+        if status != "failed":
+            raise
+        log.exception("could not record the failure of stage %s in pipeline_runs", stage)

@@ -61,15 +61,17 @@ EVENTS = TableSpec(
         Col("event_date", DT, False, "UTC date of event_ts (partition)"),
         Col("value", D, False, "revenue (currency units) for purchases, rating for ratings, else 0"),
         Col("quantity", I, True, "units, when the source has them"),
+        Col("event_id", S, True, "the source's event id, when it has one (source.columns.event_id)"),
         Col("source", S, False, "source name from conf"),
         Col("ingested_at", TS, False, "when the row was first written"),
     ),
     partition_by=("event_date",),
-    keys=("event_date", "user_id", "event_ts", "event_type", "item_id", "source"),
+    keys=("event_date", "user_id", "item_id", "event_type", "event_ts", "value", "quantity", "source"),
     checks={"value_non_negative": "value >= 0"},
     doc="Validated, deduplicated events. One row per distinct event: the identity of an event is "
-        "(user_id, item_id, event_type, event_ts, source), with a null item_id equal to a null item_id "
-        "(event_date derives from event_ts). No hash id is stored: a 32-character digest per event "
+        "(source, event_id) when the source has event ids, else every field (user_id, item_id, event_type, "
+        "event_ts, value, quantity, source; nulls equal nulls): rows that differ in anything are distinct "
+        "events, only exact duplicates collapse. No hash id is stored: a 32-character digest per event "
         "would triple the table's size; where one is needed, md5 of those columns is deterministic.",
     # file statistics only where queries filter; ids are high-entropy strings
     # Delta passes table properties to the Parquet writer: event times are nearly
@@ -82,7 +84,8 @@ EVENTS = TableSpec(
 EVENTS_QUARANTINE = TableSpec(
     "events_quarantine",
     (
-        Col("quarantine_id", S, False, "sha2-256 of the raw row and reason (idempotent re-ingest)"),
+        Col("quarantine_id", S, False, "sha2-256 of the raw row, reason, file and occurrence among identical "
+                                       "rows of that file (idempotent re-ingest, order-independent)"),
         Col("reason", S, False, "first validation rule the row failed"),
         Col("raw_user_id", S, True, "user id as read"),
         Col("raw_item_id", S, True, "item id as read"),
@@ -90,6 +93,8 @@ EVENTS_QUARANTINE = TableSpec(
         Col("raw_event_ts", S, True, "timestamp as read"),
         Col("raw_value", S, True, "value as read"),
         Col("raw_quantity", S, True, "quantity as read"),
+        Col("raw_event_id", S, True, "event id as read (sources with event ids)"),
+        Col("source_file", S, True, "name of the file the row came from"),
         Col("source", S, False, "source name from conf"),
         Col("ingested_at", TS, False, "when the row was quarantined"),
     ),
@@ -257,9 +262,30 @@ RECOMMENDATIONS = TableSpec(
     doc="Top-K items per user as of D, lifecycle-aware, seen items filtered where configured, category-capped.",
 )
 
+PIPELINE_RUNS = TableSpec(
+    "pipeline_runs",
+    (
+        Col("run_id", S, False, "one id per invocation of the nightly job"),
+        Col("snapshot_date", DT, True, "D of the run (null only for an ingest that failed before D was known)"),
+        Col("stage", S, False, "the stage, or 'run' for the row that publishes the night"),
+        Col("status", S, False, "succeeded | failed (a stage) or published (the run: every stage succeeded)"),
+        Col("started_at", TS, False, "when the stage (or run) started, UTC"),
+        Col("finished_at", TS, False, "when it ended, UTC"),
+        Col("seconds", D, False, "wall time"),
+        Col("input_versions", T.MapType(S, L), True, "Delta version of every pipeline table when the stage started"),
+        Col("output_versions", T.MapType(S, L), True, "Delta version of each table the stage committed to"),
+        Col("counts", S, True, "the stage's result (counts, model version, ...) as JSON"),
+        Col("model_version", S, True, "the artifact the stage trained or scored with"),
+        Col("error", S, True, "the error of a failed stage"),
+    ),
+    keys=("run_id", "stage"),
+    doc="One row per stage and one per published run, appended last. Consumers read the last published "
+        "snapshot date (status 'published'): its rows in every snapshot table are complete.",
+)
+
 TABLES: Dict[str, TableSpec] = {
     t.name: t for t in (EVENTS, EVENTS_QUARANTINE, ITEMS, USER_SEQUENCES, USER_LIFECYCLE, ITEM_EMBEDDINGS,
-                        EVALUATION_METRICS, USER_INTERESTS, RETENTION_SCORES, RECOMMENDATIONS)
+                        EVALUATION_METRICS, USER_INTERESTS, RETENTION_SCORES, RECOMMENDATIONS, PIPELINE_RUNS)
 }
 
 

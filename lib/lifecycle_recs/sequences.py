@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from .config import SequenceConf
@@ -21,9 +21,9 @@ def event_rank(col: str = "event_type") -> Column:
     return F.coalesce(m[F.col(col)], F.lit(9))
 
 
-# Session settings under which ``build_sequences`` streams: collect_list as a sort
-# aggregate over the pre-sorted input, rather than a hash aggregate that falls back
-# to sorting every event a second time once a task has seen 128 users.
+# Session settings for ``build_sequences``: collect_list of the (at most N) kept steps
+# as a sort aggregate over the sorted window output, not a hash aggregate that falls
+# back to sorting again.
 SORT_AGGREGATE = {"spark.sql.execution.useObjectHashAggregateExec": "false"}
 
 
@@ -37,39 +37,38 @@ def build_sequences(events: DataFrame, snapshot_date: str, conf: SequenceConf) -
     Only events with ``event_date <= D`` are read: nothing after D leaks in.
     Steps are the last ``max_length`` events ordered by (event_ts, funnel order,
     item_id, value), oldest first, so ties in time resolve the same way on
-    every run and partitioning. Recency and tenure are measured from the end of
-    D (D+1 00:00 UTC), in days.
+    every run and partitioning. Only those N events per user are ever gathered:
+    a ``row_number() <= N`` window, which Spark runs as a group limit on each
+    map task before the shuffle (``WindowGroupLimit``), so a user with millions
+    of events never has them collected into one array. The RFM features come
+    from a separate aggregation with fixed-size buffers. Recency and tenure are
+    measured from the end of D (D+1 00:00 UTC), in days.
     """
     d = parse_date(snapshot_date, "snapshot_date")
     n = int(conf.max_length)
     if n <= 0:
         raise ValueError(f"sequences.max_length must be positive, got {n}")
     ev = events.where(F.col("event_date") <= F.lit(d.isoformat()).cast("date"))
-    # Shuffle by user and sort each user's events once: under ``SORT_AGGREGATE``
-    # the aggregation streams over this order instead of sorting again, and
-    # ``sort_array`` below then meets already ordered lists (it stays for
-    # correctness: collection order is not part of Spark's contract).
-    ev = ev.repartition("user_id").sortWithinPartitions(
-        "user_id", "event_ts", event_rank(), F.coalesce(F.col("item_id"), F.lit("")), "value")
-    is_value = F.col("event_type").isin(*conf.value_event_types)
+    item_key = F.coalesce(F.col("item_id"), F.lit(""))
+    latest_first = Window.partitionBy("user_id").orderBy(
+        F.col("event_ts").desc(), event_rank().desc(), item_key.desc(), F.col("value").desc())
+    last_n = ev.withColumn("_rn", F.row_number().over(latest_first)).where(F.col("_rn") <= n)
     step = F.struct(
         F.col("event_ts").alias("ts"), event_rank().alias("r"),
-        F.coalesce(F.col("item_id"), F.lit("")).alias("k"), F.col("value").alias("value"),
+        item_key.alias("k"), F.col("value").alias("value"),
         F.col("item_id").alias("item"), F.col("event_type").alias("type"),
     )
-    agg = ev.groupBy("user_id").agg(
-        F.sort_array(F.collect_list(step)).alias("all_steps"),
+    steps = last_n.groupBy("user_id").agg(F.sort_array(F.collect_list(step)).alias("steps"))
+    is_value = F.col("event_type").isin(*conf.value_event_types)
+    stats = ev.groupBy("user_id").agg(
         F.count(F.lit(1)).alias("n_events"),
         F.sum(F.when(is_value, 1).otherwise(0)).cast("long").alias("n_value_events"),
         F.coalesce(F.sum(F.when(is_value, F.col("value"))), F.lit(0.0)).alias("monetary_total"),
         F.min("event_ts").alias("first_event_ts"),
         F.max("event_ts").alias("last_event_ts"),
+        F.countDistinct("event_date").alias("active_days"),
     )
-    size = F.size("all_steps")
-    steps = F.slice("all_steps", F.greatest(size - F.lit(n) + 1, F.lit(1)), F.lit(n))
-    # active days from the collected steps: no second per-user collection
-    active_days = F.size(F.array_distinct(F.transform("all_steps", lambda x: F.to_date(x["ts"]))))
-    with_steps = agg.withColumn("steps", steps).withColumn("active_days", active_days)
+    with_steps = stats.join(steps, "user_id")
     gaps = F.expr(
         "transform(steps, (x, i) -> IF(i = 0, 0D, "
         "(unix_micros(x.ts) - unix_micros(steps[i - 1].ts)) / 3600000000D))"

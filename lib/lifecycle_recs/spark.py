@@ -14,20 +14,37 @@ from .config import SparkSettings
 log = logging.getLogger(__name__)
 
 
+# Session settings every stage relies on: timestamps and date partitions are UTC, and
+# arithmetic / casts fail loudly instead of producing nulls (ANSI). Both are runtime SQL
+# settings, so they are enforced on an existing session too (Databricks, spark-submit).
+INVARIANTS = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "true"}
+
+
+def enforce_invariants(spark: SparkSession) -> SparkSession:
+    """Set :data:`INVARIANTS` on the session, logging each one that was different."""
+    for k, v in INVARIANTS.items():
+        have = spark.conf.get(k, None)
+        if str(have).lower() != v.lower() and not (k.endswith("timeZone") and str(have).upper() in ("UTC", "Z",
+                                                                                                     "ETC/UTC")):
+            log.warning("Spark setting %s was %r; setting it to %r for this job", k, have, v)
+            spark.conf.set(k, v)
+    return spark
+
+
 def get_spark(conf: SparkSettings) -> SparkSession:
-    """Return a Spark session with Delta Lake enabled.
+    """Return a Spark session with Delta Lake enabled, in UTC with ANSI on.
 
     On a cluster or Databricks (``use_existing_session`` or an active session),
-    the existing session is returned untouched: Delta is configured there by the
-    platform. Locally, a session is built with Delta's jars resolved through
+    the existing session is used (Delta is configured there by the platform),
+    with :data:`INVARIANTS` enforced. Locally, a session is built with Delta's jars resolved through
     ``configure_spark_with_delta_pip`` (Ivy, cached in ``~/.ivy2*``), sized for
     a small machine, with Python workers pinned to this interpreter.
     """
     active = SparkSession.getActiveSession()
     if active is not None:
-        return active
+        return enforce_invariants(active)
     if conf.use_existing_session:
-        return SparkSession.builder.getOrCreate()
+        return enforce_invariants(SparkSession.builder.getOrCreate())
 
     from delta import configure_spark_with_delta_pip
 
@@ -46,6 +63,7 @@ def get_spark(conf: SparkSettings) -> SparkSession:
         .config("spark.ui.enabled", str(conf.ui_enabled).lower())
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.ansi.enabled", "true")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.arrow_batch_size))
         .config("spark.pyspark.python", sys.executable)
@@ -59,7 +77,7 @@ def get_spark(conf: SparkSettings) -> SparkSession:
         builder = builder.config(k, v)
     spark = configure_spark_with_delta_pip(builder).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    return spark
+    return enforce_invariants(spark)
 
 
 @contextlib.contextmanager

@@ -2,21 +2,45 @@
 
 Writes are atomic (one Delta commit each) and idempotent:
 snapshot tables replace exactly their ``snapshot_date`` partition
-(``replaceWhere``), keyed tables MERGE on their keys.
+(``replaceWhere``), keyed tables MERGE on their keys (never a blind append, which
+Delta cannot check against a concurrent writer). A table is created with its
+CHECK constraints in the same commit. A snapshot replacement that is empty or
+much smaller than what it replaces is refused unless ``publish.allow_shrink``.
+``pipeline_runs`` is appended last by the runner; :func:`last_published_date`
+is what consumers read.
 """
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from delta.tables import DeltaTable
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .config import Config
-from .schemas import TableSpec, spec
+from .schemas import TABLES, TableSpec, spec
+
+TABLE_NAMES = tuple(TABLES)
+
+log = logging.getLogger(__name__)
+
+# Called with the table's name after every commit this module makes (fault-injection
+# tests raise from here to crash a stage between two of its commits).
+COMMIT_HOOKS: List[Callable[[str], None]] = []
+
+
+def _committed(table: str) -> None:
+    for hook in list(COMMIT_HOOKS):
+        hook(table)
+
+
+class ShrinkRefused(RuntimeError):
+    """A snapshot replacement that would empty or sharply shrink a table."""
 
 
 def path(cfg: Config, table: str) -> str:
@@ -59,11 +83,17 @@ def _ensure(spark: SparkSession, cfg: Config, ts: TableSpec) -> Tuple[DeltaTable
     b = DeltaTable.createIfNotExists(spark).location(p).addColumns(ts.schema)
     if ts.partition_by:
         b = b.partitionedBy(*ts.partition_by)
-    for k, v in ts.properties.items():
+    # the CHECK constraints are table properties of the creating commit itself: no table
+    # ever exists without them, and two first runs do not race on ADD CONSTRAINT
+    for k, v in {**ts.properties, **{f"delta.constraints.{n}": e for n, e in ts.checks.items()}}.items():
         b = b.property(k, v)
-    b.execute()
-    for name, expr in ts.checks.items():  # names and expressions are the specs' constants
-        spark.sql(f"ALTER TABLE delta.{quote_identifier(p)} ADD CONSTRAINT {name} CHECK ({expr})")
+    try:
+        b.execute()
+    except Exception as e:  # a concurrent first run created it between our check and our commit
+        if not DeltaTable.isDeltaTable(spark, p):
+            raise
+        log.info("table %s was created concurrently (%s); using it", ts.name, type(e).__name__)
+        return _ensure(spark, cfg, ts)[0], False
     return DeltaTable.forPath(spark, p), True
 
 
@@ -90,15 +120,52 @@ def write_snapshot(spark: SparkSession, cfg: Config, table: str, df: DataFrame, 
     """Replace the ``snapshot_date = D`` partition of ``table`` with ``df`` in one commit.
 
     Rows of ``df`` must all carry that snapshot date (Delta enforces it); other
-    snapshots are untouched, and a rerun of D leaves the same rows.
+    snapshots are untouched, and a rerun of D leaves the same rows. The rows are
+    counted first (``df`` is persisted for that): an empty replacement, or one
+    with fewer than ``1 - publish.max_shrink_fraction`` of the rows of the
+    snapshot it replaces (else of the last earlier snapshot), raises
+    :class:`ShrinkRefused` and commits nothing, unless ``publish.allow_shrink``.
     """
     ts = spec(table)
     ensure_table(spark, cfg, ts)
     d = dt.date.fromisoformat(str(snapshot_date))
-    (conform(df, ts).write.format("delta").mode("overwrite")
-     .option("replaceWhere", f"snapshot_date = DATE'{d.isoformat()}'")
-     .save(path(cfg, table)))
+    src = conform(df, ts).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        n = src.count()
+        _check_shrink(spark, cfg, table, d, n)
+        (src.write.format("delta").mode("overwrite")
+         .option("replaceWhere", f"snapshot_date = DATE'{d.isoformat()}'")
+         .save(path(cfg, table)))
+    finally:
+        src.unpersist()
+    _committed(table)
     return last_metrics(spark, cfg, table)
+
+
+def _check_shrink(spark: SparkSession, cfg: Config, table: str, d: dt.date, n: int) -> None:
+    ref = _reference_snapshot(spark, cfg, table, d)
+    if ref is None:
+        return
+    ref_date, ref_rows = ref
+    floor = (1.0 - cfg.publish.max_shrink_fraction) * ref_rows
+    if (n == 0 and ref_rows > 0) or n < floor:
+        msg = (f"refusing to replace snapshot {d} of '{table}' with {n} rows: the snapshot of {ref_date} has "
+               f"{ref_rows} (publish.max_shrink_fraction {cfg.publish.max_shrink_fraction}); an empty or missing "
+               "input would wipe good output. Check the upstream tables, or rerun with --allow-shrink "
+               "(publish.allow_shrink) if the drop is real")
+        if not cfg.publish.allow_shrink:
+            raise ShrinkRefused(msg)
+        log.warning("%s -- allowed by publish.allow_shrink", msg)
+
+
+def _reference_snapshot(spark: SparkSession, cfg: Config, table: str, d: dt.date) -> Optional[Tuple[dt.date, int]]:
+    """(date, rows) of the snapshot D replaces, else of the last snapshot before D; None if neither."""
+    dates = [x for x in partition_dates(spark, cfg, table) if x <= d]
+    if not dates:
+        return None
+    ref = max(dates)
+    rows = read(spark, cfg, table).where(F.col("snapshot_date") == F.lit(ref.isoformat()).cast("date")).count()
+    return ref, rows
 
 
 def replace_metric_rows(spark: SparkSession, cfg: Config, rows: List[Dict], snapshot_date: str,
@@ -112,39 +179,66 @@ def replace_metric_rows(spark: SparkSession, cfg: Config, rows: List[Dict], snap
     (spark.createDataFrame(rows, ts.schema).write.format("delta").mode("overwrite")
      .option("replaceWhere", f"snapshot_date = DATE'{d.isoformat()}' AND dataset = '{dataset}'")
      .save(path(cfg, "evaluation_metrics")))
+    _committed("evaluation_metrics")
     return len(rows)
 
 
-def merge_new(spark: SparkSession, cfg: Config, table: str, df: DataFrame,
-              keys: Optional[Sequence[str]] = None) -> Dict[str, int]:
-    """Insert the rows of ``df`` whose keys are not in ``table`` yet (one commit).
+def merge_condition(keys: Sequence[str]) -> str:
+    # null-safe: a nullable key column (events.item_id) matches null to null
+    return " AND ".join(f"t.{quote_identifier(k)} <=> s.{quote_identifier(k)}" for k in keys)
 
-    An empty table gets a plain append (the caller guarantees ``df`` has unique
-    keys), which avoids a join against nothing.
+
+def merge_new(spark: SparkSession, cfg: Config, table: str, df: DataFrame,
+              keys: Optional[Sequence[str]] = None, prefer: Optional[Sequence[str]] = None) -> Dict[str, int]:
+    """Insert the rows of ``df`` whose keys are not in ``table`` yet, in one MERGE
+    commit (``df`` has unique keys). With ``prefer``, a stored row is replaced by
+    a source row whose ``prefer`` columns compare larger, so the result does not
+    depend on the order rows arrive in.
+
+    Always a MERGE, even into an empty table: a blind append reads nothing, so
+    Delta cannot see that a concurrent writer appended the same rows; a MERGE
+    that read the table fails with a concurrent-append conflict instead.
     """
     ts = spec(table)
-    target, created = _ensure(spark, cfg, ts)
+    target, _ = _ensure(spark, cfg, ts)
     keys = list(keys or ts.keys)
     src = conform(df, ts)
-    if created or _is_empty(spark, cfg, table):
-        n = _append(spark, cfg, table, src)
-        return {"source_rows": n, "inserted": n}
-    # null-safe: a nullable key column (events.item_id) matches null to null
-    cond = " AND ".join(f"t.{k} <=> s.{k}" for k in keys)
     before = _version(target)
-    target.alias("t").merge(src.alias("s"), cond).whenNotMatchedInsertAll().execute()
+    m = target.alias("t").merge(src.alias("s"), merge_condition(keys))
+    if prefer:
+        def tup(a):
+            return "struct(" + ", ".join(f"{a}.{quote_identifier(c)}" for c in prefer) + ")"
+        m = m.whenMatchedUpdateAll(condition=f"{tup('s')} > {tup('t')}")
+    m.whenNotMatchedInsertAll().execute()
     if _version(target) == before:
-        # an insert-only MERGE that inserts nothing commits nothing (a rerun)
-        return {"source_rows": src.count(), "inserted": 0}
+        # a MERGE that changes nothing commits nothing (a rerun)
+        return {"source_rows": src.count(), "inserted": 0, "updated": 0}
+    _committed(table)
     m = last_metrics(spark, cfg, table)
-    return {"source_rows": m.get("numSourceRows", 0), "inserted": m.get("numTargetRowsInserted", 0)}
+    return {"source_rows": m.get("numSourceRows", 0), "inserted": m.get("numTargetRowsInserted", 0),
+            "updated": m.get("numTargetRowsUpdated", 0)}
 
 
 def _append(spark: SparkSession, cfg: Config, table: str, src: DataFrame) -> int:
     """Append ``src`` in one commit; the number of rows written."""
     src.write.format("delta").mode("append").save(path(cfg, table))
+    _committed(table)
     return last_metrics(spark, cfg, table).get("numOutputRows", 0)
 
+
+def row_count(spark: SparkSession, cfg: Config, table: str) -> int:
+    """Rows in the table's current version (Delta answers from the log's file statistics)."""
+    return read(spark, cfg, table).count() if exists(spark, cfg, table) else 0
+
+
+def versions(spark: SparkSession, cfg: Config, names: Sequence[str]) -> Dict[str, int]:
+    """Current Delta version of each existing table among ``names``."""
+    out = {}
+    for t in names:
+        p = path(cfg, t)
+        if DeltaTable.isDeltaTable(spark, p):
+            out[t] = _version(DeltaTable.forPath(spark, p))
+    return out
 
 def _version(t: DeltaTable) -> int:
     return t.history(1).select("version").first()[0]
@@ -156,12 +250,10 @@ def upsert(spark: SparkSession, cfg: Config, table: str, df: DataFrame, keys: Se
     when one of ``compare`` differs. Meant for small keyed tables (catalogs,
     embeddings): unchanged input makes no commit at all."""
     ts = spec(table)
-    target, created = _ensure(spark, cfg, ts)
+    target, _ = _ensure(spark, cfg, ts)
     src = conform(df, ts)
-    if created:
-        # a new table: every row is an insert (the caller guarantees unique keys)
-        n = _append(spark, cfg, table, src)
-        return {"source_rows": n, "inserted": n, "updated": 0}
+    # (a new table too goes through the MERGE: a blind append could not conflict with a
+    # concurrent first run's)
     current = target.toDF().select(*keys, F.lit(True).alias("__exists"),
                                    *[F.col(c).alias(f"__t_{c}") for c in compare])
     same = F.col("__exists").isNotNull()
@@ -175,24 +267,19 @@ def upsert(spark: SparkSession, cfg: Config, table: str, df: DataFrame, keys: Se
         n_source = src.count()
         if n_changed == 0:
             return {"source_rows": n_source, "inserted": 0, "updated": 0}
-        cond = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-        (target.alias("t").merge(changed_rows.alias("s"), cond)
+        (target.alias("t").merge(changed_rows.alias("s"), merge_condition(keys))
          .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
     finally:
         changed_rows.unpersist()
+    _committed(table)
     m = last_metrics(spark, cfg, table)
     return {"source_rows": n_source, "inserted": m.get("numTargetRowsInserted", 0),
             "updated": m.get("numTargetRowsUpdated", 0)}
 
 
-def _is_empty(spark: SparkSession, cfg: Config, table: str) -> bool:
-    """No data file in the current snapshot (read from the log, no data read)."""
-    return len(read(spark, cfg, table).inputFiles()) == 0
-
-
-def last_partition_date(spark: SparkSession, cfg: Config, table: str) -> Optional[dt.date]:
-    """The largest value of a table's date partition column, from the Delta log's
-    file list alone (no data is read); None when the table has no rows."""
+def partition_dates(spark: SparkSession, cfg: Config, table: str) -> List[dt.date]:
+    """The distinct values of a table's date partition column, from the Delta log's
+    file list alone where file paths carry them (no data is read)."""
     ts = spec(table)
     if not ts.partition_by:
         raise ValueError(f"table '{table}' is not partitioned")
@@ -201,9 +288,32 @@ def last_partition_date(spark: SparkSession, cfg: Config, table: str) -> Optiona
     files = df.inputFiles()
     dates = [m.group(1) for f in files for m in [pat.search(f)] if m]
     if len(dates) == len(files):
-        return dt.date.fromisoformat(max(dates)) if dates else None
-    # file names that do not carry the partition value (e.g. column mapping): one aggregate
-    return df.agg(F.max(ts.partition_by[0])).first()[0]
+        return sorted({dt.date.fromisoformat(x) for x in dates})
+    # file names that do not carry the partition value (e.g. column mapping): one small aggregate
+    return sorted(r[0] for r in df.select(ts.partition_by[0]).distinct().collect())
+
+
+def last_partition_date(spark: SparkSession, cfg: Config, table: str) -> Optional[dt.date]:
+    """The largest value of a table's date partition column (None when the table has no rows)."""
+    dates = partition_dates(spark, cfg, table)
+    return dates[-1] if dates else None
+
+
+def append_run_rows(spark: SparkSession, cfg: Config, rows: List[Dict]) -> None:
+    """Append rows to ``pipeline_runs`` (one commit; run ids are unique, so appends never collide)."""
+    ts = spec("pipeline_runs")
+    ensure_table(spark, cfg, ts)
+    _append(spark, cfg, "pipeline_runs", spark.createDataFrame(rows, ts.schema))
+
+
+def last_published_date(spark: SparkSession, cfg: Config) -> Optional[str]:
+    """The last snapshot date whose nightly run published (every stage succeeded):
+    the date consumers should read. None before the first published run."""
+    if not exists(spark, cfg, "pipeline_runs"):
+        return None
+    row = (read(spark, cfg, "pipeline_runs").where((F.col("stage") == "run") & (F.col("status") == "published"))
+           .agg(F.max("snapshot_date")).first())
+    return row[0].isoformat() if row and row[0] else None
 
 
 def snapshots(spark: SparkSession, cfg: Config, table: str) -> List[str]:

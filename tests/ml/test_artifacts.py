@@ -25,7 +25,8 @@ def test_roundtrip(tmp_path):
     r = rank_targets(m, b, torch.device("cpu"))
     d = _save(tmp_path, m)
     art = artifacts.load(str(tmp_path))
-    assert art.version == open(tmp_path / "LATEST").read() == os.path.basename(d) and art.max_len == 6
+    assert art.version == open(tmp_path / "promoted" / "2026-01-01").read() == os.path.basename(d)
+    assert art.max_len == 6
     assert art.version.startswith("lstm-2026-01-01-") and art.path == d
     assert art.vocab.item_ids == VOCAB.item_ids and art.metrics == {"x": 1}
     assert np.array_equal(art.item_stats.popularity, np.arange(VOCAB.n_items))
@@ -60,6 +61,46 @@ def test_tampered_file_and_bad_latest_are_refused(tmp_path):
         fh.write(" ")
     with pytest.raises(ValueError, match="do not match checksums"):
         artifacts.load(d)
-    (tmp_path / "LATEST").write_text("../../etc")
+    (tmp_path / "promoted" / "2026-01-02").write_text("../../etc")
     with pytest.raises(ValueError, match="not a valid artifact version"):
         artifacts.resolve(str(tmp_path))
+
+
+def test_a_backfill_scores_with_the_model_of_its_own_night(tmp_path):
+    """Issue 10 item 8: one LATEST for all dates made a backfill of an old date score with a newer model."""
+    torch.manual_seed(0)
+    old = _save(tmp_path, model_of(), promote=False)
+    artifacts.promote_version(str(tmp_path), os.path.basename(old), "2026-01-10")
+    torch.manual_seed(1)
+    new = _save(tmp_path, model_of(), promote=False)
+    artifacts.promote_version(str(tmp_path), os.path.basename(new), "2026-02-10")
+    assert artifacts.resolve(str(tmp_path), as_of="2026-01-31") == old
+    assert artifacts.resolve(str(tmp_path), as_of="2026-02-10") == new
+    assert artifacts.resolve(str(tmp_path)) == new
+    with pytest.raises(FileNotFoundError, match="on or before 2026-01-01"):
+        artifacts.resolve(str(tmp_path), as_of="2026-01-01")
+
+
+def test_concurrent_saves_and_promotions_leave_whole_artifacts(tmp_path):
+    """Issue 10 item 8: concurrent saves raced on one temp file."""
+    import threading
+
+    torch.manual_seed(0)
+    models = [model_of() for _ in range(2)]
+    barrier, errors = threading.Barrier(4), []
+
+    def work(i):
+        try:
+            barrier.wait()
+            d = _save(tmp_path, models[i % 2], promote=False)
+            artifacts.promote_version(str(tmp_path), os.path.basename(d), f"2026-03-0{1 + i % 2}")
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors
+    for night in ("2026-03-01", "2026-03-02"):
+        artifacts.load(artifacts.resolve(str(tmp_path), as_of=night))  # whole, checksums match
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]

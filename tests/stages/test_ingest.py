@@ -126,18 +126,19 @@ def test_generic_source_names_missing_column(spark, make_cfg, tmp_path):
         read_source(spark, cfg)
 
 
-def test_duplicates_that_disagree_keep_the_largest_value_on_any_partitioning(spark, make_cfg, tmp_path):
-    rows = [("u1", "i1", "purchase", "2026-03-01 10:00:00", v, "1") for v in ("5", "9", "7")] + [
+def test_rows_that_differ_in_value_are_distinct_events_on_any_partitioning(spark, make_cfg, tmp_path):
+    """Issue 10 item 1: rows that disagree on value were merged, keeping the largest."""
+    rows = [("u1", "i1", "purchase", "2026-03-01 10:00:00", v, "1") for v in ("5", "9", "7", "9")] + [
         ("u1", "i1", "purchase", "2026-03-01 10:00:01", "1", "1")]
     kept = []
     for n in (1, 4):
         cfg = make_cfg(lakehouse=str(tmp_path / f"lake{n}"))
         df = repart(spark.createDataFrame(rows, schema=", ".join(f"{c} string" for c in RAW_COLS)), n)
         counts = ingest(spark, cfg, raw_source(spark, rows, events=df))
-        assert (counts.written, counts.duplicates_in_batch, counts.quarantined) == (2, 2, 0)
+        assert (counts.written, counts.duplicates_in_batch, counts.quarantined) == (4, 1, 0)
         kept.append(sorted_rows(tables.read(spark, cfg, "events").select("event_ts", "value")))
     assert kept[0] == kept[1]
-    assert [r["value"] for r in kept[0]] == [9.0, 1.0]
+    assert sorted(r["value"] for r in kept[0]) == [1.0, 5.0, 7.0, 9.0]
 
 
 def test_events_files_store_event_times_without_a_dictionary(spark, make_cfg):
@@ -160,9 +161,9 @@ def test_events_files_store_event_times_without_a_dictionary(spark, make_cfg):
 
 def test_a_table_of_another_schema_is_a_clear_error(spark, make_cfg):
     cfg = make_cfg()
-    old = tables.spec("events").schema.add("event_id", "string")  # as written by an older version
+    old = tables.spec("events").schema.add("legacy_id", "string")  # as written by another version
     spark.createDataFrame([], old).write.format("delta").partitionBy("event_date").save(tables.path(cfg, "events"))
-    with pytest.raises(ValueError, match=r"table 'events'.*unexpected \['event_id'\]"):
+    with pytest.raises(ValueError, match=r"table 'events'.*unexpected \['legacy_id'\]"):
         ingest(spark, cfg, raw_source(spark, ROWS))
     assert not tables.exists(spark, cfg, "events_quarantine")  # nothing written before the check
 

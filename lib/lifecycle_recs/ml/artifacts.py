@@ -6,8 +6,13 @@ An artifact is a directory ``<root>/<version>/`` holding the weights
 long-term-value association, computed at train time) and ``checksums.json``.
 It is written under a temporary name and renamed into place in one step, so a
 reader never sees half an artifact and nothing writes into it afterwards.
-``<root>/LATEST`` names the version to score with; :func:`resolve` is the one
-place that reads it.
+
+Promotion is per night: ``<root>/promoted/<D>`` names the version that night D
+promoted (written atomically). Scoring night D uses the newest promotion on or
+before D, so a backfill of an old date never scores with a model trained on
+later data, and two nights promoting at once do not overwrite each other.
+:func:`resolve` is the one place that reads the pointers (a ``LATEST`` file of
+older roots is still honoured when no promotion exists).
 """
 from __future__ import annotations
 
@@ -27,6 +32,8 @@ from .model import ModelSpec, SequenceModel
 from .vocab import Vocab
 
 LATEST = "LATEST"
+PROMOTED = "promoted"
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 FILES = ("model.pt", "config.json", "vocab.json", "metrics.json", "item_stats.npz")
 
@@ -81,10 +88,10 @@ def _sha256(path: str) -> str:
 
 
 def save(root: str, model: SequenceModel, vocab: Vocab, max_len: int, metrics: Dict, item_stats: ItemStats,
-         training_date: str, extra: Optional[Dict] = None, promote: bool = True) -> str:
+         training_date: str, extra: Optional[Dict] = None, promote: bool = True, night: Optional[str] = None) -> str:
     """Write a new artifact under ``root/<version>/`` (all at once) and, with
-    ``promote``, point ``root/LATEST`` at it. Returns the directory. When that
-    version exists already (a rerun), it is left as it is."""
+    ``promote``, promote it for ``night`` (default: the training date). Returns
+    the directory. When that version exists already (a rerun), it is left as it is."""
     version = version_of(model, training_date)
     d = os.path.join(root, version)
     os.makedirs(root, exist_ok=True)
@@ -108,19 +115,54 @@ def save(root: str, model: SequenceModel, vocab: Vocab, max_len: int, metrics: D
             if not os.path.exists(d):
                 raise
     if promote:
-        fd, tmp_latest = tempfile.mkstemp(prefix=".LATEST.", dir=root)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(version)
-        os.replace(tmp_latest, os.path.join(root, LATEST))  # atomic switch
+        promote_version(root, version, night or training_date)
     return d
 
 
-def resolve(path: str) -> str:
-    """An artifact directory as given, or the one ``path/LATEST`` names."""
-    latest = os.path.join(path, LATEST)
-    if os.path.exists(latest):
+def promote_version(root: str, version: str, night: str) -> str:
+    """Make ``version`` the model of night ``night`` (and later nights until the next
+    promotion): one pointer file per night, replaced atomically (a private temp file
+    per call, so concurrent promotions never share one)."""
+    _check_version(version, "promote")
+    if not _DATE.match(str(night)):
+        raise ValueError(f"promote: night must be YYYY-MM-DD, got {night!r}")
+    if not os.path.exists(os.path.join(root, version, "model.pt")):
+        raise FileNotFoundError(f"promote: no artifact {version} under {root}")
+    pdir = os.path.join(root, PROMOTED)
+    os.makedirs(pdir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{night}.", dir=pdir)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(version)
+    os.replace(tmp, os.path.join(pdir, str(night)))  # atomic switch
+    return version
+
+
+def promoted_version(root: str, as_of: Optional[str] = None) -> Optional[str]:
+    """The version promoted on the latest night <= ``as_of`` (any night when None);
+    a ``LATEST`` file of an older root when nothing is promoted; else None."""
+    pdir = os.path.join(root, PROMOTED)
+    nights = sorted(n for n in (os.listdir(pdir) if os.path.isdir(pdir) else []) if _DATE.match(n))
+    if as_of is not None:
+        nights = [n for n in nights if n <= str(as_of)]
+    if nights:
+        f = os.path.join(pdir, nights[-1])
+        with open(f) as fh:
+            return _check_version(fh.read().strip(), f)
+    latest = os.path.join(root, LATEST)
+    if os.path.exists(latest) and not os.path.isdir(pdir):
         with open(latest) as fh:
-            path = os.path.join(path, _check_version(fh.read().strip(), latest))
+            return _check_version(fh.read().strip(), latest)
+    return None
+
+
+def resolve(path: str, as_of: Optional[str] = None) -> str:
+    """An artifact directory as given, or the one promoted for night ``as_of`` under a root."""
+    if not os.path.exists(os.path.join(path, "model.pt")):
+        version = promoted_version(path, as_of)
+        if version is None:
+            when = f" on or before {as_of}" if as_of else ""
+            raise FileNotFoundError(f"no model artifact promoted{when} under {path}: run the train stage first")
+        path = os.path.join(path, version)
     if not os.path.exists(os.path.join(path, "model.pt")):
         raise FileNotFoundError(f"no model artifact at {path}: run the train stage first")
     return path

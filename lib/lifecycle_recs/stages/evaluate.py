@@ -19,7 +19,7 @@ DATASET = "nightly"
 def run(ctx: RunContext) -> Dict[str, object]:
     spark, cfg = ctx.spark, ctx.cfg
     T, k = ctx.training_date, cfg.recommend.k
-    art = artifacts.load(artifacts.resolve(cfg.artifacts))
+    art = artifacts.load(artifacts.resolve(cfg.artifacts, as_of=ctx.require_date()))
     rows, churn_plot = nightly_metrics(spark, cfg, T, art, DATASET)
     tables.replace_metric_rows(spark, cfg, rows, T, DATASET)
     report = write_report(os.path.join(cfg.reports, T), f"Nightly evaluation, snapshot {T} (held-out users)",

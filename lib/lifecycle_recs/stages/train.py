@@ -1,14 +1,19 @@
 """Stage ``train``: fit on the training snapshot T = D - H (labels (T, D]),
 hold out a fraction of users for early stopping and the heads refit, and save an
 immutable, versioned artifact (with the item statistics of T) under ``artifacts``.
+It is promoted for night D only when its churn/value heads were trained and its
+held-out churn AUC is not more than ``train.max_metric_drop`` below that of the
+model currently promoted for D; otherwise D keeps scoring with that one.
 
 The examples are written once per run and streamed (``train.feeder``); the feed's
 files are removed once the artifact is saved."""
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -22,6 +27,24 @@ from ..ml.feed import batches
 from ..ml.metrics import binary_metrics
 from ..ml.trainer import fit, fit_heads
 from ..splits import holdout_flag
+
+log = logging.getLogger(__name__)
+
+
+def promotion_refusal(root: str, night: str, metrics: Dict, max_drop: float) -> Optional[str]:
+    """Why the new artifact must not be promoted for ``night`` (None: promote it)."""
+    if "heads_best_loss" not in metrics:
+        return "its churn/value heads were never trained (the training snapshot has no labelled users)"
+    prev = artifacts.promoted_version(root, as_of=night)
+    if prev is None:
+        return None
+    with open(os.path.join(root, prev, "metrics.json")) as fh:
+        prev_auc = json.load(fh).get("val_churn_auc")
+    auc = metrics.get("val_churn_auc")
+    if prev_auc is not None and (auc is None or auc < prev_auc - max_drop):
+        return (f"its held-out churn AUC {auc} is more than train.max_metric_drop {max_drop} below "
+                f"{prev_auc} of the promoted {prev}")
+    return None
 
 
 def _held_out_churn(model, val_labels) -> Dict[str, float]:
@@ -70,6 +93,15 @@ def run(ctx: RunContext) -> Dict[str, object]:
     stats = item_stats(tables.read(spark, cfg, "user_sequences", t_date),
                        tables.read(spark, cfg, "user_lifecycle", t_date), vocab, cfg.recommend.ltv_prior_users)
     d = artifacts.save(cfg.artifacts, model, vocab, L, metrics, stats, t_date,
-                       {"embedding_model": cfg.embedding.model_name})
-    return {"artifact": os.path.basename(d), "train_rows": metrics["train_rows"], "val_rows": metrics["val_rows"],
+                       {"embedding_model": cfg.embedding.model_name}, promote=False)
+    version, night = os.path.basename(d), ctx.require_date()
+    refusal = promotion_refusal(cfg.artifacts, night, metrics, cfg.train.max_metric_drop)
+    if refusal is None:
+        artifacts.promote_version(cfg.artifacts, version, night)
+        log.info("artifact %s promoted for %s", version, night)
+    else:
+        log.warning("artifact %s saved but NOT promoted: %s; night %s scores with %s", version, refusal, night,
+                    artifacts.promoted_version(cfg.artifacts, as_of=night) or "no model (score will fail)")
+    return {"artifact": version, "promoted": refusal is None, "not_promoted_because": refusal,
+            "train_rows": metrics["train_rows"], "val_rows": metrics["val_rows"],
             "epochs": info["epochs_run"], "val_churn_auc": metrics.get("val_churn_auc")}
