@@ -29,9 +29,16 @@ TABLE_NAMES = tuple(TABLES)
 
 log = logging.getLogger(__name__)
 
-# Called with the table's name after every commit this module makes (fault-injection
-# tests raise from here to crash a stage between two of its commits).
+# Called with the table's name right before / after every commit this module makes:
+# fault-injection tests crash a stage between two of its commits, or hold two writers
+# at a barrier so that they commit at once. Empty in production.
+BEFORE_COMMIT_HOOKS: List[Callable[[str], None]] = []
 COMMIT_HOOKS: List[Callable[[str], None]] = []
+
+
+def _committing(table: str) -> None:
+    for hook in list(BEFORE_COMMIT_HOOKS):
+        hook(table)
 
 
 def _committed(table: str) -> None:
@@ -133,6 +140,7 @@ def write_snapshot(spark: SparkSession, cfg: Config, table: str, df: DataFrame, 
     try:
         n = src.count()
         _check_shrink(spark, cfg, table, d, n)
+        _committing(table)
         (src.write.format("delta").mode("overwrite")
          .option("replaceWhere", f"snapshot_date = DATE'{d.isoformat()}'")
          .save(path(cfg, table)))
@@ -176,6 +184,7 @@ def replace_metric_rows(spark: SparkSession, cfg: Config, rows: List[Dict], snap
     ts = spec("evaluation_metrics")
     ensure_table(spark, cfg, ts)
     d = dt.date.fromisoformat(str(snapshot_date))
+    _committing("evaluation_metrics")
     (spark.createDataFrame(rows, ts.schema).write.format("delta").mode("overwrite")
      .option("replaceWhere", f"snapshot_date = DATE'{d.isoformat()}' AND dataset = '{dataset}'")
      .save(path(cfg, "evaluation_metrics")))
@@ -209,6 +218,7 @@ def merge_new(spark: SparkSession, cfg: Config, table: str, df: DataFrame,
         def tup(a):
             return "struct(" + ", ".join(f"{a}.{quote_identifier(c)}" for c in prefer) + ")"
         m = m.whenMatchedUpdateAll(condition=f"{tup('s')} > {tup('t')}")
+    _committing(table)
     m.whenNotMatchedInsertAll().execute()
     if _version(target) == before:
         # a MERGE that changes nothing commits nothing (a rerun)
@@ -221,6 +231,7 @@ def merge_new(spark: SparkSession, cfg: Config, table: str, df: DataFrame,
 
 def _append(spark: SparkSession, cfg: Config, table: str, src: DataFrame) -> int:
     """Append ``src`` in one commit; the number of rows written."""
+    _committing(table)
     src.write.format("delta").mode("append").save(path(cfg, table))
     _committed(table)
     return last_metrics(spark, cfg, table).get("numOutputRows", 0)
@@ -267,6 +278,7 @@ def upsert(spark: SparkSession, cfg: Config, table: str, df: DataFrame, keys: Se
         n_source = src.count()
         if n_changed == 0:
             return {"source_rows": n_source, "inserted": 0, "updated": 0}
+        _committing(table)
         (target.alias("t").merge(changed_rows.alias("s"), merge_condition(keys))
          .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
     finally:

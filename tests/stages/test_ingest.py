@@ -202,3 +202,206 @@ def test_table_paths_are_quoted_in_sql():
     with a backquote before our SQL runs, so this is checked on the quoting itself.)"""
     assert tables.quote_identifier("/lake/a`b") == "`/lake/a``b`"
     assert tables.quote_identifier("/lake/events") == "`/lake/events`"
+
+
+# ---- issue 10: nothing lost, nothing corrupted ------------------------------------------
+
+ORDERS_SRC = {"kind": "generic", "name": "orders", "format": "csv", "timestamp_kind": "date",
+              "columns": {"user_id": "customer", "event_type": "kind", "event_ts": "day", "value": "amount",
+                          "quantity": "qty"}}
+
+
+def _no_time(rows, drop=("ingested_at",)):
+    return sorted((tuple((k, v) for k, v in sorted(r.items()) if k not in drop) for r in rows), key=repr)
+
+
+def test_two_same_day_orders_of_one_customer_are_two_events(spark, make_cfg, tmp_path):
+    """Item 1: an order log with day-precision dates and no item lost the smaller of two orders."""
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "orders.csv").write_text("customer,kind,day,amount,qty\n"
+                                               "c1,purchase,2026-06-01,30.0,1\nc1,purchase,2026-06-01,12.5,1\n"
+                                               "c1,purchase,2026-06-01,12.5,2\nc1,purchase,2026-06-01,12.5,2\n")
+    cfg = make_cfg(source={**ORDERS_SRC, "path": str(tmp_path / "o")})
+    counts = ingest(spark, cfg)
+    assert (counts.rows_in, counts.written, counts.duplicates_in_batch) == (4, 3, 1)
+    ev = tables.read(spark, cfg, "events")
+    assert sorted((r["value"], r["quantity"]) for r in ev.collect()) == [(12.5, 1), (12.5, 2), (30.0, 1)]
+    assert ev.agg(F.sum("value")).first()[0] == 55.0  # no revenue vanishes
+
+
+def _write_batches(tmp_path, name, batches):
+    """Each batch: {file name: csv text} written into its own folder."""
+    dirs = []
+    for i, files in enumerate(batches):
+        d = tmp_path / f"{name}{i}"
+        d.mkdir()
+        for fname, text in files.items():
+            (d / fname).write_text(text)
+        dirs.append(d)
+    return dirs
+
+
+def test_stored_result_does_not_depend_on_how_the_input_arrived(spark, make_cfg, tmp_path):
+    """Item 1: a re-sent event id kept the first value on a later night but the largest in a rebuild;
+    identical bad rows of two files were kept twice by a rebuild but once by nightly runs."""
+    header = "id,customer,kind,at,amount\n"
+    a = header + "e1,c1,purchase,2026-06-01 10:00:00,5\ne2,c2,purchase,2026-06-01 11:00:00,7\n" \
+                 "x,c9,purchase,not-a-time,1\n"
+    b = header + "e1,c1,purchase,2026-06-01 10:00:00,9\ne3,c3,view,2026-06-02 09:00:00,0\n" \
+                 "x,c9,purchase,not-a-time,1\n"
+    src = {"kind": "generic", "name": "shop", "format": "csv",
+           "columns": {"event_id": "id", "user_id": "customer", "event_type": "kind", "event_ts": "at",
+                       "value": "amount"}}
+    arrivals = {"one_batch": [{"a.csv": a, "b.csv": b}], "a_then_b": [{"a.csv": a}, {"b.csv": b}],
+                "b_then_a": [{"b.csv": b}, {"a.csv": a}]}
+    results = {}
+    for name, batches in arrivals.items():
+        cfg = make_cfg(lakehouse=str(tmp_path / f"lake_{name}"))
+        for d in _write_batches(tmp_path, name, batches):
+            ingest(spark, make_cfg(lakehouse=cfg.lakehouse, source={**src, "path": str(d)}))
+        results[name] = (_no_time(sorted_rows(tables.read(spark, cfg, "events"))),
+                         _no_time(sorted_rows(tables.read(spark, cfg, "events_quarantine"))))
+    assert results["one_batch"] == results["a_then_b"] == results["b_then_a"]
+    events, quarantine = results["one_batch"]
+    assert sorted(dict(r)["value"] for r in events) == [0.0, 7.0, 9.0]   # e1: the larger row, any order
+    assert sorted(dict(r)["source_file"] for r in quarantine) == ["a.csv", "b.csv"]
+
+
+def test_an_event_id_column_with_a_blank_id_is_quarantined(spark, make_cfg, tmp_path):
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "x.csv").write_text("id,customer,kind,at\n,c1,view,2026-06-01 10:00:00\n"
+                                          "e1,c1,view,2026-06-01 10:00:00\n")
+    cfg = make_cfg(source={"kind": "generic", "name": "s", "format": "csv", "path": str(tmp_path / "e"),
+                           "columns": {"event_id": "id", "user_id": "customer", "event_type": "kind",
+                                       "event_ts": "at"}})
+    counts = ingest(spark, cfg)
+    assert counts.quarantine_reasons == {"missing_event_id": 1} and counts.written == 1
+
+
+def test_counts_are_measured_independently_so_the_check_can_fail():
+    """Item 2: duplicates_in_batch was the remainder, so the reconciliation held by algebra."""
+    from lifecycle_recs.ingest import IngestCounts
+
+    ok = IngestCounts(rows_in=10, valid=8, quarantined=2, quarantine_reasons={"bad_value": 2}, distinct=7,
+                      duplicates_in_batch=1, new=5, already_present=2, written=5)
+    ok.check()
+    for field, wrong in [("valid", 9), ("distinct", 6), ("new", 4), ("written", 6), ("quarantine_reasons", {})]:
+        bad = IngestCounts(**{**ok.__dict__, field: wrong})
+        with pytest.raises(RuntimeError, match="do not add up"):
+            bad.check()
+
+
+def test_the_source_is_read_from_the_file_list_taken_when_it_was_opened(spark, make_cfg, tmp_path):
+    """Item 2: a file landing mid-run was absorbed by a later scan of the folder."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("customer,kind,day,amount,qty\nc1,purchase,2026-06-01,3,1\n")
+    cfg = make_cfg(source={**ORDERS_SRC, "path": str(tmp_path / "in")})
+    raw = read_source(spark, cfg)
+    (tmp_path / "in" / "late.csv").write_text("customer,kind,day,amount,qty\nc2,purchase,2026-06-01,4,1\n")
+    counts = ingest(spark, cfg, raw)
+    assert (counts.files, counts.rows_in, counts.written) == (1, 1, 1)
+    assert [r["user_id"] for r in tables.read(spark, cfg, "events").collect()] == ["c1"]
+
+
+def test_a_reordered_csv_file_fails_naming_the_column(spark, make_cfg, tmp_path):
+    """Item 4: CSV columns were matched by position, so a reordered file swapped them."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("customer,kind,day,amount,qty\nc1,purchase,2026-06-01,3,1\n")
+    (tmp_path / "in" / "b.csv").write_text("customer,kind,day,qty,amount\nc2,purchase,2026-06-01,1,4\n")
+    cfg = make_cfg(source={**ORDERS_SRC, "path": str(tmp_path / "in")})
+    with pytest.raises(Exception, match="(?s)(amount|qty).*b.csv|b.csv.*(amount|qty)"):
+        ingest(spark, cfg)
+    assert tables.read(spark, cfg, "events").count() == 0
+
+
+def test_a_misnamed_catalog_column_fails_instead_of_nulling_titles(spark, make_cfg, tmp_path):
+    """Item 4: a typo in items_columns nulled every title and was upserted over the good catalog."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("customer,kind,day,amount,qty\nc1,purchase,2026-06-01,3,1\n")
+    (tmp_path / "items.csv").write_text("sku,name\ns1,Shoe\n")
+    cfg = make_cfg(source={**ORDERS_SRC, "path": str(tmp_path / "in"), "items_path": str(tmp_path / "items.csv"),
+                           "items_format": "csv", "items_columns": {"item_id": "sku", "title": "nmae"}})
+    with pytest.raises(ValueError, match="nmae"):
+        read_source(spark, cfg)
+
+
+def test_too_many_bad_rows_fail_the_run_before_anything_is_committed(spark, make_cfg):
+    """Item 13: the quarantine-rate expectation."""
+    from lifecycle_recs.stages.ingest import QuarantineRateExceeded
+
+    cfg = make_cfg(validation={"on_quarantine_excess": "fail", "max_quarantine_fraction": 0.5})
+    with pytest.raises(QuarantineRateExceeded, match=r"8 of 13 rows .*missing_user_id"):
+        ingest(spark, cfg, raw_source(spark, ROWS))
+    assert tables.read(spark, cfg, "events").count() == 0
+    assert tables.read(spark, cfg, "events_quarantine").count() == 0
+    ok = ingest(spark, make_cfg(validation={"on_quarantine_excess": "fail", "max_quarantine_fraction": 0.7}),
+                raw_source(spark, ROWS))
+    assert ok.quarantined == 8
+
+
+def test_catalog_duplicates_resolve_the_same_way_and_a_bad_price_is_counted(spark, make_cfg, tmp_path):
+    """Item 14: dropDuplicates kept an arbitrary title; one bad price failed the whole run under ANSI."""
+    items = [("i1", "Old title", "Shoes", None, "10.0", "2020"), ("i1", "Better title", "Shoes", "desc", "12.0",
+                                                                  "2020"),
+             ("i2", "Hat", "Hats", None, "cheap", "2021"), ("i3", "Sock", None, None, "-3", None),
+             (" ", "No id", None, None, "1", None)]
+    cols = "item_id string, title string, category string, description string, price string, year string"
+    stored = []
+    for n, order in ((1, items), (3, items[::-1])):
+        cfg = make_cfg(lakehouse=str(tmp_path / f"lake{n}"))
+        counts = ingest(spark, cfg, raw_source(spark, ROWS[:3], items=repart(spark.createDataFrame(order, cols), n)))
+        assert (counts.items_in, counts.items_missing_id, counts.items_bad_price) == (5, 1, 2)
+        stored.append(sorted_rows(tables.read(spark, cfg, "items").drop("updated_at")))
+    assert stored[0] == stored[1]
+    by_id = {r["item_id"]: r for r in stored[0]}
+    assert by_id["i1"]["title"] == "Better title" and by_id["i1"]["price"] == 12.0
+    assert by_id["i2"]["price"] is None and by_id["i3"]["price"] is None and len(by_id) == 3
+
+
+def test_two_first_ingests_released_together_store_each_event_once(spark, make_cfg):
+    """Item 8: merge_new blind-appended into an empty table, so two first ingests that both saw it
+    empty each appended every event (Delta never flags conflicting blind appends)."""
+    import threading
+
+    cfg = make_cfg()
+    barrier = threading.Barrier(2, timeout=120)
+
+    def hold(table):
+        if table == "events":
+            barrier.wait()   # both ingests have counted and are about to commit
+
+    tables.BEFORE_COMMIT_HOOKS.append(hold)
+    outcomes = []
+
+    def run():
+        try:
+            outcomes.append(ingest(spark, cfg, raw_source(spark, ROWS[:4])))
+        except Exception as e:
+            outcomes.append(e)
+
+    try:
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        [t.start() for t in threads]
+        [t.join(300) for t in threads]
+    finally:
+        tables.BEFORE_COMMIT_HOOKS.remove(hold)
+    ok = [o for o in outcomes if not isinstance(o, Exception)]
+    failed = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(ok) >= 1 and len(outcomes) == 2
+    for e in failed:   # the loser gets Delta's conflict error, naming it
+        assert "Concurrent" in type(e).__name__ + str(e) or "conflict" in str(e).lower(), e
+    assert tables.read(spark, cfg, "events").count() == 3
+    assert tables.read(spark, cfg, "events").distinct().count() == 3
+
+
+def test_naive_times_are_shifted_once_and_times_with_an_offset_not_again(spark, make_cfg, tmp_path):
+    """Item 12: a time with an offset was shifted twice when the conf time zone was not UTC."""
+    (tmp_path / "log.csv").write_text("customer,action,at\n"
+                                      "c1,view,2026-06-01T10:00:00+02:00\nc2,view,2026-06-01 10:00:00\n"
+                                      "c3,view,2026-06-01T08:00:00Z\n")
+    cfg = make_cfg(source={"kind": "generic", "name": "t", "format": "csv", "path": str(tmp_path / "log.csv"),
+                           "columns": {"user_id": "customer", "event_type": "action", "event_ts": "at"},
+                           "timezone": "Europe/Berlin"})
+    ingest(spark, cfg)
+    got = {r["user_id"]: r["event_ts"] for r in tables.read(spark, cfg, "events").collect()}
+    assert got == {"c1": dt.datetime(2026, 6, 1, 8), "c2": dt.datetime(2026, 6, 1, 8), "c3": dt.datetime(2026, 6, 1, 8)}
