@@ -22,6 +22,14 @@ from tests.helpers import ROOT
     ({"trian": {}}, "unknown key(s) ['trian']"),
     ({"train": {"epoch": 3}}, "unknown key(s) ['epoch'] in config section 'train'"),
     ({"validation": {"min_event_date": 2020}}, "'validation.min_event_date' must be a date string"),
+    # cross-field checks (item 13)
+    ({"validation": {"min_event_date": "2030-01-01", "max_event_date": "2020-01-01"}},
+     "validation.min_event_date 2030-01-01 must be before validation.max_event_date"),
+    ({"source": {"event_type_map": {"click": "clik"}}}, "source.event_type_map maps to ['clik']"),
+    ({"lifecycle": {"at_risk_days": 40, "churn_days": 30}}, "lifecycle.at_risk_days (40) must be below"),
+    ({"publish": {"max_shrink_fraction": 1.5}}, "'publish.max_shrink_fraction' must be in [0, 1)"),
+    ({"validation": {"on_quarantine_excess": "ignore"}}, "'validation.on_quarantine_excess': 'ignore' is not one of"),
+    ({"lifecycle": {"horizon_days": 0}}, "'lifecycle.horizon_days' must be positive"),
 ])
 def test_bad_values_name_the_key(data, message):
     with pytest.raises(ValueError) as e:

@@ -60,3 +60,26 @@ def test_same_result_on_any_partitioning(spark):
     a = build_sequences(events_df(spark, ROWS, 1), D, SequenceConf()).orderBy("user_id").collect()
     b = build_sequences(events_df(spark, ROWS, 5), D, SequenceConf()).orderBy("user_id").collect()
     assert a == b
+
+
+def test_a_hot_user_is_cut_to_the_last_n_before_the_shuffle(spark):
+    """Item 15: the last N steps are kept by a per-task group limit before the
+    shuffle (the plan has WindowGroupLimit), not by collecting the whole history."""
+    from pyspark.sql import functions as F
+
+    n_hot = 20000
+    ev = (spark.range(n_hot, numPartitions=4)
+          .select(F.when(F.col("id") < n_hot - 10, F.lit("hot")).otherwise(F.concat(F.lit("u"), F.col("id")))
+                  .alias("user_id"),
+                  F.concat(F.lit("i"), (F.col("id") % 97).cast("string")).alias("item_id"),
+                  F.lit("view").alias("event_type"),
+                  F.timestamp_seconds(F.lit(1767225600) + F.col("id") * 60).alias("event_ts"),
+                  F.lit(0.0).alias("value"))
+          .withColumn("event_date", F.to_date("event_ts")))
+    out = build_sequences(ev, "2026-12-31", SequenceConf(max_length=7))
+    plan = out._jdf.queryExecution().executedPlan().toString()
+    assert "WindowGroupLimit" in plan, plan
+    hot = _by_user(out.where(F.col("user_id") == "hot"))["hot"]
+    assert hot["n_events"] == n_hot - 10 and hot["sequence_length"] == 7
+    assert hot["item_ids"] == [f"i{k % 97}" for k in range(n_hot - 17, n_hot - 10)]
+    assert out.count() == 11

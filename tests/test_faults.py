@@ -1,0 +1,89 @@
+"""Faults between commits (item 7): a stage that crashes after one of its commits,
+then a rerun, leaves tables equal to a clean run; pipeline_runs records every
+stage and publishes a night only when all its stages succeeded."""
+import json
+
+import pytest
+from pyspark.sql import functions as F
+
+from lifecycle_recs import tables
+from lifecycle_recs.pipeline import run_nightly
+from tests.helpers import sorted_rows
+
+SMALL = {"seed": 4, "n_users": 40, "n_items": 60, "days": 120, "partitions": 2}
+STAGES = ["ingest", "sequences", "lifecycle"]
+VOLATILE = ("ingested_at", "updated_at", "scored_at", "evaluated_at")
+DATA = ("events", "events_quarantine", "items", "user_sequences", "user_lifecycle")
+
+
+class InjectedCrash(RuntimeError):
+    pass
+
+
+class CrashAfterCommit:
+    """A commit hook that raises right after the first commit to ``table``:
+    the stage has committed part of its writes and not the rest."""
+
+    def __init__(self, table):
+        self.table, self.fired = table, False
+
+    def __call__(self, table):
+        if table == self.table and not self.fired:
+            self.fired = True
+            raise InjectedCrash(f"injected crash after the first commit to {table}")
+
+    def __enter__(self):
+        tables.COMMIT_HOOKS.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        tables.COMMIT_HOOKS.remove(self)
+
+
+def _state(spark, cfg):
+    return {t: sorted_rows(tables.read(spark, cfg, t).drop(*VOLATILE)) for t in DATA}
+
+
+def _runs(spark, cfg):
+    return [r.asDict() for r in tables.read(spark, cfg, "pipeline_runs").orderBy("finished_at").collect()]
+
+
+@pytest.mark.slow
+def test_a_crash_between_the_commits_of_each_stage_then_a_rerun_equals_a_clean_run(spark, make_cfg, tmp_path):
+    # both lakes read the same raw files (quarantine ids include the file name)
+    source = {"kind": "synthetic", "raw_path": str(tmp_path / "raw")}
+    clean = make_cfg(synthetic=SMALL, source=source, lakehouse=str(tmp_path / "clean"))
+    ref = run_nightly(spark, clean, stages=STAGES, training_snapshot=True)
+    d = ref.snapshot_date
+    assert tables.last_published_date(spark, clean) == d
+    runs = _runs(spark, clean)
+    assert [(r["stage"], r["status"]) for r in runs] == [(s, "succeeded") for s in STAGES] + [("run", "published")]
+    assert len({r["run_id"] for r in runs}) == 1
+    ingest_row = runs[0]
+    assert {"events", "events_quarantine", "items"} <= set(ingest_row["output_versions"])
+    assert json.loads(ingest_row["counts"])["rows_in"] > 0
+    want = _state(spark, clean)
+
+    cfg = make_cfg(synthetic=SMALL, source=source, lakehouse=str(tmp_path / "crashed"))
+    # ingest commits quarantine, then events, then items; sequences and lifecycle commit D, then T
+    for table, failed_stage in (("events_quarantine", "ingest"), ("events", "ingest"),
+                                ("user_sequences", "sequences"), ("user_lifecycle", "lifecycle")):
+        with CrashAfterCommit(table) as hook, pytest.raises(InjectedCrash):
+            run_nightly(spark, cfg, stages=STAGES, training_snapshot=True)
+        assert hook.fired
+        last = _runs(spark, cfg)[-1]
+        assert (last["stage"], last["status"]) == (failed_stage, "failed") and "InjectedCrash" in last["error"]
+        assert tables.last_published_date(spark, cfg) is None  # nothing half written is published
+    rerun = run_nightly(spark, cfg, stages=STAGES, training_snapshot=True)
+    assert rerun.snapshot_date == d
+    assert tables.last_published_date(spark, cfg) == d
+    got = _state(spark, cfg)
+    for t in DATA:
+        assert got[t] == want[t], t
+    statuses = [(r["stage"], r["status"]) for r in _runs(spark, cfg)]
+    assert statuses.count(("run", "published")) == 1 and statuses.count(("ingest", "failed")) == 2
+    # a later failed night leaves the published date where it was
+    with CrashAfterCommit("user_sequences"), pytest.raises(InjectedCrash):
+        run_nightly(spark, cfg, "2030-01-01", stages=["sequences"])
+    assert tables.last_published_date(spark, cfg) == d
+    assert tables.read(spark, cfg, "pipeline_runs").where(F.col("status") == "failed").count() == 5
