@@ -1,5 +1,5 @@
 """One session-scoped Spark (with Delta) for the whole suite: 2 cores, few
-shuffle partitions, UI off, one task retry allowed (local[2,2])."""
+shuffle partitions, UI off, two task retries allowed (local[2,3]: fault-injection tests fail a task once)."""
 from __future__ import annotations
 
 import pytest
@@ -13,7 +13,7 @@ def spark(tmp_path_factory):
     from lifecycle_recs.spark import get_spark
 
     wh = tmp_path_factory.mktemp("warehouse")
-    conf = SparkSettings(master="local[2,2]", shuffle_partitions=2, driver_memory="3g",
+    conf = SparkSettings(master="local[2,3]", shuffle_partitions=2, driver_memory="3g",
                          extra={"spark.sql.warehouse.dir": str(wh)})
     s = get_spark(conf)
     yield s

@@ -81,3 +81,31 @@ def scoring_users(n=24, seed=0):
                      "days_since_last_event": 3.0, "tenure_days": 40.0, "monetary_total": float("nan"),
                      "active_days": 3, "stage": LIFECYCLE[u % 5]})
     return pd.DataFrame(rows)
+
+
+class InjectedCrash(RuntimeError):
+    pass
+
+
+class CrashAfterCommit:
+    """A commit hook that raises right after the first commit to ``table``:
+    the stage has committed part of its writes and not the rest."""
+
+    def __init__(self, table):
+        self.table, self.fired = table, False
+
+    def __call__(self, table):
+        if table == self.table and not self.fired:
+            self.fired = True
+            raise InjectedCrash(f"injected crash after the first commit to {table}")
+
+    def __enter__(self):
+        from lifecycle_recs import tables
+
+        tables.COMMIT_HOOKS.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        from lifecycle_recs import tables
+
+        tables.COMMIT_HOOKS.remove(self)

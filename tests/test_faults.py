@@ -8,36 +8,12 @@ from pyspark.sql import functions as F
 
 from lifecycle_recs import tables
 from lifecycle_recs.pipeline import run_nightly
-from tests.helpers import sorted_rows
+from tests.helpers import CrashAfterCommit, InjectedCrash, sorted_rows
 
 SMALL = {"seed": 4, "n_users": 40, "n_items": 60, "days": 120, "partitions": 2}
 STAGES = ["ingest", "sequences", "lifecycle"]
 VOLATILE = ("ingested_at", "updated_at", "scored_at", "evaluated_at")
 DATA = ("events", "events_quarantine", "items", "user_sequences", "user_lifecycle")
-
-
-class InjectedCrash(RuntimeError):
-    pass
-
-
-class CrashAfterCommit:
-    """A commit hook that raises right after the first commit to ``table``:
-    the stage has committed part of its writes and not the rest."""
-
-    def __init__(self, table):
-        self.table, self.fired = table, False
-
-    def __call__(self, table):
-        if table == self.table and not self.fired:
-            self.fired = True
-            raise InjectedCrash(f"injected crash after the first commit to {table}")
-
-    def __enter__(self):
-        tables.COMMIT_HOOKS.append(self)
-        return self
-
-    def __exit__(self, *exc):
-        tables.COMMIT_HOOKS.remove(self)
 
 
 def _state(spark, cfg):

@@ -2,7 +2,7 @@
 import pytest
 from pyspark.sql import functions as F
 
-from tests.helpers import ML100K, sorted_rows
+from tests.helpers import ML100K, CrashAfterCommit, InjectedCrash, sorted_rows
 from lifecycle_recs import schemas, tables
 from lifecycle_recs.names import PIPELINE_STAGES
 from lifecycle_recs.pipeline import REGISTRY, run_nightly
@@ -57,8 +57,15 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys):
     cfg = make_cfg(synthetic={"seed": 5, "n_users": 80, "n_items": 60, "days": 120, "partitions": 2},
                    train={"epochs": 2, "patience": 2, "batch_size": 64},
                    model={"hidden_dim": 16, "item_dim": 16}, recommend={"k": 5})
+    # the first night crashes in score after its first commit (user_interests of D);
+    # nothing is published and the rerun below lands the whole night
+    with CrashAfterCommit("user_interests"), pytest.raises(InjectedCrash):
+        run_nightly(spark, cfg)
+    assert tables.last_published_date(spark, cfg) is None
+    assert not tables.exists(spark, cfg, "recommendations")
     ctx = run_nightly(spark, cfg)
     d, t = ctx.snapshot_date, ctx.context.training_date
+    assert tables.last_published_date(spark, cfg) == d
     info = {r.stage: r.info for r in ctx.results}
     assert info["embeddings"]["embedded"] == 60
     assert info["train"]["train_rows"] > 0
