@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 
@@ -17,6 +18,9 @@ def main(argv=None) -> int:
     p.add_argument("--stages", default=None, help="comma-separated subset of stages to run")
     p.add_argument("--training-snapshot", action="store_true", default=None,
                    help="also build the training snapshot T = D - H (default: when train or evaluate runs)")
+    p.add_argument("--allow-shrink", action="store_true",
+                   help="accept a snapshot that is empty or much smaller than the one it replaces "
+                        "(publish.allow_shrink; refused by default)")
     p.add_argument("--demo", action="store_true", help="print tables, counts, samples and timings")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -27,6 +31,8 @@ def main(argv=None) -> int:
     from lifecycle_recs.spark import get_spark
 
     cfg = load_config(args.conf)
+    if args.allow_shrink:
+        cfg = dataclasses.replace(cfg, publish=dataclasses.replace(cfg.publish, allow_shrink=True))
     spark = get_spark(cfg.spark)
     stages = args.stages.split(",") if args.stages else None
     run = run_nightly(spark, cfg, args.date, stages, args.training_snapshot)

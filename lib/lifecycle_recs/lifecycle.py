@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from .config import LifecycleConf, SequenceConf
 from .dates import add_days, parse_date
-from .sequences import end_of_day
+from .sequences import end_of_day, exact_sum
 
 DAY_US = 86400e6
 
@@ -79,13 +79,13 @@ def build_lifecycle(events: DataFrame, sequences: DataFrame, snapshot_date: str,
         F.max(F.when(ts < prev_end, ts)).alias("last_ts_prev"),
         lb_d.alias("lb_d"), fi_d.alias("fi_d"), lb_p.alias("lb_p"), fi_p.alias("fi_p"),
         F.sum(F.when((ts >= _shift(end, -30)) & (ts < end), 1).otherwise(0)).cast("long").alias("events_last_30d"),
-        F.coalesce(F.sum(F.when((ts >= _shift(end, -c.horizon_days)) & (ts < end) & is_value, F.col("value"))),
-                   F.lit(0.0)).alias("value_last_horizon"),
+        exact_sum(F.when((ts >= _shift(end, -c.horizon_days)) & (ts < end) & is_value, F.col("value")))
+        .alias("value_last_horizon"),
     ]
     if labels_known:
         aggs += [
             F.sum(F.when(future, 1).otherwise(0)).cast("long").alias("events_next_horizon"),
-            F.coalesce(F.sum(F.when(future & is_value, F.col("value"))), F.lit(0.0)).alias("value_next_horizon"),
+            exact_sum(F.when(future & is_value, F.col("value"))).alias("value_next_horizon"),
             F.array_sort(F.collect_set(F.when(future, F.col("item_id")))).alias("items_next_horizon"),
         ]
     per_user = (events.where(F.col("event_ts") < upper)

@@ -27,6 +27,14 @@ def event_rank(col: str = "event_type") -> Column:
 SORT_AGGREGATE = {"spark.sql.execution.useObjectHashAggregateExec": "false"}
 
 
+def exact_sum(col: Column) -> Column:
+    """Sum of a double column that does not depend on the order rows are added in
+    (partitioning, task retries, a lost executor): summed as decimal(38, 9), exact,
+    then cast back to double; 0.0 when there is nothing to sum. A floating-point
+    sum differs in its last bits between runs, so reruns would not be identical."""
+    return F.coalesce(F.sum(col.cast("decimal(38,9)")).cast("double"), F.lit(0.0))
+
+
 def _days_between(later: Column, earlier: Column) -> Column:
     return (F.unix_micros(later) - F.unix_micros(earlier)) / F.lit(86400e6)
 
@@ -63,7 +71,7 @@ def build_sequences(events: DataFrame, snapshot_date: str, conf: SequenceConf) -
     stats = ev.groupBy("user_id").agg(
         F.count(F.lit(1)).alias("n_events"),
         F.sum(F.when(is_value, 1).otherwise(0)).cast("long").alias("n_value_events"),
-        F.coalesce(F.sum(F.when(is_value, F.col("value"))), F.lit(0.0)).alias("monetary_total"),
+        exact_sum(F.when(is_value, F.col("value"))).alias("monetary_total"),
         F.min("event_ts").alias("first_event_ts"),
         F.max("event_ts").alias("last_event_ts"),
         F.countDistinct("event_date").alias("active_days"),

@@ -1,0 +1,76 @@
+"""Run nightly stages in a fresh Spark application and kill one executor JVM
+(SIGKILL) right before the first commit to each named table: the cached input
+of that commit (e.g. the deduplicated events of the MERGE, the scored users of
+``score``) dies with it and Spark must recompute it on another executor.
+
+Used by tests/test_cluster_faults.py as a subprocess (a second SparkContext
+cannot live in the test process):
+
+    python tests/fault_runner.py --conf c.yaml --master 'local-cluster[2,1,1024]' \\
+        --stages ingest,sequences,lifecycle,score --kill-before events,user_interests
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import signal
+import sys
+import time
+
+
+def executor_pids(app_id: str) -> list:
+    """Process ids of this application's executor JVMs (Linux /proc)."""
+    pids = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as fh:
+                cmd = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if b"org.apache.spark.executor.CoarseGrainedExecutorBackend" in cmd and app_id.encode() in cmd:
+            pids.append(int(p))
+    return sorted(pids)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--conf", required=True)
+    ap.add_argument("--master", default="local-cluster[2,1,1024]")
+    ap.add_argument("--stages", required=True)
+    ap.add_argument("--date", default=None)
+    ap.add_argument("--kill-before", default="", help="tables: kill an executor before the first commit to each")
+    args = ap.parse_args()
+
+    from lifecycle_recs import tables
+    from lifecycle_recs.config import load_config
+    from lifecycle_recs.pipeline import run_nightly
+    from lifecycle_recs.spark import get_spark
+
+    cfg = load_config(args.conf)
+    cfg = dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, master=args.master, driver_memory="1g"))
+    spark = get_spark(cfg.spark)
+    app = spark.sparkContext.applicationId
+    pending = [t for t in args.kill_before.split(",") if t]
+
+    def kill(table: str) -> None:
+        if table in pending:
+            pending.remove(table)
+            pids = executor_pids(app)
+            if not pids:
+                raise RuntimeError(f"no executor of {app} found to kill")
+            os.kill(pids[0], signal.SIGKILL)
+            print(f"FAULT killed executor pid {pids[0]} (of {len(pids)}) before the commit to {table}", flush=True)
+            time.sleep(2)  # let the driver lose it before the commit's jobs are scheduled
+
+    tables.BEFORE_COMMIT_HOOKS.append(kill)
+    run = run_nightly(spark, cfg, args.date, args.stages.split(","))
+    print(f"DONE {run.snapshot_date} pending={pending}", flush=True)
+    spark.stop()
+    return 1 if pending else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
