@@ -35,14 +35,37 @@ def executor_pids(app_id: str) -> list:
     return sorted(pids)
 
 
+def die_in_artifact_save(root: str, where: str) -> int:
+    """Save an artifact and SIGKILL this process at ``where`` (no cleanup runs)."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tests.helpers import make_artifact
+
+    real = getattr(os, where)
+
+    def dying(*a, **kw):
+        print(f"FAULT SIGKILL in artifact save before os.{where}{a}", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return real(*a, **kw)
+    setattr(os, where, dying)
+    make_artifact(root)
+    return 3  # not reached
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--conf", required=True)
+    ap.add_argument("--conf")
     ap.add_argument("--master", default="local-cluster[2,1,1024]")
-    ap.add_argument("--stages", required=True)
+    ap.add_argument("--stages")
     ap.add_argument("--date", default=None)
     ap.add_argument("--kill-before", default="", help="tables: kill an executor before the first commit to each")
+    ap.add_argument("--die-after", default="", help="SIGKILL this driver right after the first commit to this table")
+    ap.add_argument("--die-in-artifact-save", default="", choices=["", "rename", "replace"],
+                    help="save a small artifact under --artifact-root, SIGKILLing this process right before its "
+                         "atomic directory rename (rename) or its promotion pointer switch (replace)")
+    ap.add_argument("--artifact-root", default="")
     args = ap.parse_args()
+    if args.die_in_artifact_save:
+        return die_in_artifact_save(args.artifact_root, args.die_in_artifact_save)
 
     from lifecycle_recs import tables
     from lifecycle_recs.config import load_config
@@ -66,6 +89,12 @@ def main() -> int:
             time.sleep(2)  # let the driver lose it before the commit's jobs are scheduled
 
     tables.BEFORE_COMMIT_HOOKS.append(kill)
+    if args.die_after:
+        def die(table: str) -> None:
+            if table == args.die_after:
+                print(f"FAULT SIGKILL of the driver after the commit to {table}", flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+        tables.COMMIT_HOOKS.append(die)
     run = run_nightly(spark, cfg, args.date, args.stages.split(","))
     print(f"DONE {run.snapshot_date} pending={pending}", flush=True)
     spark.stop()

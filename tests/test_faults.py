@@ -28,7 +28,7 @@ def _runs(spark, cfg):
 def test_a_crash_between_the_commits_of_each_stage_then_a_rerun_equals_a_clean_run(spark, make_cfg, tmp_path):
     # both lakes read the same raw files (quarantine ids include the file name)
     source = {"kind": "synthetic", "raw_path": str(tmp_path / "raw")}
-    clean = make_cfg(synthetic=SMALL, source=source, lakehouse=str(tmp_path / "clean"))
+    clean = make_cfg(synthetic=SMALL, source=source, stages=STAGES, lakehouse=str(tmp_path / "clean"))
     ref = run_nightly(spark, clean, stages=STAGES, training_snapshot=True)
     d = ref.snapshot_date
     assert tables.last_published_date(spark, clean) == d
@@ -40,7 +40,7 @@ def test_a_crash_between_the_commits_of_each_stage_then_a_rerun_equals_a_clean_r
     assert json.loads(ingest_row["counts"])["rows_in"] > 0
     want = _state(spark, clean)
 
-    cfg = make_cfg(synthetic=SMALL, source=source, lakehouse=str(tmp_path / "crashed"))
+    cfg = make_cfg(synthetic=SMALL, source=source, stages=STAGES, lakehouse=str(tmp_path / "crashed"))
     # ingest commits quarantine, then events, then items; sequences and lifecycle commit D, then T
     for table, failed_stage in (("events_quarantine", "ingest"), ("events", "ingest"),
                                 ("user_sequences", "sequences"), ("user_lifecycle", "lifecycle")):
@@ -63,3 +63,10 @@ def test_a_crash_between_the_commits_of_each_stage_then_a_rerun_equals_a_clean_r
         run_nightly(spark, cfg, "2030-01-01", stages=["sequences"])
     assert tables.last_published_date(spark, cfg) == d
     assert tables.read(spark, cfg, "pipeline_runs").where(F.col("status") == "failed").count() == 5
+    # a night split over two jobs is published when its last stage succeeds, not before
+    split = make_cfg(synthetic=SMALL, source=source, stages=STAGES, lakehouse=str(tmp_path / "split"))
+    run_nightly(spark, split, d, stages=["ingest", "sequences"], training_snapshot=True)
+    assert tables.last_published_date(spark, split) is None
+    assert [r["status"] for r in _runs(spark, split) if r["stage"] == "run"] == ["partial"]
+    run_nightly(spark, split, d, stages=["lifecycle"], training_snapshot=True)
+    assert tables.last_published_date(spark, split) == d

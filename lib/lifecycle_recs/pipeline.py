@@ -7,9 +7,13 @@ D is resolved once: the ``--date`` given, or else the last event date once
 
 Every stage appends its row to ``pipeline_runs`` after its own commits
 (succeeded, with the Delta versions it read and wrote, or failed, with the
-error), and a run whose stages all succeeded appends a last ``run`` row with
-status ``published``: consumers read the last published date
-(:func:`tables.last_published_date`), never a night that is half written.
+error). A run whose stages all succeeded appends a last ``run`` row: status
+``published`` when every stage of the conf's ``stages`` has succeeded for D
+(in this run or, for a night split over several jobs, in earlier ones, each
+stage's latest row counting; for ingest, which lands whatever arrived for no
+particular date, its latest row of any date), else ``partial``. Consumers read the last
+published date (:func:`tables.last_published_date`), never a night that is
+half written.
 """
 from __future__ import annotations
 
@@ -116,8 +120,13 @@ def run_nightly(spark: SparkSession, cfg: Config, snapshot_date: Optional[str] =
         log.info("stage %s: done in %.1fs %s", name, res.seconds, info)
     if run.context.snapshot_date is None:  # only date-free stages ran
         run.context = _with_dates(run.context, resolve_date(spark, cfg, given), training_snapshot)
-    _record(spark, cfg, run, "run", "published", run_started, time.perf_counter() - run_t0, {}, {},
-            {"stages": stages})
+    missing = tables.stages_not_succeeded(spark, cfg, run.context.snapshot_date, cfg.stages, WITHOUT_DATE)
+    status = "partial" if missing else "published"
+    _record(spark, cfg, run, "run", status, run_started, time.perf_counter() - run_t0, {}, {},
+            {"stages": stages, "not_yet_succeeded": missing})
+    if missing:
+        log.info("night %s not published yet: stage(s) %s of the conf have not succeeded for it",
+                 run.context.snapshot_date, missing)
     return run
 
 

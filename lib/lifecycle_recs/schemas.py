@@ -268,7 +268,8 @@ PIPELINE_RUNS = TableSpec(
         Col("run_id", S, False, "one id per invocation of the nightly job"),
         Col("snapshot_date", DT, True, "D of the run (null only for an ingest that failed before D was known)"),
         Col("stage", S, False, "the stage, or 'run' for the row that publishes the night"),
-        Col("status", S, False, "succeeded | failed (a stage) or published (the run: every stage succeeded)"),
+        Col("status", S, False, "succeeded | failed (a stage); published | partial (the run: every stage of the conf has "
+                                         "succeeded for D, or not yet)"),
         Col("started_at", TS, False, "when the stage (or run) started, UTC"),
         Col("finished_at", TS, False, "when it ended, UTC"),
         Col("seconds", D, False, "wall time"),
@@ -279,7 +280,7 @@ PIPELINE_RUNS = TableSpec(
         Col("error", S, True, "the error of a failed stage"),
     ),
     keys=("run_id", "stage"),
-    doc="One row per stage and one per published run, appended last. Consumers read the last published "
+    doc="One row per stage and one per run, appended last. Consumers read the last published "
         "snapshot date (status 'published'): its rows in every snapshot table are complete.",
 )
 

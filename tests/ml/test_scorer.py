@@ -58,3 +58,19 @@ def test_policy_weights_come_from_the_conf(scorer):
         assert [pop[ids.tolist().index(x)] for x in r["rec_items"]] == [pop[i] for i in unseen[:5]]
     default = score_batch(df, scorer, RecommendConf(k=5, category_cap=0))
     assert list(default["rec_items"]) != list(out["rec_items"])
+
+
+def test_a_users_scores_and_explanations_do_not_depend_on_its_batch(scorer):
+    """Found by killing an executor (tests/test_cluster_faults.py): top_features
+    perturbed each feature towards the *batch* mean, so a user's explanation changed
+    with the users that shared its Arrow batch. The reference is fixed now."""
+    users = scoring_users(24, seed=3)
+    conf = RecommendConf(k=5)
+    whole = score_batch(users, scorer, conf).set_index("user_id")
+    halves = pd.concat([score_batch(users.iloc[:7], scorer, conf), score_batch(users.iloc[7:], scorer, conf)])
+    for _, r in halves.iterrows():
+        w = whole.loc[r["user_id"]]
+        assert list(r["feature_names"]) == list(w["feature_names"])
+        assert np.allclose(r["feature_effects"], w["feature_effects"], atol=1e-6)
+        assert list(r["rec_items"]) == list(w["rec_items"])
+        assert r["churn_probability"] == pytest.approx(w["churn_probability"], abs=1e-6)

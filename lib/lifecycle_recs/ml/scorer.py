@@ -6,7 +6,7 @@ The Spark UDF (``udfs.score_users``) runs it in ``mapInPandas``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,7 @@ class Scorer:
     items: recommend.ItemSide
     category_names: List[str]
     item_ids: np.ndarray             # [n_items] item id per index ('' for 0/1)
+    feature_reference: Optional[torch.Tensor] = None  # [n_features] training mean (explanations)
 
 
 def load_scorer(artifact_path: str, device: str = "auto") -> Scorer:
@@ -48,7 +49,9 @@ def load_scorer(artifact_path: str, device: str = "auto") -> Scorer:
     with torch.no_grad():
         side = recommend.item_side(art.model.item_vectors().detach(), art.model.text_vectors,
                                    art.item_stats.popularity, art.item_stats.ltv, cat_codes, len(names), dev)
-    return Scorer(art, dev, side, names, art.vocab.item_id_array())
+    ref = art.config.get("feature_reference")
+    ref_t = torch.tensor(ref, dtype=torch.float32, device=dev) if ref else None
+    return Scorer(art, dev, side, names, art.vocab.item_id_array(), ref_t)
 
 
 def _empty() -> pd.DataFrame:
@@ -56,12 +59,19 @@ def _empty() -> pd.DataFrame:
 
 
 @torch.no_grad()
-def feature_effects(model, user: torch.Tensor, feats: torch.Tensor, churn: torch.Tensor) -> np.ndarray:
-    """[B, n_features]: change in churn probability when one feature is set to the batch mean."""
+def feature_effects(model, user: torch.Tensor, feats: torch.Tensor, churn: torch.Tensor,
+                    reference: Optional[torch.Tensor] = None) -> np.ndarray:
+    """[B, n_features]: change in churn probability when one feature is set to its
+    reference value: the training users' mean stored in the artifact (0 for an
+    artifact without one). A fixed reference, not the batch mean: a user's
+    explanation must not depend on which users share its batch (partitioning,
+    task retries, a lost executor)."""
+    if reference is None:
+        reference = torch.zeros(feats.shape[1], dtype=feats.dtype, device=feats.device)
     effects = []
     for j in range(feats.shape[1]):
         f2 = feats.clone()
-        f2[:, j] = f2[:, j].mean()
+        f2[:, j] = reference[j]
         p2 = torch.sigmoid(model.heads(user, f2)["churn_logit"].float())
         effects.append(churn - p2)
     return torch.stack(effects, 1).cpu().numpy()
@@ -102,7 +112,7 @@ def score_batch(pdf: pd.DataFrame, sc: Scorer, conf: RecommendConf) -> pd.DataFr
     churn = torch.sigmoid(out["churn_logit"].float())
     value = model.predicted_value(out["value_logit"].float(), out["value_mu"].float()).clamp(min=0)
     z_user = user.to(next(model.churn_head.parameters()).dtype)
-    effects = feature_effects(model, z_user, b.feats, churn)
+    effects = feature_effects(model, z_user, b.feats, churn, sc.feature_reference)
     stages = pdf["stage"].to_numpy() if "stage" in pdf else np.array(["active"] * B, dtype=object)
     is_new_all, at_risk_all = recommend.strategy_masks(stages, n_events, conf)
 

@@ -64,6 +64,17 @@ def _held_out_churn(model, val_labels) -> Dict[str, float]:
     return {}
 
 
+def feature_reference(feed) -> list:
+    """Mean user features of the training examples (one pass over the feed): the fixed
+    reference that ``top_features`` explanations perturb towards."""
+    total, n = None, 0
+    for b in batches(feed):
+        s = b.feats.double().sum(0)
+        total = s if total is None else total + s
+        n += b.feats.shape[0]
+    return [] if total is None else [float(x) for x in (total / max(n, 1)).tolist()]
+
+
 def run(ctx: RunContext) -> Dict[str, object]:
     spark, cfg = ctx.spark, ctx.cfg
     t_date = ctx.training_date
@@ -85,6 +96,7 @@ def run(ctx: RunContext) -> Dict[str, object]:
         info.update(fit_heads(model, train_f, val_labels, cfg.model.loss_weights, steps=cfg.train.heads_steps,
                               lr=cfg.train.heads_lr, seed=cfg.train.seed, max_rows=cfg.train.heads_max_rows))
         metrics = {"train_rows": train_f.rows, "val_rows": val_f.rows, **info, **_held_out_churn(model, val_labels)}
+        reference = feature_reference(train_f)
     finally:
         for f in feeds:
             getattr(f, "close", lambda: None)()
@@ -93,7 +105,8 @@ def run(ctx: RunContext) -> Dict[str, object]:
     stats = item_stats(tables.read(spark, cfg, "user_sequences", t_date),
                        tables.read(spark, cfg, "user_lifecycle", t_date), vocab, cfg.recommend.ltv_prior_users)
     d = artifacts.save(cfg.artifacts, model, vocab, L, metrics, stats, t_date,
-                       {"embedding_model": cfg.embedding.model_name}, promote=False)
+                       {"embedding_model": cfg.embedding.model_name, "feature_reference": reference},
+                       promote=False)
     version, night = os.path.basename(d), ctx.require_date()
     refusal = promotion_refusal(cfg.artifacts, night, metrics, cfg.train.max_metric_drop)
     if refusal is None:
