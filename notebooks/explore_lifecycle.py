@@ -18,8 +18,9 @@ from lifecycle_recs.spark import get_spark  # noqa: E402
 cfg = load_config(os.environ.get("LIFECYCLE_CONF", "conf/local.yaml"))
 spark = get_spark(cfg.spark)
 dates = tables.snapshots(spark, cfg, "user_lifecycle")
-D = dates[-1]
-print("snapshots:", dates)
+# the last night whose every stage succeeded (pipeline_runs); a newer half-written night is not read
+D = tables.last_published_date(spark, cfg) or dates[-1]
+print("snapshots:", dates, "- last published:", tables.last_published_date(spark, cfg))
 
 # COMMAND ----------
 # MAGIC %md Stage mix and transitions at D

@@ -109,3 +109,23 @@ class CrashAfterCommit:
         from lifecycle_recs import tables
 
         tables.COMMIT_HOOKS.remove(self)
+
+
+def assert_close(a, b, tol=1e-5, where="rows"):
+    """Equal, with floats within ``tol`` (nested lists / dicts / Rows): model outputs
+    computed by other processes (other thread counts, batch shapes) differ in the
+    last bits of float32."""
+    import math
+
+    if isinstance(a, float) and isinstance(b, float):
+        assert (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol, f"{where}: {a} != {b}"
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), f"{where}: keys {a.keys()} != {b.keys()}"
+        for k in a:
+            assert_close(a[k], b[k], tol, f"{where}.{k}")
+    elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        assert len(a) == len(b), f"{where}: {len(a)} != {len(b)} items"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_close(x, y, tol, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"

@@ -1,7 +1,8 @@
 """Executor loss (item 7/8 fault injection): under ``local-cluster[2,1,1024]``
 (two executor JVMs), one executor is SIGKILLed as the events MERGE starts and
 another as score starts writing; the job still succeeds and lands tables equal
-to a run without faults."""
+to a run without faults: the data tables to the bit, the model outputs with floats
+within 1e-5 (float32 from other processes, thread counts and batch shapes)."""
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import yaml
 from lifecycle_recs import tables
 from lifecycle_recs.ml import artifacts
 from lifecycle_recs.pipeline import run_nightly
-from tests.helpers import ROOT, make_artifact, sorted_rows
+from tests.helpers import ROOT, assert_close, make_artifact, sorted_rows
 
 SMALL = {"seed": 6, "n_users": 40, "n_items": 60, "days": 90, "partitions": 2}
 STAGES = ["ingest", "sequences", "lifecycle", "score"]
@@ -42,6 +43,10 @@ def test_executors_killed_during_the_events_merge_and_scoring_change_nothing(spa
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
     assert p.stdout.count("FAULT killed executor") == 2, p.stdout
     faulty = make_cfg(lakehouse=str(tmp_path / "faulty"), **conf)
-    for t in COMPARED:
+    for t in COMPARED[:5]:  # data tables: identical to the bit
         assert sorted_rows(tables.read(spark, faulty, t).drop(*VOLATILE)) == \
             sorted_rows(tables.read(spark, clean, t).drop(*VOLATILE)), t
+    for t in COMPARED[5:]:  # model outputs: the same, floats within float32 noise of other processes
+        keys = ("snapshot_date", "user_id") + (("rank",) if t == "recommendations" else ())
+        assert_close(sorted_rows(tables.read(spark, faulty, t).drop(*VOLATILE), *keys),
+                     sorted_rows(tables.read(spark, clean, t).drop(*VOLATILE), *keys), 1e-5, t)

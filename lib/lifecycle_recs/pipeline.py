@@ -99,6 +99,8 @@ def run_nightly(spark: SparkSession, cfg: Config, snapshot_date: Optional[str] =
         raise ValueError(f"unknown stage(s) {unknown}; known: {list(REGISTRY)}")
     given = iso(snapshot_date) if snapshot_date is not None else None
     run = NightlyRun(RunContext(spark, cfg, None))
+    if given is not None:  # known up front: ingest's row carries it too
+        run.context = _with_dates(run.context, given, training_snapshot)
     run_started, run_t0 = utc_now(), time.perf_counter()
     for name in stages:
         if name not in WITHOUT_DATE and run.context.snapshot_date is None:

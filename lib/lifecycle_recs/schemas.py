@@ -266,10 +266,10 @@ PIPELINE_RUNS = TableSpec(
     "pipeline_runs",
     (
         Col("run_id", S, False, "one id per invocation of the nightly job"),
-        Col("snapshot_date", DT, True, "D of the run (null only for an ingest that failed before D was known)"),
-        Col("stage", S, False, "the stage, or 'run' for the row that publishes the night"),
-        Col("status", S, False, "succeeded | failed (a stage); published | partial (the run: every stage of the conf has "
-                                         "succeeded for D, or not yet)"),
+        Col("snapshot_date", DT, True, "D of the run (null for an ingest run without --date: D is known only after it)"),
+        Col("stage", S, False, "the stage, or 'run' for the run's last row"),
+        Col("status", S, False, "succeeded / failed (a stage); published / partial (the run: every stage of the conf "
+                                         "has succeeded for D, or not yet)"),
         Col("started_at", TS, False, "when the stage (or run) started, UTC"),
         Col("finished_at", TS, False, "when it ended, UTC"),
         Col("seconds", D, False, "wall time"),
