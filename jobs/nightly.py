@@ -11,7 +11,7 @@ import logging
 import sys
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Lifecycle recommender: nightly pipeline for one snapshot date")
     p.add_argument("--conf", default="conf/local.yaml", help="YAML config (default: conf/local.yaml)")
     p.add_argument("--date", default=None, help="snapshot date D (YYYY-MM-DD); default: last event date")
@@ -22,7 +22,11 @@ def main(argv=None) -> int:
                    help="accept a snapshot that is empty or much smaller than the one it replaces "
                         "(publish.allow_shrink; refused by default)")
     p.add_argument("--demo", action="store_true", help="print tables, counts, samples and timings")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from lifecycle_recs.config import load_config
