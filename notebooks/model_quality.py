@@ -1,0 +1,45 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # Model quality over time
+# MAGIC Runs on Databricks (a job cluster or notebook attached to the bundle's wheel) or locally after
+# MAGIC `make demo`: `.venv/bin/python notebooks/model_quality.py` (conf from `$LIFECYCLE_CONF`, default
+# MAGIC `conf/local.yaml`). It reads the last *published* night (pipeline_runs), never a half-written one.
+
+# COMMAND ----------
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.getcwd(), "lib"))  # a source checkout; on Databricks the wheel is installed
+from pyspark.sql import functions as F  # noqa: E402
+
+from lifecycle_recs import tables  # noqa: E402
+from lifecycle_recs.notebook import open_notebook  # noqa: E402
+
+nb = open_notebook()
+spark, cfg, D = nb.spark, nb.cfg, nb.night
+assert D, "no published night yet: run the nightly job first"
+
+# COMMAND ----------
+# MAGIC %md Every metric of every evaluated night: ours against each baseline
+
+# COMMAND ----------
+m = tables.read(spark, cfg, "evaluation_metrics")
+nb.display(m.groupBy("snapshot_date", "task", "metric").pivot("model").agg(F.first("value"))
+           .orderBy("snapshot_date", "task", "metric"), rows=60)
+
+# COMMAND ----------
+# MAGIC %md One metric over time (`$LIFECYCLE_METRIC`, default churn ROC AUC)
+
+# COMMAND ----------
+import matplotlib.pyplot as plt  # noqa: E402
+
+task, metric = os.environ.get("LIFECYCLE_METRIC", "churn/roc_auc").split("/")
+series = (m.where((F.col("task") == task) & (F.col("metric") == metric))
+          .select("snapshot_date", "model", "value").orderBy("snapshot_date").collect())  # nights x models
+fig, ax = plt.subplots(figsize=(7, 3.5))
+for model in sorted({r["model"] for r in series}):
+    pts = [(r["snapshot_date"], r["value"]) for r in series if r["model"] == model]
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=model)
+ax.set_title(f"{task} {metric}")
+ax.legend()
+nb.display(fig, f"{task}_{metric}")

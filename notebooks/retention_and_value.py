@@ -1,0 +1,51 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # Retention and value by stage
+# MAGIC Runs on Databricks (a job cluster or notebook attached to the bundle's wheel) or locally after
+# MAGIC `make demo`: `.venv/bin/python notebooks/retention_and_value.py` (conf from `$LIFECYCLE_CONF`, default
+# MAGIC `conf/local.yaml`). It reads the last *published* night (pipeline_runs), never a half-written one.
+
+# COMMAND ----------
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.getcwd(), "lib"))  # a source checkout; on Databricks the wheel is installed
+from pyspark.sql import functions as F  # noqa: E402
+
+from lifecycle_recs import tables  # noqa: E402
+from lifecycle_recs.notebook import open_notebook  # noqa: E402
+
+nb = open_notebook()
+spark, cfg, D = nb.spark, nb.cfg, nb.night
+assert D, "no published night yet: run the nightly job first"
+
+# COMMAND ----------
+# MAGIC %md Churn probability and predicted value by stage (one row per user of D)
+
+# COMMAND ----------
+rs = tables.read(spark, cfg, "retention_scores", D)
+by_stage = rs.groupBy("stage").agg(F.count("*").alias("users"), F.avg("churn_probability").alias("mean_churn_p"),
+                                   F.expr("percentile_approx(churn_probability, 0.5)").alias("median_churn_p"),
+                                   F.avg("predicted_value").alias("mean_value"),
+                                   F.sum("predicted_value").alias("total_value")).orderBy("stage")
+nb.display(by_stage)
+
+# COMMAND ----------
+# MAGIC %md Distribution of churn probability per stage (histogram counts computed in Spark)
+
+# COMMAND ----------
+import matplotlib.pyplot as plt  # noqa: E402
+
+bins = (rs.select("stage", F.least(F.floor(F.col("churn_probability") * 10), F.lit(9)).alias("bin"))
+        .groupBy("stage", "bin").count().collect())  # at most 5 stages x 10 bins
+fig, ax = plt.subplots(figsize=(7, 3.5))
+for stage in sorted({r["stage"] for r in bins}):
+    counts = [0] * 10
+    for r in bins:
+        if r["stage"] == stage:
+            counts[int(r["bin"])] = r["count"]
+    ax.plot([b / 10 + 0.05 for b in range(10)], counts, marker="o", label=stage)
+ax.set_xlabel("churn probability")
+ax.set_ylabel("users")
+ax.legend()
+nb.display(fig, "churn_by_stage")

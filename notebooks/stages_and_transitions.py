@@ -1,0 +1,37 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # Lifecycle stages and transitions
+# MAGIC Runs on Databricks (a job cluster or notebook attached to the bundle's wheel) or locally after
+# MAGIC `make demo`: `.venv/bin/python notebooks/stages_and_transitions.py` (conf from `$LIFECYCLE_CONF`, default
+# MAGIC `conf/local.yaml`). It reads the last *published* night (pipeline_runs), never a half-written one.
+
+# COMMAND ----------
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.getcwd(), "lib"))  # a source checkout; on Databricks the wheel is installed
+from pyspark.sql import functions as F  # noqa: E402
+
+from lifecycle_recs import tables  # noqa: E402
+from lifecycle_recs.notebook import open_notebook  # noqa: E402
+
+nb = open_notebook()
+spark, cfg, D = nb.spark, nb.cfg, nb.night
+assert D, "no published night yet: run the nightly job first"
+
+# COMMAND ----------
+# MAGIC %md Stage mix at D, and where each stage's users came from (previous stage, one step earlier)
+
+# COMMAND ----------
+lc = tables.read(spark, cfg, "user_lifecycle", D)
+nb.display(lc.groupBy("stage").count().orderBy("stage"))
+transitions = lc.groupBy("previous_stage").pivot("stage").count().na.fill(0).orderBy("previous_stage")
+nb.display(transitions)
+
+# COMMAND ----------
+# MAGIC %md Stage mix over the snapshots kept
+
+# COMMAND ----------
+over_time = (tables.read(spark, cfg, "user_lifecycle").groupBy("snapshot_date").pivot("stage").count()
+             .na.fill(0).orderBy("snapshot_date"))
+nb.display(over_time)
