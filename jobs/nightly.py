@@ -21,6 +21,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-shrink", action="store_true",
                    help="accept a snapshot that is empty or much smaller than the one it replaces "
                         "(publish.allow_shrink; refused by default)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a conf key (dotted: train.epochs=3); repeatable")
     p.add_argument("--demo", action="store_true", help="print tables, counts, samples and timings")
     return p
 
@@ -29,12 +31,12 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from lifecycle_recs.config import load_config
+    from lifecycle_recs.config import load_config, parse_overrides
     from lifecycle_recs.pipeline import run_nightly
     from lifecycle_recs.report import print_run
     from lifecycle_recs.spark import get_spark
 
-    cfg = load_config(args.conf)
+    cfg = load_config(args.conf, parse_overrides(args.set))
     if args.allow_shrink:
         cfg = dataclasses.replace(cfg, publish=dataclasses.replace(cfg.publish, allow_shrink=True))
     spark = get_spark(cfg.spark)

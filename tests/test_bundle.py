@@ -6,7 +6,7 @@ import re
 import yaml
 
 from lifecycle_jobs.nightly import parser
-from lifecycle_recs.config import load_config
+from lifecycle_recs.config import load_config, parse_overrides
 from lifecycle_recs.names import PIPELINE_STAGES
 from tests.helpers import ROOT
 
@@ -34,11 +34,17 @@ def test_the_bundle_job_runs_every_stage_once_in_order_through_the_entry_point()
         wheel = task["python_wheel_task"]
         assert wheel["package_name"].replace("_", "-") == dist
         assert f'{wheel["entry_point"]}=' in setup
-        params = [p.replace("${workspace.file_path}/${var.conf}", bundle["variables"]["conf"]["default"])
-                  for p in wheel["parameters"]]
+        variables = {f"${{var.{k}}}": str(v["default"]) for k, v in bundle["variables"].items()}
+        variables["${workspace.file_path}/"] = ""
+        params = []
+        for p in wheel["parameters"]:
+            for k, v in variables.items():
+                p = p.replace(k, v)
+            params.append(p)
         args = parser().parse_args(params)
         assert args.date == "{{job.parameters.date}}"
-        load_config(str(ROOT / args.conf))  # the conf exists and is valid
+        cfg = load_config(str(ROOT / args.conf), parse_overrides(args.set))  # exists, valid with the overrides
+        assert cfg.table_schema == "main.lifecycle" and cfg.artifacts.startswith("/Volumes/main/lifecycle/")
         stages += args.stages.split(",")
         previous = task["task_key"]
     assert tuple(stages) == PIPELINE_STAGES

@@ -59,7 +59,7 @@ def test_local_yaml_agrees_with_the_defaults():
     assert tuple(data["stages"]) == default.stages
 
 
-@pytest.mark.parametrize("name", ["local.yaml", "movielens.yaml", "generic_example.yaml", "prod.yaml"])
+@pytest.mark.parametrize("name", ["local.yaml", "movielens.yaml", "generic_example.yaml", "prod.yaml", "databricks.yaml"])
 def test_shipped_confs_load(name):
     cfg = load_config(str(ROOT / "conf" / name))
     assert cfg.name
@@ -71,3 +71,12 @@ def test_paths_resolve_against_the_project_root_remote_ones_stay():
     cfg = config_from_dict({"lakehouse": "dbfs:/lake", "artifacts": "s3://b/a", "source": {"path": "x"}}, base="/tmp")
     assert cfg.lakehouse == "dbfs:/lake" and cfg.artifacts == "s3://b/a" and cfg.source.path == "/tmp/x"
     assert is_remote_path("dbfs:/x") and is_remote_path("abfss://c@a/x") and not is_remote_path("/Volumes/c/s/v")
+
+
+def test_command_line_overrides_are_typed_and_nested():
+    from lifecycle_recs.config import parse_overrides
+
+    assert parse_overrides(["train.epochs=3", "table_schema=main.lc", "publish.allow_shrink=true"]) == \
+        {"train": {"epochs": 3}, "table_schema": "main.lc", "publish": {"allow_shrink": True}}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_overrides(["train.epochs"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,15 @@ import yaml
 
 from .dates import parse_date
 from .names import PIPELINE_STAGES
+
+
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){1,2}$")
+
+
+def is_table_name(p: Optional[str]) -> bool:
+    """``catalog.schema.table`` or ``schema.table`` (a metastore / Unity Catalog
+    table), not a path: no slash, two or three identifiers."""
+    return p is not None and bool(_TABLE_NAME.match(p))
 
 
 def is_remote_path(p: Optional[str]) -> bool:
@@ -228,12 +238,18 @@ class Config:
     train: TrainConf = field(default_factory=TrainConf)
     recommend: RecommendConf = field(default_factory=RecommendConf)
     tables: Dict[str, str] = field(default_factory=dict)
+    # "catalog.schema" (Unity Catalog) or "schema": every table is <table_schema>.<table>
+    # (a name, saveAsTable / DeltaTable.forName) instead of <lakehouse>/<table>
+    table_schema: Optional[str] = None
     stages: Tuple[str, ...] = PIPELINE_STAGES
 
     def table_path(self, table: str) -> str:
-        """Where a table lives: an explicit entry in ``tables`` or ``<lakehouse>/<table>``."""
+        """Where a table lives: an explicit entry in ``tables`` (a path or a
+        ``catalog.schema.table`` name), ``<table_schema>.<table>``, or ``<lakehouse>/<table>``."""
         if table in self.tables:
             return self.tables[table]
+        if self.table_schema:
+            return f"{self.table_schema}.{table}"
         return os.path.join(self.lakehouse, table)
 
 
@@ -272,6 +288,8 @@ def cross_checks(cfg: "Config") -> None:
     if not lc.at_risk_days < lc.churn_days:
         raise ValueError(f"lifecycle.at_risk_days ({lc.at_risk_days}) must be below lifecycle.churn_days "
                          f"({lc.churn_days})")
+    if cfg.table_schema is not None and not is_table_name(cfg.table_schema + ".t"):
+        raise ValueError(f"config key 'table_schema' must be 'catalog.schema' or 'schema', got {cfg.table_schema!r}")
     for key in FRACTIONS:
         section, name = key.split(".")
         x = getattr(getattr(cfg, section), name)
@@ -362,7 +380,23 @@ def _resolve(cfg: Config, base: Path) -> Config:
                                 feed_dir=absolutise(cfg.train.feed_dir))
     return dataclasses.replace(cfg, lakehouse=absolutise(cfg.lakehouse), artifacts=absolutise(cfg.artifacts),
                                reports=absolutise(cfg.reports), source=source, train=train,
-                               tables={k: absolutise(v) for k, v in cfg.tables.items()})
+                               tables={k: v if is_table_name(v) else absolutise(v) for k, v in cfg.tables.items()})
+
+
+def parse_overrides(items) -> Dict[str, Any]:
+    """``["train.epochs=3", "table_schema=main.lifecycle"]`` -> a nested dict for
+    :func:`load_config` (values read as YAML scalars: 3 is an int, true a bool)."""
+    out: Dict[str, Any] = {}
+    for item in items or ():
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return out
 
 
 def load_config(path: str, overrides: Optional[Dict[str, Any]] = None) -> Config:

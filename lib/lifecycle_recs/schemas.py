@@ -51,6 +51,13 @@ class TableSpec:
         return [c.name for c in self.columns]
 
 
+# Deletion vectors make MERGE / DELETE cheaper but need a reader that supports them
+# (Delta reader protocol 3 with the deletionVectors feature). They are on only for the
+# tables this pipeline alone reads; the tables other teams read (possibly with other
+# engines: Trino, older delta-rs, Power BI connectors) keep them off. Set explicitly.
+DELETION_VECTORS = frozenset({"events", "events_quarantine"})
+
+
 EVENTS = TableSpec(
     "events",
     (

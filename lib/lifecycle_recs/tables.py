@@ -22,8 +22,8 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .config import Config
-from .schemas import TABLES, TableSpec, spec
+from .config import Config, is_table_name
+from .schemas import DELETION_VECTORS, TABLES, TableSpec, spec
 
 TABLE_NAMES = tuple(TABLES)
 
@@ -51,19 +51,39 @@ class ShrinkRefused(RuntimeError):
 
 
 def path(cfg: Config, table: str) -> str:
+    """The table's location: a path, or a ``catalog.schema.table`` name (see
+    :func:`config.is_table_name`); every access below goes through the helpers that
+    tell the two apart, so both run the same code."""
     return cfg.table_path(table)
 
 
+def _exists_at(spark: SparkSession, loc: str) -> bool:
+    if is_table_name(loc):
+        return spark.catalog.tableExists(loc)
+    return DeltaTable.isDeltaTable(spark, loc)
+
+
+def _delta(spark: SparkSession, loc: str) -> DeltaTable:
+    return DeltaTable.forName(spark, loc) if is_table_name(loc) else DeltaTable.forPath(spark, loc)
+
+
+def _save(writer, loc: str) -> None:
+    if is_table_name(loc):
+        writer.saveAsTable(loc)
+    else:
+        writer.save(loc)
+
+
 def exists(spark: SparkSession, cfg: Config, table: str) -> bool:
-    return DeltaTable.isDeltaTable(spark, path(cfg, table))
+    return _exists_at(spark, path(cfg, table))
 
 
 def read(spark: SparkSession, cfg: Config, table: str, snapshot_date: Optional[str] = None) -> DataFrame:
     """Read a table (optionally one snapshot). A missing table is a clear error."""
     p = path(cfg, table)
-    if not DeltaTable.isDeltaTable(spark, p):
+    if not _exists_at(spark, p):
         raise FileNotFoundError(f"table '{table}' does not exist at {p}; run the stage that writes it first")
-    df = spark.read.format("delta").load(p)
+    df = spark.read.table(p) if is_table_name(p) else spark.read.format("delta").load(p)
     if snapshot_date is not None:
         df = df.where(F.col("snapshot_date") == F.lit(snapshot_date).cast("date"))
     return df
@@ -78,8 +98,8 @@ def ensure_table(spark: SparkSession, cfg: Config, ts: TableSpec) -> DeltaTable:
 def _ensure(spark: SparkSession, cfg: Config, ts: TableSpec) -> Tuple[DeltaTable, bool]:
     """(the table, whether this call created it, i.e. it is known to be empty)."""
     p = path(cfg, ts.name)
-    if DeltaTable.isDeltaTable(spark, p):
-        t = DeltaTable.forPath(spark, p)
+    if _exists_at(spark, p):
+        t = _delta(spark, p)
         have = t.toDF().columns
         if set(have) != set(ts.names):
             raise ValueError(
@@ -87,21 +107,50 @@ def _ensure(spark: SparkSession, cfg: Config, ts: TableSpec) -> Tuple[DeltaTable
                 f"(missing {sorted(set(ts.names) - set(have))}, unexpected {sorted(set(have) - set(ts.names))}); "
                 "it was written by another version: migrate it or remove it")
         return t, False
-    b = DeltaTable.createIfNotExists(spark).location(p).addColumns(ts.schema)
-    if ts.partition_by:
-        b = b.partitionedBy(*ts.partition_by)
     # the CHECK constraints are table properties of the creating commit itself: no table
     # ever exists without them, and two first runs do not race on ADD CONSTRAINT
-    for k, v in {**ts.properties, **{f"delta.constraints.{n}": e for n, e in ts.checks.items()}}.items():
-        b = b.property(k, v)
+    props = {"delta.enableDeletionVectors": str(ts.name in DELETION_VECTORS).lower(), **ts.properties,
+             **{f"delta.constraints.{n}": e for n, e in ts.checks.items()}}
+    if is_table_name(p):
+        # SQL: Delta's builder parses only two-part names; with the column comments of schemas.py
+        create = lambda: spark.sql(create_table_sql(p, ts, props))  # noqa: E731
+    else:
+        b = DeltaTable.createIfNotExists(spark).location(p)
+        for c in ts.columns:  # with the column comments of schemas.py
+            b = b.addColumn(c.name, c.dtype, nullable=c.nullable, comment=c.doc)
+        if ts.doc:
+            b = b.comment(ts.doc)
+        if ts.partition_by:
+            b = b.partitionedBy(*ts.partition_by)
+        for k, v in props.items():
+            b = b.property(k, v)
+        create = b.execute
     try:
-        b.execute()
+        create()
     except Exception as e:  # a concurrent first run created it between our check and our commit
-        if not DeltaTable.isDeltaTable(spark, p):
+        if not _exists_at(spark, p):
             raise
         log.info("table %s was created concurrently (%s); using it", ts.name, type(e).__name__)
         return _ensure(spark, cfg, ts)[0], False
-    return DeltaTable.forPath(spark, p), True
+    return _delta(spark, p), True
+
+
+def _sql_string(v: str) -> str:
+    return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def create_table_sql(name: str, ts: TableSpec, props: Dict[str, str]) -> str:
+    """CREATE TABLE IF NOT EXISTS for a catalog table name (each part quoted)."""
+    ident = ".".join(quote_identifier(x) for x in name.split("."))
+    cols = ",\n  ".join(f"{quote_identifier(c.name)} {c.dtype.simpleString()}{'' if c.nullable else ' NOT NULL'}"
+                        f" COMMENT {_sql_string(c.doc)}" for c in ts.columns)
+    parts = [f"CREATE TABLE IF NOT EXISTS {ident} (\n  {cols}\n) USING delta"]
+    if ts.partition_by:
+        parts.append("PARTITIONED BY (" + ", ".join(quote_identifier(c) for c in ts.partition_by) + ")")
+    if ts.doc:
+        parts.append(f"COMMENT {_sql_string(ts.doc)}")
+    parts.append("TBLPROPERTIES (" + ", ".join(f"{_sql_string(k)} = {_sql_string(v)}" for k, v in props.items()) + ")")
+    return "\n".join(parts)
 
 
 def quote_identifier(name: str) -> str:
@@ -119,7 +168,7 @@ def conform(df: DataFrame, ts: TableSpec) -> DataFrame:
 
 def last_metrics(spark: SparkSession, cfg: Config, table: str) -> Dict[str, int]:
     """Operation metrics of the table's latest commit (rows written, inserted, ...)."""
-    row = DeltaTable.forPath(spark, path(cfg, table)).history(1).select("operationMetrics").first()
+    row = _delta(spark, path(cfg, table)).history(1).select("operationMetrics").first()
     return {k: int(v) for k, v in (row[0] or {}).items() if str(v).lstrip("-").isdigit()}
 
 
@@ -141,9 +190,8 @@ def write_snapshot(spark: SparkSession, cfg: Config, table: str, df: DataFrame, 
         n = src.count()
         _check_shrink(spark, cfg, table, d, n)
         _committing(table)
-        (src.write.format("delta").mode("overwrite")
-         .option("replaceWhere", f"snapshot_date = DATE'{d.isoformat()}'")
-         .save(path(cfg, table)))
+        _save(src.write.format("delta").mode("overwrite")
+              .option("replaceWhere", f"snapshot_date = DATE'{d.isoformat()}'"), path(cfg, table))
     finally:
         src.unpersist()
     _committed(table)
@@ -185,9 +233,9 @@ def replace_metric_rows(spark: SparkSession, cfg: Config, rows: List[Dict], snap
     ensure_table(spark, cfg, ts)
     d = dt.date.fromisoformat(str(snapshot_date))
     _committing("evaluation_metrics")
-    (spark.createDataFrame(rows, ts.schema).write.format("delta").mode("overwrite")
-     .option("replaceWhere", f"snapshot_date = DATE'{d.isoformat()}' AND dataset = '{dataset}'")
-     .save(path(cfg, "evaluation_metrics")))
+    _save(spark.createDataFrame(rows, ts.schema).write.format("delta").mode("overwrite")
+          .option("replaceWhere", f"snapshot_date = DATE'{d.isoformat()}' AND dataset = '{dataset}'"),
+          path(cfg, "evaluation_metrics"))
     _committed("evaluation_metrics")
     return len(rows)
 
@@ -232,7 +280,7 @@ def merge_new(spark: SparkSession, cfg: Config, table: str, df: DataFrame,
 def _append(spark: SparkSession, cfg: Config, table: str, src: DataFrame) -> int:
     """Append ``src`` in one commit; the number of rows written."""
     _committing(table)
-    src.write.format("delta").mode("append").save(path(cfg, table))
+    _save(src.write.format("delta").mode("append"), path(cfg, table))
     _committed(table)
     return last_metrics(spark, cfg, table).get("numOutputRows", 0)
 
@@ -247,8 +295,8 @@ def versions(spark: SparkSession, cfg: Config, names: Sequence[str]) -> Dict[str
     out = {}
     for t in names:
         p = path(cfg, t)
-        if DeltaTable.isDeltaTable(spark, p):
-            out[t] = _version(DeltaTable.forPath(spark, p))
+        if _exists_at(spark, p):
+            out[t] = _version(_delta(spark, p))
     return out
 
 def _version(t: DeltaTable) -> int:
@@ -358,8 +406,8 @@ def summary(spark: SparkSession, cfg: Config, tables: Sequence[str]) -> List[Dic
     for t in tables:
         if not exists(spark, cfg, t):
             continue
-        dtab = DeltaTable.forPath(spark, path(cfg, t))
+        dtab = _delta(spark, path(cfg, t))
         version = dtab.history(1).select("version").first()[0]
         out.append({"table": t, "rows": dtab.toDF().count(), "version": version,
-                    "path": os.path.relpath(path(cfg, t))})
+                    "path": path(cfg, t) if is_table_name(path(cfg, t)) else os.path.relpath(path(cfg, t))})
     return out
