@@ -27,6 +27,7 @@ def make_cfg(tmp_path):
     sets it (sections are merged, not replaced)."""
     def _make(**overrides):
         data = {"lakehouse": str(tmp_path / "lake"), "artifacts": str(tmp_path / "artifacts"),
-                "reports": str(tmp_path / "reports"), "validation": {"on_quarantine_excess": "warn"}}
+                "reports": str(tmp_path / "reports"), "validation": {"on_quarantine_excess": "warn"},
+                "mlflow": {"enabled": False}}
         return config_from_dict(merge_dicts(data, overrides), base=str(ROOT))
     return _make

@@ -3,7 +3,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from tests.helpers import ML100K, CrashAfterCommit, InjectedCrash, sorted_rows
-from lifecycle_recs import schemas, tables
+from lifecycle_recs import schemas, tables, tracking
 from lifecycle_recs.names import PIPELINE_STAGES
 from lifecycle_recs.pipeline import REGISTRY, run_nightly
 from lifecycle_recs.report import print_run
@@ -51,12 +51,14 @@ def test_nightly_end_to_end_and_rerun_identical(spark, make_cfg):
 
 
 @pytest.mark.slow
-def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys):
+def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys, tmp_path):
     """All stages on tiny synthetic data: embeddings, training through petastorm,
     scoring, recommendations, evaluation; then a rerun of D changes nothing."""
     cfg = make_cfg(synthetic={"seed": 5, "n_users": 80, "n_items": 60, "days": 120, "partitions": 2},
                    train={"epochs": 2, "patience": 2, "batch_size": 64},
-                   model={"hidden_dim": 16, "item_dim": 16}, recommend={"k": 5})
+                   model={"hidden_dim": 16, "item_dim": 16}, recommend={"k": 5},
+                   mlflow={"enabled": True, "tracking_uri": (tmp_path / "mlruns").as_uri(),
+                           "registered_model": "lc_nightly"})
     # the first night crashes in score after its first commit (user_interests of D);
     # nothing is published and the rerun below lands the whole night
     with CrashAfterCommit("user_interests"), pytest.raises(InjectedCrash):
@@ -106,6 +108,14 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys):
     out = capsys.readouterr().out
     section = out.split(f"--- evaluation_metrics (sample, snapshot {t}) ---")[1].split("\n--- ")[0]
     assert len([line for line in section.splitlines() if line.startswith("|")]) >= 2  # header + metrics
+
+    if tracking.enabled(cfg.mlflow):  # MLflow where it is installed (the dev extras; Databricks ML runtimes)
+        import mlflow
+
+        run = mlflow.MlflowClient().get_run(info["train"]["mlflow_run"])
+        assert run.data.params["model.hidden_dim"] == "16" and "train_loss" in run.data.metrics
+        assert run.data.metrics["eval.churn.ours.roc_auc"] == pytest.approx(metrics[("ours", "churn", "roc_auc")])
+        assert mlflow.MlflowClient().get_model_version_by_alias("lc_nightly", "champion")
 
     volatile = ("ingested_at", "updated_at", "scored_at", "evaluated_at")
     names = ("events", "user_sequences", "user_lifecycle", "item_embeddings", "user_interests",

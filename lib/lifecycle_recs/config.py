@@ -169,6 +169,18 @@ class ModelConf:
 
 
 @dataclass(frozen=True)
+class MlflowConf:
+    # used only where mlflow is importable (Databricks ML runtimes); off: nothing is logged
+    enabled: bool = True
+    tracking_uri: Optional[str] = None       # default: the environment's (Databricks) or ./mlruns
+    registry_uri: Optional[str] = None       # default: the tracking URI's (Unity Catalog: "databricks-uc")
+    experiment: str = "lifecycle-recs"       # on Databricks a workspace path, e.g. /Shared/lifecycle-recs
+    registered_model: Optional[str] = None   # register each trained artifact under this name
+    alias: str = "champion"                  # moved to a registered version when it is promoted
+    score_alias: Optional[str] = None        # score / evaluate with models:/<registered_model>@<this>
+
+
+@dataclass(frozen=True)
 class TrainConf:
     seed: int = 2020
     epochs: int = 8
@@ -237,9 +249,10 @@ class Config:
     model: ModelConf = field(default_factory=ModelConf)
     train: TrainConf = field(default_factory=TrainConf)
     recommend: RecommendConf = field(default_factory=RecommendConf)
+    mlflow: MlflowConf = field(default_factory=MlflowConf)
     tables: Dict[str, str] = field(default_factory=dict)
     # "catalog.schema" (Unity Catalog) or "schema": every table is <table_schema>.<table>
-    # (a name, saveAsTable / DeltaTable.forName) instead of <lakehouse>/<table>
+    # (a catalog table name) instead of <lakehouse>/<table>
     table_schema: Optional[str] = None
     stages: Tuple[str, ...] = PIPELINE_STAGES
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Dict
 
-from .. import tables
+from .. import tables, tracking
 from ..context import RunContext
 from ..evaluation import nightly_metrics, write_report
 from ..ml import artifacts
@@ -19,9 +19,10 @@ DATASET = "nightly"
 def run(ctx: RunContext) -> Dict[str, object]:
     spark, cfg = ctx.spark, ctx.cfg
     T, k = ctx.training_date, cfg.recommend.k
-    art = artifacts.load(artifacts.resolve(cfg.artifacts, as_of=ctx.require_date()))
+    art = artifacts.load(tracking.artifact_for(cfg, ctx.require_date()))
     rows, churn_plot = nightly_metrics(spark, cfg, T, art, DATASET)
     tables.replace_metric_rows(spark, cfg, rows, T, DATASET)
+    tracking.log_evaluation(cfg, art.version, rows)
     report = write_report(os.path.join(cfg.reports, T), f"Nightly evaluation, snapshot {T} (held-out users)",
                           rows, churn_plot,
                           notes=f"Model {art.version}; K={k}; horizon {cfg.lifecycle.horizon_days} days.")

@@ -6,7 +6,7 @@ from typing import Dict
 
 from pyspark import StorageLevel
 
-from .. import tables
+from .. import tables, tracking
 from ..context import RunContext
 from ..dates import utc_now
 from ..lifecycle import users_with_stage
@@ -18,7 +18,7 @@ OUTPUTS = ("user_interests", "retention_scores", "recommendations")
 
 def run(ctx: RunContext) -> Dict[str, object]:
     spark, cfg, d = ctx.spark, ctx.cfg, ctx.require_date()
-    art_dir = artifacts.resolve(cfg.artifacts, as_of=ctx.require_date())
+    art_dir = tracking.artifact_for(cfg, d)
     art = artifacts.load(art_dir)
     users = users_with_stage(tables.read(spark, cfg, "user_sequences", d), tables.read(spark, cfg, "user_lifecycle", d))
     scored = score_users(users, art_dir, cfg.recommend, cfg.train.device).persist(StorageLevel.MEMORY_AND_DISK)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from pyspark.sql import functions as F
 
-from .. import tables
+from .. import tables, tracking
 from ..context import RunContext
 from ..feeding import build_vocab, example_feed, examples, feed_root, item_stats, training_frame
 from ..ml import artifacts
@@ -115,6 +115,7 @@ def run(ctx: RunContext) -> Dict[str, object]:
     else:
         log.warning("artifact %s saved but NOT promoted: %s; night %s scores with %s", version, refusal, night,
                     artifacts.promoted_version(cfg.artifacts, as_of=night) or "no model (score will fail)")
-    return {"artifact": version, "promoted": refusal is None, "not_promoted_because": refusal,
+    run_id = tracking.log_training(cfg, d, info, metrics, refusal is None, night)
+    return {"artifact": version, "promoted": refusal is None, "not_promoted_because": refusal, "mlflow_run": run_id,
             "train_rows": metrics["train_rows"], "val_rows": metrics["val_rows"],
             "epochs": info["epochs_run"], "val_churn_auc": metrics.get("val_churn_auc")}
