@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import os
 import re
+import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from delta.tables import DeltaTable
@@ -128,8 +129,11 @@ def _ensure(spark: SparkSession, cfg: Config, ts: TableSpec) -> Tuple[DeltaTable
     try:
         create()
     except Exception as e:  # a concurrent first run created it between our check and our commit
-        if not _exists_at(spark, p):
-            raise
+        deadline = time.monotonic() + 30
+        while not _exists_at(spark, p):  # its commit may not be visible yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
         log.info("table %s was created concurrently (%s); using it", ts.name, type(e).__name__)
         return _ensure(spark, cfg, ts)[0], False
     return _delta(spark, p), True

@@ -125,7 +125,22 @@ def log_training(cfg: Config, art_dir: str, info: Dict, metrics: Dict, promoted:
                                                                  mi.registered_model_version)
             log.info("mlflow: registered %s version %s%s", conf.registered_model, mi.registered_model_version,
                      f" as @{conf.alias}" if promoted and conf.alias else "")
+        _remember_run(cfg, version, run.info.run_id)
         return run.info.run_id
+
+
+def _run_file(cfg: Config, version: str) -> str:
+    return os.path.join(cfg.artifacts, "_mlflow_runs", version)
+
+
+def _remember_run(cfg: Config, version: str, run_id: str) -> None:
+    """The latest training run of ``version`` (evaluate logs its figures there)."""
+    path = _run_file(cfg, version)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(run_id)
+    os.replace(tmp, path)
 
 
 def log_evaluation(cfg: Config, version: str, rows: List[Dict]) -> Optional[str]:
@@ -135,8 +150,11 @@ def log_evaluation(cfg: Config, version: str, rows: List[Dict]) -> Optional[str]
         return None
     mlflow = _mlflow(conf)
     # the latest run that trained this version (a rerun trains the same version again)
-    found = mlflow.search_runs(filter_string=f"tags.`{VERSION_TAG}` = '{version}'", max_results=1,
-                               order_by=["attributes.start_time DESC"], output_format="list")
+    run_id = None
+    if os.path.exists(_run_file(cfg, version)):
+        with open(_run_file(cfg, version)) as fh:
+            run_id = fh.read().strip() or None
+    found = [mlflow.get_run(run_id)] if run_id else []
     figures = _numeric({f"eval.{r['task']}.{r['model']}.{r['metric']}": r["value"] for r in rows})
     with mlflow.start_run(run_id=found[0].info.run_id if found else None,
                           run_name=None if found else f"evaluate {version}") as run:

@@ -378,6 +378,7 @@ def test_two_first_ingests_released_together_store_each_event_once(spark, make_c
             outcomes.append(ingest(spark, cfg, raw_source(spark, ROWS[:4])))
         except Exception as e:
             outcomes.append(e)
+            barrier.abort()  # do not leave the other writer waiting
 
     try:
         threads = [threading.Thread(target=run) for _ in range(2)]
