@@ -26,4 +26,4 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf lakehouse artifacts reports spark-warehouse
+	rm -rf lakehouse artifacts reports spark-warehouse mlruns
