@@ -81,6 +81,9 @@ class SourceConf:
     columns: Dict[str, Optional[str]] = field(default_factory=dict)
     # source event name -> canonical event type
     event_type_map: Dict[str, str] = field(default_factory=dict)
+    # a canonical event type for every row, for logs without an event-type column
+    # (an order export: event_type: purchase); columns.event_type must then be unset
+    event_type: Optional[str] = None
     # epoch_seconds | datetime | date
     timestamp_kind: str = "datetime"
     timestamp_format: Optional[str] = None
@@ -233,6 +236,17 @@ class RecommendConf:
 
 
 @dataclass(frozen=True)
+class EvaluationConf:
+    # Poisson-bootstrap replicates over users for every metric's 95% interval
+    bootstrap: int = 200
+    seed: int = 17
+    # distinct (x, t_x, T) summaries the BG/NBD / Gamma-Gamma fit takes (a user sample beyond)
+    btyd_max_rows: int = 200000
+    # user pairs for the mean Jaccard overlap of top-K lists
+    jaccard_pairs: int = 20000
+
+
+@dataclass(frozen=True)
 class Config:
     name: str = "local"
     lakehouse: str = "lakehouse"
@@ -250,6 +264,7 @@ class Config:
     train: TrainConf = field(default_factory=TrainConf)
     recommend: RecommendConf = field(default_factory=RecommendConf)
     mlflow: MlflowConf = field(default_factory=MlflowConf)
+    evaluation: EvaluationConf = field(default_factory=EvaluationConf)
     tables: Dict[str, str] = field(default_factory=dict)
     # "catalog.schema" (Unity Catalog) or "schema": every table is <table_schema>.<table>
     # (a catalog table name) instead of <lakehouse>/<table>
@@ -282,7 +297,7 @@ POSITIVE = ("spark.shuffle_partitions", "sequences.max_length", "lifecycle.horiz
             "train.batch_size", "recommend.k", "recommend.chunk_size", "embedding.batch_size",
             "lifecycle.new_days", "lifecycle.at_risk_days", "lifecycle.churn_days", "lifecycle.transition_step_days",
             "lifecycle.reactivation_window_days", "lifecycle.at_risk_gap_multiplier", "validation.max_id_length",
-            "validation.max_value")
+            "validation.max_value", "evaluation.bootstrap", "evaluation.btyd_max_rows", "evaluation.jaccard_pairs")
 FRACTIONS = ("validation.max_quarantine_fraction", "publish.max_shrink_fraction", "train.validation_fraction")
 
 
@@ -297,6 +312,13 @@ def cross_checks(cfg: "Config") -> None:
     if outside:
         raise ValueError(f"source.event_type_map maps to {outside}, which are not in validation.event_types "
                          f"{list(v.event_types)}: every such row would be quarantined")
+    if src.event_type is not None:
+        if src.columns.get("event_type"):
+            raise ValueError(f"source.event_type ({src.event_type!r}) and source.columns.event_type "
+                             f"({src.columns['event_type']!r}) are both set: a constant type or a column, not both")
+        if src.event_type not in v.event_types:
+            raise ValueError(f"source.event_type {src.event_type!r} is not in validation.event_types "
+                             f"{list(v.event_types)}: every row would be quarantined")
     lc = cfg.lifecycle
     if not lc.at_risk_days < lc.churn_days:
         raise ValueError(f"lifecycle.at_risk_days ({lc.at_risk_days}) must be below lifecycle.churn_days "

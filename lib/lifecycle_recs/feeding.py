@@ -25,11 +25,29 @@ from .spark import sql_conf
 log = logging.getLogger(__name__)
 
 
-def build_vocab(spark: SparkSession, cfg: Config) -> Tuple[Vocab, Optional[np.ndarray]]:
+def has_catalog(spark: SparkSession, cfg: Config) -> bool:
+    """Whether the ``items`` table exists and holds at least one item."""
+    return tables.exists(spark, cfg, "items") and tables.read(spark, cfg, "items").limit(1).count() > 0
+
+
+def build_vocab(spark: SparkSession, cfg: Config, sequences: Optional[DataFrame] = None
+                ) -> Tuple[Vocab, Optional[np.ndarray]]:
     """Vocabulary from the items table (small: one row per item) and the text
-    vectors of the configured model aligned to it (zeros where missing)."""
-    items = tables.read(spark, cfg, "items").select("item_id", "category").orderBy("item_id").collect()
+    vectors of the configured model aligned to it (zeros where missing).
+
+    Without a catalog, the distinct item ids of ``sequences`` (no categories);
+    without either (an order-level log), an empty vocabulary: the model then
+    trains without its next-item head."""
+    if has_catalog(spark, cfg):
+        items = tables.read(spark, cfg, "items").select("item_id", "category").orderBy("item_id").collect()
+    elif sequences is not None:  # one row per distinct item: small
+        items = (sequences.select(F.explode("item_ids").alias("item_id")).where(F.col("item_id").isNotNull())
+                 .distinct().orderBy("item_id").withColumn("category", F.lit(None).cast("string")).collect())
+    else:
+        items = []
     vocab = Vocab([r["item_id"] for r in items], list(cfg.validation.event_types), [r["category"] for r in items])
+    if not items:
+        return vocab, None
     text = None
     if cfg.model.use_text and tables.exists(spark, cfg, "item_embeddings"):
         emb = (tables.read(spark, cfg, "item_embeddings")

@@ -76,10 +76,16 @@ def with_file_name(df: DataFrame) -> DataFrame:
     return df.withColumn("raw_file", F.col("_metadata.file_name"))
 
 
-def _as_raw(df: DataFrame, columns: Dict[str, Optional[str]], where: str) -> DataFrame:
-    missing_conf = [t for t in ("user_id", "event_type", "event_ts") if not columns.get(t)]
+def _as_raw(df: DataFrame, columns: Dict[str, Optional[str]], where: str,
+            constant_type: Optional[str] = None) -> DataFrame:
+    """``df`` in ``RAW_COLUMNS`` by the target -> source column mapping; with
+    ``constant_type`` every row gets that event type (logs without a type column)."""
+    needed = ("user_id", "event_ts") if constant_type else ("user_id", "event_type", "event_ts")
+    missing_conf = [t for t in needed if not columns.get(t)]
     if missing_conf:
-        raise ValueError(f"{where}: source.columns must map {missing_conf} to a source column")
+        hint = " (or set source.event_type for a log whose rows are all one type)" if "event_type" in missing_conf \
+            else ""
+        raise ValueError(f"{where}: source.columns must map {missing_conf} to a source column{hint}")
     absent = [c for c in columns.values() if c and c not in df.columns]
     if absent:
         raise ValueError(
@@ -87,6 +93,8 @@ def _as_raw(df: DataFrame, columns: Dict[str, Optional[str]], where: str) -> Dat
         )
 
     def pick(target: str) -> Column:
+        if target == "event_type" and constant_type:
+            return F.lit(constant_type).alias("raw_event_type")
         src = columns.get(target)
         return (F.col(src).cast("string") if src else F.lit(None).cast("string")).alias("raw_" + target)
 
@@ -117,7 +125,7 @@ def read_source(spark: SparkSession, cfg: Config) -> RawSource:
         if src.items_path:
             items = _catalog(_read(spark, src.items_format, src.items_path, src)[0], src.items_columns,
                              src.items_path)
-        return RawSource(src.name, _as_raw(with_file_name(events), src.columns, src.path),
+        return RawSource(src.name, _as_raw(with_file_name(events), src.columns, src.path, src.event_type),
                          src.timestamp_kind, src.timestamp_format, src.timezone, src.event_type_map, items, files,
                          bool(src.columns.get("event_id")))
     if src.kind == "recbole":

@@ -237,8 +237,9 @@ def replace_metric_rows(spark: SparkSession, cfg: Config, rows: List[Dict], snap
     ensure_table(spark, cfg, ts)
     d = dt.date.fromisoformat(str(snapshot_date))
     _committing("evaluation_metrics")
+    # mergeSchema: a table created before n_users / ci_low / ci_high / verdict gains them
     _save(spark.createDataFrame(rows, ts.schema).write.format("delta").mode("overwrite")
-          .option("replaceWhere", f"snapshot_date = DATE'{d.isoformat()}' AND dataset = '{dataset}'"),
+          .option("mergeSchema", "true").option("replaceWhere", f"snapshot_date = DATE'{d.isoformat()}' AND dataset = '{dataset}'"),
           path(cfg, "evaluation_metrics"))
     _committed("evaluation_metrics")
     return len(rows)

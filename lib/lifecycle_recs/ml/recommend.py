@@ -50,6 +50,8 @@ class ItemSide:
 def _z_body(x: torch.Tensor) -> torch.Tensor:
     """Standardised by the mean/std of the real items (index >= 2)."""
     body = x[2:]
+    if body.numel() < 2:  # a catalog of one item (or none): nothing to standardise against
+        return torch.zeros_like(x)
     return (x - body.mean()) / body.std().clamp(min=1e-6)
 
 
@@ -91,6 +93,8 @@ def strategy_names(is_new: np.ndarray, at_risk: np.ndarray) -> List[str]:
 
 def _standardise_rows(s: torch.Tensor) -> torch.Tensor:
     body = s[:, 2:]
+    if body.shape[1] < 2:  # one candidate (or none): nothing to standardise against
+        return s - body.sum(1, keepdim=True)
     return (s - body.mean(1, keepdim=True)) / body.std(1, keepdim=True).clamp(min=1e-6)
 
 

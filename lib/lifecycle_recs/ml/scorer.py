@@ -128,7 +128,8 @@ def score_batch(pdf: pd.DataFrame, sc: Scorer, conf: RecommendConf) -> pd.DataFr
         s[:, :2] = -float("inf")                                  # padding / unknown never ranked
         # interests: softmax mass per category
         prob = torch.softmax(s[:, 2:], dim=1)
-        tw, ti = (prob @ items.category_onehot).topk(min(conf.top_categories, items.n_categories), dim=1)
+        # a tiny catalog may have fewer named categories than asked for (or none)
+        tw, ti = (prob @ items.category_onehot).topk(min(conf.top_categories, len(sc.category_names)), dim=1)
         final = recommend.policy_scores(s, b.items[lo:hi], is_new_all[lo:hi], at_risk_all[lo:hi], items, conf)
         m = (seen_rows >= lo) & (seen_rows < hi)
         chosen_i, chosen_s = recommend.recommend(final, torch.as_tensor(seen_rows[m] - lo, device=dev),

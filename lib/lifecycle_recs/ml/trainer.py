@@ -90,19 +90,25 @@ def rank_targets(model: SequenceModel, data, device, batch_size: int = 2048,
     return torch.cat(ranks).numpy() if ranks else np.zeros(0, dtype=np.int64)
 
 
-def _validate(model: SequenceModel, val, device, weights, n_neg: int) -> Tuple[float, Dict[str, float]]:
-    """(score, record): validation NDCG@10 when the rows have next-item targets, else -loss."""
+def _validate(model: SequenceModel, val, device, weights, n_neg: int,
+              next_item: bool = True) -> Tuple[float, Dict[str, float]]:
+    """(score, record): validation NDCG@10 when the rows have next-item targets, else
+    -loss (mean over the rows' batches: without a next-item head, the labels' loss)."""
     model.eval()
     # an in-memory batch without next-item targets is validated by its loss; the
     # validation streams of the train stage are leave-one-out rows (targets)
-    has_targets = bool((val.eval_target > 1).any()) if isinstance(val, Batch) else True
+    has_targets = next_item and (bool((val.eval_target > 1).any()) if isinstance(val, Batch) else True)
     with torch.no_grad():
         if has_targets:
             m = rank_metrics(rank_targets(model, val, device), 10)
             rec = {"val_ndcg10": m["ndcg@10"], "val_hit10": m["hit@10"]}
             return rec["val_ndcg10"], rec
-        vl, _ = model.loss(val.to(device), weights, n_neg)
-        return -float(vl), {"val_loss": float(vl)}
+        total, n = 0.0, 0
+        for b in batches(val):
+            vl, _ = model.loss(b.to(device), weights, n_neg)
+            total, n = total + float(vl) * b.size, n + b.size
+        vl = total / max(n, 1)
+        return -vl, {"val_loss": vl}
 
 
 def _size(data) -> int:
@@ -134,6 +140,9 @@ def fit(train, val, vocab: Vocab, text_vectors: Optional[np.ndarray],
     model = build_model(vocab, text_vectors, mconf).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tconf.lr, weight_decay=tconf.weight_decay)
     n_neg = mconf.n_negatives if vocab.n_items > mconf.sampled_softmax_threshold else 0
+    # no items (an order-level log): no next-item head to train; churn and value only
+    next_item = vocab.n_items > 2
+    weights = dict(mconf.loss_weights) if next_item else {**mconf.loss_weights, "next_item": 0.0}
     use_amp = device.type == "cuda"
     gen = torch.Generator().manual_seed(tconf.seed)
     stopper, history = EarlyStopping(tconf.patience), []
@@ -144,7 +153,7 @@ def fit(train, val, vocab: Vocab, text_vectors: Optional[np.ndarray],
         for b in train_batches(train, epoch, tconf.batch_size, gen, tconf.loader_workers):
             b = b.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss, _ = model.loss(b, mconf.loss_weights, n_neg)
+                loss, _ = model.loss(b, weights, n_neg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -155,7 +164,7 @@ def fit(train, val, vocab: Vocab, text_vectors: Optional[np.ndarray],
                 break
         rec = {"epoch": epoch, "train_loss": tot / max(1, steps), "seconds": time.perf_counter() - t0}
         if val is not None and _size(val):
-            score, vrec = _validate(model, val, device, mconf.loss_weights, n_neg)
+            score, vrec = _validate(model, val, device, weights, n_neg, next_item)
             rec.update(vrec)
         else:
             score = -rec["train_loss"]
@@ -165,7 +174,7 @@ def fit(train, val, vocab: Vocab, text_vectors: Optional[np.ndarray],
             break
     stopper.restore(model)
     return model, {"history": history, "best_score": stopper.best, "epochs_run": len(history),
-                   "device": str(device)}
+                   "device": str(device), "next_item_head": next_item}
 
 
 @torch.no_grad()

@@ -2,6 +2,7 @@
 into ``item_embeddings`` (keyed by item and model; unchanged texts are skipped)."""
 from __future__ import annotations
 
+import logging
 from typing import Dict
 
 from pyspark import StorageLevel
@@ -10,13 +11,20 @@ from pyspark.sql import functions as F
 from .. import tables
 from ..context import RunContext
 from ..dates import utc_now
+from ..feeding import has_catalog
 from ..spark import sql_conf
 from ..udfs import embed_items, item_text
+
+log = logging.getLogger(__name__)
 
 
 def run(ctx: RunContext) -> Dict[str, object]:
     spark, cfg = ctx.spark, ctx.cfg
     conf = cfg.embedding
+    if not has_catalog(spark, cfg):
+        why = "no item catalog (the source has no items, e.g. an order-level log)"
+        log.info("stage embeddings skipped: %s; item texts are embedded once a catalog lands in 'items'", why)
+        return {"skipped_stage": why}
     texts = item_text(tables.read(spark, cfg, "items"), conf.text_columns)
     target = tables.ensure_table(spark, cfg, tables.spec("item_embeddings"))
     current = tables.read(spark, cfg, "item_embeddings").where(F.col("model_name") == conf.model_name) \

@@ -78,7 +78,10 @@ def feature_reference(feed) -> list:
 def run(ctx: RunContext) -> Dict[str, object]:
     spark, cfg = ctx.spark, ctx.cfg
     t_date = ctx.training_date
-    vocab, text = build_vocab(spark, cfg)
+    vocab, text = build_vocab(spark, cfg, tables.read(spark, cfg, "user_sequences", t_date))
+    if vocab.n_items <= 2:
+        log.info("no items in the catalog or the training sequences (an order-level log): the model trains "
+                 "its churn and value heads only; score writes no recommendations")
     frame = training_frame(spark, cfg, t_date)
     if frame.limit(1).count() == 0:
         raise ValueError(f"no training examples: user_sequences/user_lifecycle of the training snapshot {t_date} "
@@ -92,7 +95,8 @@ def run(ctx: RunContext) -> Dict[str, object]:
         val_labels = example_feed(spark, cfg, examples(frame.where(F.col("_val")), vocab, L, "last"),
                                   "val_labels", False)
         feeds = [train_f, val_f, val_labels]
-        model, info = fit(train_f, val_f, vocab, text, cfg.model, cfg.train)
+        # without items there are no next-item targets: early stopping on the labels' loss
+        model, info = fit(train_f, val_f if vocab.n_items > 2 else val_labels, vocab, text, cfg.model, cfg.train)
         info.update(fit_heads(model, train_f, val_labels, cfg.model.loss_weights, steps=cfg.train.heads_steps,
                               lr=cfg.train.heads_lr, seed=cfg.train.seed, max_rows=cfg.train.heads_max_rows))
         metrics = {"train_rows": train_f.rows, "val_rows": val_f.rows, **info, **_held_out_churn(model, val_labels)}
