@@ -174,7 +174,7 @@ def churn_eval(spark, cfg, vocab, text):
     from lifecycle_recs.feeding import examples, training_frame, write_examples
     from lifecycle_recs.ml.feed import ParquetExampleStream, collect
     from lifecycle_recs.lifecycle import build_lifecycle
-    from lifecycle_recs.ml.metrics import binary_metrics
+    from lifecycle_recs.ml.metrics import binary_metrics, calibration, lift_curve
     from lifecycle_recs.ml.trainer import fit, fit_heads
     from lifecycle_recs.sequences import build_sequences
 
@@ -200,10 +200,10 @@ def churn_eval(spark, cfg, vocab, text):
     recency = np.expm1(te.feats[:, 0].numpy())  # days since last event (first feature, log1p)
     ours = binary_metrics(y, p)
     rec = binary_metrics(y, recency)
-    rec["brier"] = float("nan")  # recency is a score, not a probability
+    rec.pop("brier")  # recency is a score, not a probability
     rows = E.metric_rows("1998-04-23", "ml-100k", "ours", "ours", "churn", ours)
     rows += E.metric_rows("1998-04-23", "ml-100k", "recency", "recency", "churn", rec)
-    return rows, {"ours": (y, p)}
+    return rows, {"ours": {"calibration": calibration(y, p), "gain": lift_curve(y, p)}}
 
 
 if __name__ == "__main__":

@@ -28,6 +28,6 @@ def make_cfg(tmp_path):
     def _make(**overrides):
         data = {"lakehouse": str(tmp_path / "lake"), "artifacts": str(tmp_path / "artifacts"),
                 "reports": str(tmp_path / "reports"), "validation": {"on_quarantine_excess": "warn"},
-                "mlflow": {"enabled": False}}
+                "mlflow": {"enabled": False}, "evaluation": {"bootstrap": 20}}
         return config_from_dict(merge_dicts(data, overrides), base=str(ROOT))
     return _make

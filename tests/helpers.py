@@ -52,8 +52,9 @@ N_ITEMS = 30
 LIFECYCLE = ["new", "active", "at_risk", "churned", "reactivated"]
 
 
-def make_artifact(root, max_len=10, seed=0):
-    """A small random-weight artifact of the real shapes (text vectors, 3 categories)."""
+def make_artifact(root, max_len=10, seed=0, n_items=None, n_categories=3):
+    """A small random-weight artifact of the real shapes (text vectors, ``n_categories``
+    categories over ``n_items`` items: 0 items is an order-level log's model)."""
     import torch
 
     from lifecycle_recs.ml import artifacts
@@ -61,7 +62,8 @@ def make_artifact(root, max_len=10, seed=0):
     from lifecycle_recs.ml.vocab import Vocab
 
     torch.manual_seed(seed)
-    vocab = Vocab([f"i{k:02d}" for k in range(N_ITEMS)], ["view", "purchase"], [f"c{k % 3}" for k in range(N_ITEMS)])
+    n = N_ITEMS if n_items is None else n_items
+    vocab = Vocab([f"i{k:02d}" for k in range(n)], ["view", "purchase"], [f"c{k % n_categories}" for k in range(n)])
     spec = ModelSpec(n_items=vocab.n_items, n_event_types=vocab.n_event_types, text_dim=8, hidden_dim=16, item_dim=8)
     model = SequenceModel(spec, np.random.default_rng(seed).normal(size=(vocab.n_items, 8)))
     rng = np.random.default_rng(seed + 1)

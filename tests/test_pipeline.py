@@ -96,9 +96,14 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys, tm
         want = ("new_user_content_popularity" if r["stage"] == "new" or r["n_events"] <= cfg.recommend.new_user_max_events
                 else "at_risk_long_term_value" if r["stage"] in ("at_risk", "churned") else "personalized")
         assert r["strategy"] == want, r
-    metrics = {(r["model"], r["task"], r["metric"]): r["value"]
-               for r in tables.read(spark, cfg, "evaluation_metrics").where(F.col("snapshot_date") == t).collect()}
-    assert metrics[("ours", "long_horizon", "users")] > 0
+    metric_rows = tables.read(spark, cfg, "evaluation_metrics").where(F.col("snapshot_date") == t).collect()
+    metrics = {(r["model"], r["task"], r["metric"]): r["value"] for r in metric_rows}
+    n_users = {(r["model"], r["task"], r["metric"]): r["n_users"] for r in metric_rows}
+    assert n_users[("ours", "long_horizon", "recall@5")] > 0
+    assert all(math.isfinite(v) for v in metrics.values())  # no NaN where users were evaluated
+    for key in [("bgnbd", "churn", "brier"), ("bgnbd_gamma_gamma", "value", "rmse"),
+                ("ours-vs-most_popular", "long_horizon", "recall@5"), ("ours-vs-bgnbd", "churn", "brier")]:
+        assert key in metrics, key
     assert 0 <= metrics[("ours", "long_horizon", "recall@5")] <= 1
     assert 0 <= metrics[("most_popular", "long_horizon", "recall@5")] <= 1
     assert 0 < metrics[("ours", "catalog", "coverage")] <= 1

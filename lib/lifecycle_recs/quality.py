@@ -88,7 +88,7 @@ def mean_metrics(rep: DataFrame, columns: Dict[Tuple[str, str], str]) -> List[Da
         return out
     g = rep.groupBy("rep").agg(*aggs)
     for i, (model, metric) in enumerate(columns):
-        out.append(_long(g, model, metric, F.col(f"s{i}") / F.col(f"n{i}"), F.col(f"u{i}")))
+        out.append(_long(g, model, metric, F.try_divide(F.col(f"s{i}"), F.col(f"n{i}")), F.col(f"u{i}")))
     return out
 
 
@@ -109,22 +109,22 @@ def binary_metrics(rep: DataFrame, y: str, scores: Dict[str, str], probabilities
         t = g.groupBy("rep").agg(
             F.sum(F.col("pos") * (F.col("neg_below") + 0.5 * F.col("neg"))).alias("s"),
             F.sum("pos").alias("P"), F.sum("neg").alias("N"), F.sum("users").alias("users"),
-            F.sum(F.when(F.col("pos") > 0, F.col("pos") * F.col("cum_pos") / F.col("cum_all"))).alias("ap"))
+            F.sum(F.when(F.col("pos") > 0, F.col("pos") * F.try_divide(F.col("cum_pos"), F.col("cum_all")))).alias("ap"))
         defined = (F.col("P") > 0) & (F.col("N") > 0)
-        out.append(_long(t, model, "roc_auc", F.when(defined, F.col("s") / (F.col("P") * F.col("N"))), F.col("users")))
-        out.append(_long(t, model, "pr_auc", F.when(F.col("P") > 0, F.col("ap") / F.col("P")), F.col("users")))
+        out.append(_long(t, model, "roc_auc", F.when(defined, F.try_divide(F.col("s"), F.col("P") * F.col("N"))), F.col("users")))
+        out.append(_long(t, model, "pr_auc", F.when(F.col("P") > 0, F.try_divide(F.col("ap"), F.col("P"))), F.col("users")))
     for model in probabilities:
         col = scores[model]
         base = rep.where(F.col(col).isNotNull())
         b = base.groupBy("rep").agg(F.sum(F.col("w") * (F.col(col) - F.col(y)) ** 2).alias("se"),
                                     F.sum("w").alias("W"), F.count("*").alias("users"))
-        out.append(_long(b, model, "brier", F.col("se") / F.col("W"), F.col("users")))
+        out.append(_long(b, model, "brier", F.try_divide(F.col("se"), F.col("W")), F.col("users")))
         cal = base.groupBy("rep", F.least(F.floor(F.col(col) * 10), F.lit(9)).alias("b")).agg(
             F.sum(F.col("w") * F.col(col)).alias("sp"), F.sum(F.col("w") * F.col(y)).alias("sy"),
             F.sum("w").alias("W"), F.count("*").alias("users"))
         e = cal.groupBy("rep").agg(F.sum(F.abs(F.col("sp") - F.col("sy"))).alias("gap"), F.sum("W").alias("W"),
                                    F.sum("users").alias("users"))
-        out.append(_long(e, model, "calibration_error", F.col("gap") / F.col("W"), F.col("users")))
+        out.append(_long(e, model, "calibration_error", F.try_divide(F.col("gap"), F.col("W")), F.col("users")))
     return out
 
 
@@ -153,13 +153,15 @@ def regression_metrics(rep: DataFrame, y: str, preds: Dict[str, str]) -> List[Da
             F.sum(F.col("w") * x1).alias("sx"), F.sum(F.col("w") * y1).alias("sy"),
             F.sum(F.col("w") * x1 * x1).alias("sxx"), F.sum(F.col("w") * y1 * y1).alias("syy"),
             F.sum(F.col("w") * x1 * y1).alias("sxy"))
-        cov = F.col("sxy") / F.col("W") - F.col("sx") * F.col("sy") / (F.col("W") ** 2)
-        vx = F.col("sxx") / F.col("W") - (F.col("sx") / F.col("W")) ** 2
-        vy = F.col("syy") / F.col("W") - (F.col("sy") / F.col("W")) ** 2
-        ratio = F.when(F.col("ty") > 0, F.col("tp") / F.col("ty"))
-        out += [_long(t, model, "rmse", F.sqrt(F.col("se") / F.col("W")), F.col("users")),
-                _long(t, model, "mae", F.col("ae") / F.col("W"), F.col("users")),
-                _long(t, model, "spearman", F.when((vx > 1e-12) & (vy > 1e-12), cov / F.sqrt(vx * vy)), F.col("users")),
+        def per_w(c):  # a replicate may give every user of a small group weight 0
+            return F.try_divide(c, F.col("W"))
+        cov = per_w(F.col("sxy")) - per_w(F.col("sx")) * per_w(F.col("sy"))
+        vx = per_w(F.col("sxx")) - per_w(F.col("sx")) ** 2
+        vy = per_w(F.col("syy")) - per_w(F.col("sy")) ** 2
+        ratio = F.when(F.col("ty") > 0, F.try_divide(F.col("tp"), F.col("ty")))
+        out += [_long(t, model, "rmse", F.sqrt(F.try_divide(F.col("se"), F.col("W"))), F.col("users")),
+                _long(t, model, "mae", F.try_divide(F.col("ae"), F.col("W")), F.col("users")),
+                _long(t, model, "spearman", F.when((vx > 1e-12) & (vy > 1e-12), F.try_divide(cov, F.sqrt(vx * vy))), F.col("users")),
                 _long(t, model, "total_ratio", ratio, F.col("users")),
                 _long(t, model, "total_ratio_error", F.abs(ratio - 1.0), F.col("users"))]
     return out

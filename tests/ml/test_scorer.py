@@ -74,3 +74,18 @@ def test_a_users_scores_and_explanations_do_not_depend_on_its_batch(scorer):
         assert np.allclose(r["feature_effects"], w["feature_effects"], atol=1e-6)
         assert list(r["rec_items"]) == list(w["rec_items"])
         assert r["churn_probability"] == pytest.approx(w["churn_probability"], abs=1e-6)
+
+
+@pytest.mark.parametrize("n_items,n_categories", [(0, 1), (1, 1), (2, 2), (4, 1)])
+def test_tiny_catalogs_and_no_catalog_score(tmp_path, n_items, n_categories):
+    """Fewer items or categories than K / top categories asked for (an order log has
+    none): every user still gets churn, value and explanations; lists are as long
+    as the catalog allows. (Failed with IndexError on category_names before.)"""
+    sc = load_scorer(make_artifact(tmp_path, n_items=n_items, n_categories=n_categories), "cpu")
+    df = scoring_users(12, seed=2)
+    out = score_batch(df, sc, RecommendConf(k=10, top_categories=3, filter_seen=False))
+    assert len(out) == 12
+    assert all(len(r) == n_items for r in out["rec_items"])
+    assert all(len(r) == min(3, n_categories if n_items else 0) for r in out["top_category_names"])
+    assert all(np.isfinite(s).all() for s in out["rec_scores"])
+    assert out["churn_probability"].between(0, 1).all() and (out["predicted_value"] >= 0).all()
