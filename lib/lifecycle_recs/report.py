@@ -8,6 +8,7 @@ from pyspark.sql.window import Window
 
 from . import tables
 from .context import RunContext
+from .evaluation import quality_table
 from .pipeline import NightlyRun
 
 TABLE_ORDER = ["events", "events_quarantine", "items", "user_sequences", "user_lifecycle",
@@ -29,7 +30,7 @@ SAMPLE_COLUMNS = {
     "retention_scores": ["user_id", "stage", "churn_probability", "retention_score", "predicted_value"],
     "recommendations": ["user_id", "rank", "item_id", "score", "strategy"],
     "user_interests": ["user_id", "top_categories", "model_version"],
-    "evaluation_metrics": ["model", "task", "metric", "value"],
+    "evaluation_metrics": ["model", "task", "metric", "value", "n_users", "ci_low", "ci_high", "verdict"],
 }
 
 
@@ -65,6 +66,22 @@ def print_run(run: NightlyRun, samples: bool = False) -> None:
          .groupBy("stage").count().orderBy("stage").show())
     if tables.exists(spark, cfg, "retention_scores") and tables.exists(spark, cfg, "recommendations"):
         print_users(ctx)
+    print_quality(ctx)
+
+
+def print_quality(ctx: RunContext, dataset: str = "nightly") -> None:
+    """The last evaluated snapshot's quality table: ours vs each baseline with n and
+    95% intervals, and every paired difference with its verdict (a few dozen rows)."""
+    spark, cfg = ctx.spark, ctx.cfg
+    if not tables.exists(spark, cfg, "evaluation_metrics"):
+        return
+    t = (tables.snapshots(spark, cfg, "evaluation_metrics") or [None])[-1]
+    if t is None:
+        return
+    rows = [r.asDict() for r in tables.read(spark, cfg, "evaluation_metrics", t)
+            .where(F.col("dataset") == dataset).orderBy("task", "metric", "model").collect()]
+    print(f"\n=== model quality on snapshot {t} (ours vs baselines; value [95% interval]; n users) ===")
+    print("\n".join(quality_table(rows)))
 
 
 def print_users(ctx: RunContext, per_stage: int = 1) -> None:
@@ -73,7 +90,10 @@ def print_users(ctx: RunContext, per_stage: int = 1) -> None:
     rs = tables.read(spark, cfg, "retention_scores", d)
     picked = (rs.withColumn("_r", F.row_number().over(Window.partitionBy("stage").orderBy("user_id")))
         .where(F.col("_r") <= per_stage).orderBy("stage").collect())  # a handful of rows
-    titles = tables.read(spark, cfg, "items").select("item_id", "title")
+    if not tables.exists(spark, cfg, "items"):  # an order-level log: no catalog, no titles
+        titles = spark.createDataFrame([], "item_id string, title string")
+    else:
+        titles = tables.read(spark, cfg, "items").select("item_id", "title")
     recs = (tables.read(spark, cfg, "recommendations", d).where(F.col("user_id").isin([r["user_id"] for r in picked]))
             .join(titles, "item_id", "left").orderBy("user_id", "rank").collect())
     print("\n=== a few users at D: stage, scores, recommendations ===")
