@@ -20,7 +20,7 @@ $(STAMP): setup.py $(CONSTRAINTS)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) jobs/nightly.py --conf conf/local.yaml --demo
+	$(PY) jobs/nightly.py --conf conf/local.yaml --warm-up --demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -23,6 +23,9 @@ def parser() -> argparse.ArgumentParser:
                         "(publish.allow_shrink; refused by default)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a conf key (dotted: train.epochs=3); repeatable")
+    p.add_argument("--warm-up", action="store_true",
+                   help="first deployment: before D, train the model of night T = D - H (on T - H), so that "
+                        "evaluate measures every labelled user of T with a model that never saw (T, D]")
     p.add_argument("--demo", action="store_true", help="print tables, counts, samples and timings")
     return p
 
@@ -32,7 +35,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from lifecycle_recs.config import load_config, parse_overrides
-    from lifecycle_recs.pipeline import run_nightly
+    from lifecycle_recs.pipeline import run_nightly, warm_up
     from lifecycle_recs.report import print_run
     from lifecycle_recs.spark import get_spark
 
@@ -41,7 +44,11 @@ def main(argv=None) -> int:
         cfg = dataclasses.replace(cfg, publish=dataclasses.replace(cfg.publish, allow_shrink=True))
     spark = get_spark(cfg.spark)
     stages = args.stages.split(",") if args.stages else None
-    run = run_nightly(spark, cfg, args.date, stages, args.training_snapshot)
+    if args.warm_up:
+        stages, date = warm_up(spark, cfg, args.date, stages)
+    else:
+        date = args.date
+    run = run_nightly(spark, cfg, date, stages, args.training_snapshot)
     print_run(run, samples=args.demo)
     return 0
 

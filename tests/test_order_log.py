@@ -11,7 +11,8 @@ from pyspark.sql import functions as F
 
 from lifecycle_recs import btyd, tables
 from lifecycle_recs.names import PIPELINE_STAGES
-from lifecycle_recs.pipeline import run_nightly
+from lifecycle_recs.dates import add_days
+from lifecycle_recs.pipeline import run_nightly, warm_up
 from lifecycle_recs.synthetic_orders import order_log
 
 
@@ -38,11 +39,17 @@ def test_order_log_runs_every_default_stage(spark, make_cfg, orders_csv, caplog)
     cfg = _cfg(make_cfg, path)
     assert cfg.stages == PIPELINE_STAGES
     with caplog.at_level("INFO"):
-        run = run_nightly(spark, cfg)
-    d, t = run.snapshot_date, run.context.training_date
-    assert [r.stage for r in run.results] == list(PIPELINE_STAGES)
+        stages, d = warm_up(spark, cfg)   # ingest, then the model of night T (trained on T - H)
+        run = run_nightly(spark, cfg, d, stages)
+    t = run.context.training_date
+    assert [r.stage for r in run.results] == list(PIPELINE_STAGES[1:])
+    ev = run.results[-1].info
+    # evaluate measured every labelled user of T with the warm-up model, which never saw (T, D]
+    assert ev["protocol"].startswith("all labelled users") and ev["model"].split("-", 1)[1].startswith(
+        add_days(t, -cfg.lifecycle.horizon_days))
+    labelled = tables.read(spark, cfg, "user_lifecycle", t).where("churned_within_horizon IS NOT NULL").count()
+    assert ev["evaluated_users"] == labelled
     assert any("stage embeddings skipped: no item catalog" in m for m in caplog.messages)
-    assert run.results[PIPELINE_STAGES.index("train")].info["promoted"]
     assert tables.last_published_date(spark, cfg) == d
     customers = log[log.order_date <= d].customer_id.nunique()
     assert tables.read(spark, cfg, "retention_scores", d).count() == customers

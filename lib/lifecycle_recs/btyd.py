@@ -116,3 +116,22 @@ def predict(summ: DataFrame, params: Dict[str, Dict[str, float]], horizon_days: 
                                 "bgnbd_gg_value": value.to_numpy()})
 
     return summ.mapInPandas(run, PREDICTION_SCHEMA)
+
+
+def sequence_summaries(sequences: DataFrame) -> DataFrame:
+    """(user_id, x, t_x, age) of active days from ``user_sequences`` columns, rounded to
+    whole days as ``ml.features.activity_summary`` rounds them at scoring."""
+    age = F.floor(F.coalesce(F.col("tenure_days"), F.lit(0.0)) + 0.5)
+    t_x = F.floor(F.coalesce(F.col("tenure_days") - F.col("days_since_last_event"), F.lit(0.0)) + 0.5)
+    return sequences.select("user_id", F.greatest(F.col("active_days") - 1, F.lit(0)).cast("double").alias("x"),
+                            F.least(F.greatest(t_x, F.lit(0.0)), age).cast("double").alias("t_x"),
+                            age.cast("double").alias("age"))
+
+
+def fit_activity(sequences: DataFrame, horizon_days: int, max_rows: int = 200_000, seed: int = 0) -> Dict:
+    """The active-days BG/NBD fitted on one snapshot of ``user_sequences``: the
+    model's stacked features (``{"active": params, "horizon_days": H}``)."""
+    g = _grouped(sequence_summaries(sequences), ["x", "t_x", "age"], max_rows, seed)
+    if not len(g):
+        return {}
+    return {"active": btyd.fit_bgnbd(g.x, g.t_x, g.age, g.n).to_dict(), "horizon_days": int(horizon_days)}

@@ -230,6 +230,13 @@ class RecommendConf:
     # long-term-value association of an item: retained share shrunk towards the mean
     # as if this many more users had been seen at the mean
     ltv_prior_users: float = 10.0
+    # long-term interest pooling: every user's ranking adds this weight x the standardised
+    # log of (the user's recency-weighted category share x the item's share of its category)
+    interest_weight: float = 1.0
+    # per-step decay of the history's weight in that category share (older steps count less)
+    interest_decay: float = 0.97
+    # pseudo-counts of the catalog-wide category mix added to each user's category counts
+    interest_prior_steps: float = 2.0
     top_categories: int = 3
     because_items: int = 3
     top_features: int = 3

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -71,11 +71,11 @@ def training_frame(spark: SparkSession, cfg: Config, snapshot_date: str) -> Data
 
 
 def examples(df: DataFrame, vocab: Vocab, max_len: int, mode: str = "last", holdout: int = 0,
-             stride: Optional[int] = None) -> DataFrame:
+             stride: Optional[int] = None, btyd_params: Optional[Dict] = None) -> DataFrame:
     """user rows -> example rows (``schemas.EXAMPLE_SCHEMA``), built on the workers."""
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for b in batches:
-            yield encode_users(b, vocab, max_len, mode, holdout, stride)
+            yield encode_users(b, vocab, max_len, mode, holdout, stride, btyd_params)
 
     return df.mapInPandas(run, schemas.EXAMPLE_SCHEMA)
 

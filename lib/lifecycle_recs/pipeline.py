@@ -24,14 +24,15 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from pyspark.sql import SparkSession
 
 from . import tables
 from .config import Config
 from .context import RunContext, StageResult
-from .dates import iso, utc_now
+from .dates import add_days, iso, utc_now
+from .ml import artifacts
 from .names import PIPELINE_STAGES
 from .stages import embeddings, evaluate, ingest, lifecycle, score, sequences, train
 
@@ -151,3 +152,24 @@ def _record(spark: SparkSession, cfg: Config, run: NightlyRun, stage: str, statu
         if status != "failed":
             raise
         log.exception("could not record the failure of stage %s in pipeline_runs", stage)
+
+
+def warm_up(spark: SparkSession, cfg: Config, date: Optional[str] = None,
+            stages: Optional[Sequence[str]] = None) -> Tuple[List[str], Optional[str]]:
+    """A first deployment's extra night: ingest (when among ``stages``), then unless a
+    model is already promoted on or before T = D - H, run the data stages and train
+    for night T (the model trains on T - H), so that evaluate can measure every
+    labelled user of T with a model that never saw (T, D]. Returns the stages left
+    for night D, and D."""
+    stages = list(stages or cfg.stages)
+    if "ingest" in stages:
+        date = run_nightly(spark, cfg, date, ["ingest"]).snapshot_date or date
+        stages.remove("ingest")
+    if date is None:
+        raise ValueError("warm-up needs a date or the ingest stage (to know D)")
+    night_t = add_days(date, -cfg.lifecycle.horizon_days)
+    if artifacts.promoted_version(cfg.artifacts, as_of=night_t) is None:
+        log.info("warm-up: training the model of night %s (on %s)", night_t,
+                 add_days(night_t, -cfg.lifecycle.horizon_days))
+        run_nightly(spark, cfg, night_t, ["sequences", "lifecycle", "train"])
+    return stages, date

@@ -40,9 +40,23 @@ def test_vectorised_encoder_matches_row_encoder():
 def test_user_features_are_the_one_ordered_list():
     df = users_frame(3)
     f = user_features(df, 50)
-    assert f.shape == (3, len(USER_FEATURES)) and USER_FEATURES[-1] == "sequence_length"
+    assert f.shape == (3, len(USER_FEATURES)) and USER_FEATURES[5] == "sequence_length"
     assert np.allclose(f[:, 0], np.log1p(df["days_since_last_event"]))
-    assert np.allclose(f[:, -1], df["sequence_length"] / 50)
+    assert np.allclose(f[:, 5], df["sequence_length"] / 50)
+    assert (f[:, 6:] == 0).all()  # no BG/NBD fit: its features are 0
+
+
+def test_btyd_features_are_the_bgnbd_predictions_of_the_rounded_history():
+    from lifecycle_recs.ml import btyd
+
+    df = users_frame(4)
+    prm = {"active": {"r": 0.8, "alpha": 10.0, "a": 0.9, "b": 3.0}, "horizon_days": 30}
+    f = user_features(df, 50, prm)
+    x, t_x, age = (np.maximum(df["active_days"] - 1, 0), np.floor(df["tenure_days"] - df["days_since_last_event"] + 0.5),
+                   np.floor(df["tenure_days"] + 0.5))
+    m = btyd.BGNBD(**prm["active"])
+    assert np.allclose(f[:, 6], btyd.p_alive(m, x, np.minimum(t_x, age), age), atol=1e-6)
+    assert np.allclose(f[:, 7], np.log1p(btyd.expected_transactions(m, 30, x, np.minimum(t_x, age), age)), atol=1e-5)
 
 
 def test_batch_from_frame_types_rows_and_device():

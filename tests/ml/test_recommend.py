@@ -1,5 +1,6 @@
 """The recommendation policy on tensors: strategies, candidate pool, category cap."""
 import numpy as np
+import pytest
 import torch
 
 from lifecycle_recs.config import RecommendConf
@@ -48,3 +49,29 @@ def test_at_risk_weight_moves_long_term_value_items_up():
     risky = R.policy_scores(raw.clone(), hist, np.array([False]), np.array([True]), side, RecommendConf())
     assert torch.equal(plain[0, 2:], torch.zeros(n - 2))
     assert risky[0, 2:].argmax().item() == n - 3
+
+
+def _side(n_items=12, n_cat=3, pop=None):
+    cats = np.array([-1, -1] + [k % n_cat for k in range(n_items)])
+    pop = np.ones(n_items + 2) if pop is None else pop
+    return R.item_side(torch.zeros(n_items + 2, 4), None, pop, np.zeros(n_items + 2), cats, n_cat, "cpu")
+
+
+def test_category_interests_follow_the_history_with_recency_and_prior():
+    side = _side()
+    # user 0: only category 1 (items 3, 6, 9 are indices 3+2...); user 1: empty; user 2: old c0, recent c2
+    hist = torch.tensor([[3, 6, 9, 0], [0, 0, 0, 0], [2, 2, 2, 4]])   # index i -> category (i - 2) % 3
+    mix = R.category_interests(hist, side, decay=0.5, prior_steps=1.0)
+    assert torch.allclose(mix.sum(1), torch.ones(3))
+    assert float(mix[0, 1]) == pytest.approx((0.25 + 0.5 + 1 + 1 / 3) / 2.75)   # decayed counts + prior
+    assert torch.allclose(mix[1], torch.full((3,), 1 / 3))                 # no history: the catalog mix
+    assert mix[2, 2] > mix[2, 0]                                           # the last step weighs most
+
+
+def test_interest_scores_rank_a_users_categories_then_popularity_within():
+    pop = np.array([0, 0] + [1, 1, 1, 50, 1, 1, 5, 1, 1, 1, 1, 1], float)  # item 5 (cat 0) popular
+    side = _side(pop=pop)
+    s = R.interest_scores(torch.tensor([[0.8, 0.1, 0.1]]), side)[0]
+    cat0 = [i for i in range(2, 14) if (i - 2) % 3 == 0]
+    assert int(s[2:].argmax()) + 2 == 5                                   # popular item of the favourite category
+    assert min(s[i] for i in cat0) > max(s[i] for i in range(2, 14) if i not in cat0 and i != 8)

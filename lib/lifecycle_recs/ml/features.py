@@ -7,7 +7,7 @@ sliding windows).
 """
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,12 @@ from .vocab import UNK, Vocab
 # The user features the model sees, in order: five RFM-style columns of
 # ``user_sequences`` (log1p) and the sequence length as a share of the window.
 RFM_FEATURES = ("days_since_last_event", "n_events", "tenure_days", "monetary_total", "active_days")
-USER_FEATURES = (*RFM_FEATURES, "sequence_length")
+# Then the BG/NBD view of the same history (stacking the standard baseline into the
+# model): P(alive) and log1p(expected active days in the next H days), from the
+# artifact's BG/NBD fit on the training snapshot (0 without one). An artifact that
+# predates them reads only the first ``spec.n_user_features`` columns.
+BTYD_FEATURES = ("bgnbd_p_alive", "bgnbd_expected_days")
+USER_FEATURES = (*RFM_FEATURES, "sequence_length", *BTYD_FEATURES)
 STEP_ARRAYS = ("items", "events", "gaps", "values", "targets")
 
 
@@ -80,12 +85,37 @@ def log1p_features(x: np.ndarray) -> np.ndarray:
     return np.log1p(np.clip(np.nan_to_num(x, nan=0.0), 0, None)).astype(np.float32)
 
 
-def user_features(pdf: pd.DataFrame, max_len: int) -> np.ndarray:
+def activity_summary(pdf: pd.DataFrame) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BG/NBD's (x, t_x, T) of active days from ``user_sequences`` columns, in whole
+    days (``floor(v + 0.5)``, as ``btyd.sequence_summaries`` computes them in Spark)."""
+    def col(c):
+        return pdf[c].to_numpy(dtype=np.float64) if c in pdf else np.zeros(len(pdf))
+    age = np.floor(np.nan_to_num(col("tenure_days")) + 0.5)
+    t_x = np.clip(np.floor(np.nan_to_num(col("tenure_days") - col("days_since_last_event")) + 0.5), 0, age)
+    x = np.maximum(np.nan_to_num(col("active_days")) - 1, 0)
+    return x, t_x, age
+
+
+def btyd_features(pdf: pd.DataFrame, btyd_params: Optional[Dict]) -> np.ndarray:
+    """[B, len(BTYD_FEATURES)]: P(alive) and log1p(expected active days in H) (0 without a fit)."""
+    if not btyd_params or "active" not in btyd_params:
+        return np.zeros((len(pdf), len(BTYD_FEATURES)), np.float32)
+    from . import btyd
+
+    m = btyd.BGNBD(**btyd_params["active"])
+    x, t_x, age = activity_summary(pdf)
+    pa = btyd.p_alive(m, x, t_x, age)
+    ed = btyd.expected_transactions(m, float(btyd_params.get("horizon_days", 30)), x, t_x, age)
+    return np.stack([np.nan_to_num(pa), log1p_features(ed)], axis=1).astype(np.float32)
+
+
+def user_features(pdf: pd.DataFrame, max_len: int, btyd_params: Optional[Dict] = None) -> np.ndarray:
     """[B, len(USER_FEATURES)] float32, in ``USER_FEATURES`` order (absent columns are 0)."""
     f = np.stack([log1p_features(pdf[c].to_numpy(dtype=np.float64)) if c in pdf else
                   np.zeros(len(pdf), np.float32) for c in RFM_FEATURES], axis=1)
     seq_len = pdf["sequence_length"].to_numpy(dtype=np.float32) if "sequence_length" in pdf else np.zeros(len(pdf))
-    return np.concatenate([f, (seq_len / max_len)[:, None].astype(np.float32)], axis=1)
+    return np.concatenate([f, (seq_len / max_len)[:, None].astype(np.float32), btyd_features(pdf, btyd_params)],
+                          axis=1)
 
 
 def list_lengths(col: pd.Series) -> np.ndarray:
@@ -101,7 +131,8 @@ def flatten(col: pd.Series, lengths: np.ndarray, dtype=None) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def encode_last(pdf: pd.DataFrame, vocab: Vocab, max_len: int) -> Dict[str, np.ndarray]:
+def encode_last(pdf: pd.DataFrame, vocab: Vocab, max_len: int,
+                btyd_params: Optional[Dict] = None) -> Dict[str, np.ndarray]:
     """Vectorised: the last ``max_len`` steps of each user, right-padded, as arrays
     (items, events, gaps, values, targets, length, feats). The scoring hot path."""
     B = len(pdf)
@@ -129,7 +160,7 @@ def encode_last(pdf: pd.DataFrame, vocab: Vocab, max_len: int) -> Dict[str, np.n
     targets[targets == UNK] = 0
     out["targets"] = targets
     out["length"] = length
-    out["feats"] = user_features(pdf, max_len)
+    out["feats"] = user_features(pdf, max_len, btyd_params)
     return out
 
 
@@ -162,7 +193,7 @@ EXAMPLE_COLUMNS = ("user_id", *STEP_ARRAYS, "length", "feats", "churn", "value",
 
 
 def encode_users(pdf: pd.DataFrame, vocab: Vocab, max_len: int, mode: str = "last",
-                 holdout: int = 0, stride: Optional[int] = None) -> pd.DataFrame:
+                 holdout: int = 0, stride: Optional[int] = None, btyd_params: Optional[Dict] = None) -> pd.DataFrame:
     """user rows (user_sequences [+ lifecycle labels]) -> model example rows (``EXAMPLE_COLUMNS``).
 
     mode ``last``: one example per user from the last ``max_len`` steps, with
@@ -180,7 +211,7 @@ def encode_users(pdf: pd.DataFrame, vocab: Vocab, max_len: int, mode: str = "las
     """
     if mode not in ("last", "loo", "windows"):
         raise ValueError(f"unknown example mode '{mode}'; expected last, loo or windows")
-    feats = user_features(pdf, max_len)
+    feats = user_features(pdf, max_len, btyd_params)
     has = pdf["has_labels"].fillna(False).to_numpy(bool) if "has_labels" in pdf else np.zeros(len(pdf), bool)
     churn = pdf["churned_within_horizon"].astype("float64").fillna(0).to_numpy(np.float32) \
         if "churned_within_horizon" in pdf else np.zeros(len(pdf), np.float32)

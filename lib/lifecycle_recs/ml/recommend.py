@@ -45,6 +45,8 @@ class ItemSide:
     categories: torch.Tensor           # [n_items] category code (-1 = none)
     category_onehot: torch.Tensor      # [n_items - 2, n_cat]
     n_categories: int
+    log_share_in_category: Optional[torch.Tensor] = None  # [n_items] log(pop / pop of its category)
+    category_mix: Optional[torch.Tensor] = None            # [n_cat] catalog-wide category share
 
 
 def _z_body(x: torch.Tensor) -> torch.Tensor:
@@ -67,8 +69,47 @@ def item_side(vectors: torch.Tensor, text_vectors: Optional[torch.Tensor], popul
     cats = torch.as_tensor(categories[2:], device=device)
     ok = cats >= 0
     onehot[torch.arange(len(cats), device=device)[ok], cats[ok]] = 1.0
+    # long-term interests: an item's share of its category's popularity (smoothed by 1
+    # event per item) and the catalog's category mix
+    raw = torch.as_tensor(np.maximum(popularity, 0), dtype=torch.float32, device=device)[2:] + 1.0
+    cat_pop = raw @ onehot                                               # [n_cat]
+    own = (onehot * cat_pop[None, :]).sum(1)                             # its category's total
+    share = torch.where(ok, raw / own.clamp(min=1.0), raw / raw.sum().clamp(min=1.0))
+    log_share = torch.cat([torch.zeros(2, device=device), torch.log(share)])
+    mix = cat_pop / cat_pop.sum().clamp(min=1e-9)
     return ItemSide(vectors.float().to(device), text_unit, _z_body(pop), _z_body(ltv_t),
-                    torch.as_tensor(categories, device=device), onehot, n_cat)
+                    torch.as_tensor(categories, device=device), onehot, n_cat, log_share, mix)
+
+
+def category_interests(history: torch.Tensor, items: ItemSide, decay: float, prior_steps: float) -> torch.Tensor:
+    """[b, n_cat]: each user's long-term category mix, from the categories of the items
+    in ``history`` ([b, L] item indices, right-padded; the last real step is the most
+    recent), weighted ``decay`` ** (steps back from the last), plus ``prior_steps``
+    pseudo-steps of the catalog's category mix. Rows sum to 1."""
+    b, L = history.shape
+    real = history > 1
+    n = real.sum(1, keepdim=True)
+    pos = torch.arange(L, device=history.device)[None, :]
+    w = torch.where(real, torch.pow(torch.tensor(decay, device=history.device), (n - 1 - pos).clamp(min=0).float()),
+                    torch.zeros((), device=history.device))
+    cats = items.categories[history].clamp(min=0)
+    has_cat = real & (items.categories[history] >= 0)
+    counts = torch.zeros(b, items.n_categories, device=history.device)
+    counts.scatter_add_(1, cats, w * has_cat)
+    mix = items.category_mix if items.category_mix is not None else \
+        torch.full((items.n_categories,), 1.0 / items.n_categories, device=history.device)
+    counts = counts + prior_steps * mix[None, :]
+    return counts / counts.sum(1, keepdim=True).clamp(min=1e-9)
+
+
+def interest_scores(interests: torch.Tensor, items: ItemSide) -> torch.Tensor:
+    """[b, n_items]: log P(category of the item | user) + log P(item | its category);
+    items without a category get the log of their catalog-wide share (0 for index 0/1)."""
+    per_item = torch.log(interests.clamp(min=1e-9)) @ items.category_onehot.T        # [b, n_items - 2]
+    has = (items.category_onehot.sum(1) > 0)[None, :]
+    per_item = torch.where(has, per_item, torch.zeros_like(per_item))
+    out = torch.cat([torch.zeros(interests.shape[0], 2, device=interests.device), per_item], 1)
+    return out + items.log_share_in_category[None, :]
 
 
 def ltv_association(n_labelled: np.ndarray, n_retained: np.ndarray, prior_users: float) -> Tuple[np.ndarray, float]:
@@ -104,6 +145,11 @@ def policy_scores(raw: torch.Tensor, history: torch.Tensor, is_new: np.ndarray, 
     each user's strategy. ``history``: the users' item indices [b, L] (content similarity)."""
     final = _standardise_rows(raw)
     dev = raw.device
+    if conf.interest_weight and items.log_share_in_category is not None and raw.shape[1] > 3:
+        prior = interest_scores(category_interests(history, items, conf.interest_decay, conf.interest_prior_steps),
+                                items)
+        prior[:, :2] = NEG_INF
+        final = final + conf.interest_weight * _standardise_rows(prior)
     new_rows = np.flatnonzero(is_new)
     if len(new_rows):
         rows = torch.as_tensor(new_rows, device=dev)

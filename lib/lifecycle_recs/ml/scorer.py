@@ -102,7 +102,8 @@ def score_batch(pdf: pd.DataFrame, sc: Scorer, conf: RecommendConf) -> pd.DataFr
     if B == 0:
         return _empty()
     model, dev, items = sc.art.model, sc.device, sc.items
-    enc = encode_last(pdf, sc.art.vocab, sc.art.max_len)
+    enc = encode_last(pdf, sc.art.vocab, sc.art.max_len, sc.art.config.get("btyd"))
+    enc["feats"] = enc["feats"][:, :model.spec.n_user_features]  # an older artifact has fewer
     n_events = pdf["n_events"].to_numpy() if "n_events" in pdf else enc["length"].copy()
     enc["length"] = np.maximum(enc["length"], 1)  # an empty sequence scores from padding alone
     b = Batch.from_arrays(enc).to(dev)
@@ -126,10 +127,15 @@ def score_batch(pdf: pd.DataFrame, sc: Scorer, conf: RecommendConf) -> pd.DataFr
         hi = min(B, lo + conf.chunk_size)
         s = user[lo:hi] @ items.vectors.T                          # [b, n_items]
         s[:, :2] = -float("inf")                                  # padding / unknown never ranked
-        # interests: softmax mass per category
-        prob = torch.softmax(s[:, 2:], dim=1)
+        # interests: the model's softmax mass per category times the user's long-term
+        # category mix (recency-weighted history), renormalised: a distribution over the
+        # categories this user has shown interest in, sharpened or shifted by the model
+        prob = torch.softmax(s[:, 2:], dim=1) @ items.category_onehot
+        mix = recommend.category_interests(b.items[lo:hi], items, conf.interest_decay, conf.interest_prior_steps)
+        prob = prob * mix
+        prob = prob / prob.sum(1, keepdim=True).clamp(min=1e-12)
         # a tiny catalog may have fewer named categories than asked for (or none)
-        tw, ti = (prob @ items.category_onehot).topk(min(conf.top_categories, len(sc.category_names)), dim=1)
+        tw, ti = prob.topk(min(conf.top_categories, len(sc.category_names)), dim=1)
         final = recommend.policy_scores(s, b.items[lo:hi], is_new_all[lo:hi], at_risk_all[lo:hi], items, conf)
         m = (seen_rows >= lo) & (seen_rows < hi)
         chosen_i, chosen_s = recommend.recommend(final, torch.as_tensor(seen_rows[m] - lo, device=dev),

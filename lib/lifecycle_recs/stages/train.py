@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from pyspark.sql import functions as F
 
-from .. import tables, tracking
+from .. import btyd, tables, tracking
 from ..context import RunContext
 from ..feeding import build_vocab, example_feed, examples, feed_root, item_stats, training_frame
 from ..ml import artifacts
@@ -88,11 +88,14 @@ def run(ctx: RunContext) -> Dict[str, object]:
                          "have no users (run sequences and lifecycle with train, or --training-snapshot)")
     frame = frame.withColumn("_val", holdout_flag(cfg.train.validation_fraction, cfg.train.seed))
     L = cfg.sequences.max_length
+    # the BG/NBD of T's active days: its P(alive) and expected days are model features (stacking)
+    bg = btyd.fit_activity(tables.read(spark, cfg, "user_sequences", t_date), cfg.lifecycle.horizon_days,
+                           cfg.evaluation.btyd_max_rows, cfg.train.seed)
     feeds = []
     try:
-        train_f = example_feed(spark, cfg, examples(frame.where(~F.col("_val")), vocab, L, "last"), "train", True)
-        val_f = example_feed(spark, cfg, examples(frame.where(F.col("_val")), vocab, L, "loo"), "val", False)
-        val_labels = example_feed(spark, cfg, examples(frame.where(F.col("_val")), vocab, L, "last"),
+        train_f = example_feed(spark, cfg, examples(frame.where(~F.col("_val")), vocab, L, "last", btyd_params=bg), "train", True)
+        val_f = example_feed(spark, cfg, examples(frame.where(F.col("_val")), vocab, L, "loo", btyd_params=bg), "val", False)
+        val_labels = example_feed(spark, cfg, examples(frame.where(F.col("_val")), vocab, L, "last", btyd_params=bg),
                                   "val_labels", False)
         feeds = [train_f, val_f, val_labels]
         # without items there are no next-item targets: early stopping on the labels' loss
@@ -109,7 +112,7 @@ def run(ctx: RunContext) -> Dict[str, object]:
     stats = item_stats(tables.read(spark, cfg, "user_sequences", t_date),
                        tables.read(spark, cfg, "user_lifecycle", t_date), vocab, cfg.recommend.ltv_prior_users)
     d = artifacts.save(cfg.artifacts, model, vocab, L, metrics, stats, t_date,
-                       {"embedding_model": cfg.embedding.model_name, "feature_reference": reference},
+                       {"embedding_model": cfg.embedding.model_name, "feature_reference": reference, "btyd": bg},
                        promote=False)
     version, night = os.path.basename(d), ctx.require_date()
     refusal = promotion_refusal(cfg.artifacts, night, metrics, cfg.train.max_metric_drop)

@@ -1,0 +1,99 @@
+"""Quality through the nightly pipeline itself, one dataset per run:
+
+    python benchmarks/nightly_quality.py --dataset demo        # conf/local.yaml's synthetic log
+    python benchmarks/nightly_quality.py --dataset synthetic   # a larger synthetic log (--users 6000)
+    python benchmarks/nightly_quality.py --dataset movielens   # conf/movielens.yaml (../shared/datasets)
+    python benchmarks/nightly_quality.py --dataset orders      # a generated order-level log (--users 4000)
+
+Each run starts from an empty work directory, warms up (trains the model of
+night T = D - H on T - H, as ``jobs/nightly.py --warm-up`` does), runs every
+stage of the conf for D, then prints the evaluate stage's quality table for T
+(ours vs every baseline on the same users, n and 95% bootstrap intervals, and
+each paired difference with its verdict) and one line per comparison:
+
+RESULT dataset=<d> task=<t> metric=<m> comparison=<ours-vs-x> n=<n> ours=<a> baseline=<b> diff=<d> low=<l> high=<h> verdict=<v>
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "lib"))
+
+
+def conf_for(dataset: str, work: str, users: int):
+    from lifecycle_recs.config import load_config, merge_dicts
+
+    paths = {"lakehouse": os.path.join(work, "lake"), "artifacts": os.path.join(work, "artifacts"),
+             "reports": os.path.join(work, "reports"), "mlflow": {"enabled": False}}
+    if dataset == "demo":
+        return load_config(os.path.join(ROOT, "conf", "local.yaml"), paths)
+    if dataset == "synthetic":
+        return load_config(os.path.join(ROOT, "conf", "local.yaml"), merge_dicts(paths, {
+            "synthetic": {"n_users": users, "n_items": 3000, "partitions": 8}, "spark": {"driver_memory": "8g"}}))
+    if dataset == "movielens":
+        return load_config(os.path.join(ROOT, "conf", "movielens.yaml"), paths)
+    if dataset == "orders":
+        from lifecycle_recs.synthetic_orders import order_log
+
+        raw = os.path.join(work, "raw")
+        os.makedirs(raw, exist_ok=True)
+        order_log(users, start_date="2025-01-01", days=365, seed=11).to_csv(os.path.join(raw, "orders.csv"),
+                                                                            index=False)
+        return load_config(os.path.join(ROOT, "conf", "local.yaml"), merge_dicts(paths, {
+            "source": {"kind": "generic", "name": "shop-orders", "format": "csv", "path": raw,
+                       "columns": {"user_id": "customer_id", "event_ts": "order_date", "value": "amount",
+                                   "quantity": "quantity"},
+                       "event_type": "purchase", "timestamp_kind": "date"}}))
+    raise SystemExit(f"unknown dataset {dataset!r}")
+
+
+def main():
+    from pyspark.sql import functions as F
+
+    from lifecycle_recs import tables
+    from lifecycle_recs.evaluation import quality_table
+    from lifecycle_recs.pipeline import run_nightly, warm_up
+    from lifecycle_recs.spark import get_spark
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--dataset", required=True, choices=["demo", "synthetic", "movielens", "orders"])
+    p.add_argument("--users", type=int, default=None, help="synthetic: 6000; orders: 4000")
+    p.add_argument("--work", default=None)
+    args = p.parse_args()
+    users = args.users or {"synthetic": 6000, "orders": 4000}.get(args.dataset, 0)
+    work = args.work or os.path.join(ROOT, ".bench", f"quality_{args.dataset}")
+    shutil.rmtree(work, ignore_errors=True)
+    cfg = conf_for(args.dataset, work, users)
+    spark = get_spark(cfg.spark)
+    t0 = time.perf_counter()
+    stages, d = warm_up(spark, cfg, None, None)
+    run = run_nightly(spark, cfg, d, stages)
+    t = run.context.training_date
+    rows = [r.asDict() for r in tables.read(spark, cfg, "evaluation_metrics", t)
+            .where(F.col("dataset") == "nightly").orderBy("task", "metric", "model").collect()]
+    ev = next(r.info for r in run.results if r.stage == "evaluate")
+    print(f"\n{args.dataset}: D={d}, T={t}, model {ev['model']}, users: {ev['protocol']} ({ev['evaluated_users']}), "
+          f"{time.perf_counter() - t0:.0f}s")
+    print("\n".join(quality_table(rows)))
+    by = {(r["model"], r["task"], r["metric"]): r for r in rows}
+    for r in rows:
+        if not r["model"].startswith("ours-vs-"):
+            continue
+        base = by.get((r["model"][len("ours-vs-"):], r["task"], r["metric"]))
+        ours = by.get(("ours", r["task"], r["metric"]))
+        print(f"RESULT dataset={args.dataset} task={r['task']} metric={r['metric']} comparison={r['model']} "
+              f"n={r['n_users']} ours={ours['value']:.4f} baseline={base['value']:.4f} diff={r['value']:.4f} "
+              f"low={_f(r['ci_low'])} high={_f(r['ci_high'])} verdict={r['verdict'].replace(' ', '_')}")
+
+
+def _f(x) -> str:
+    return "nan" if x is None else f"{x:.4f}"
+
+
+if __name__ == "__main__":
+    main()
