@@ -158,8 +158,12 @@ class SequenceModel(nn.Module):
                                                          batch.label_w))
 
     @staticmethod
-    def predicted_value(value_logit, value_mu):
-        return torch.sigmoid(value_logit) * torch.expm1(value_mu.clamp(max=20))
+    def predicted_value(value_logit, value_mu, log_residual_var: float = 0.0):
+        """P(value > 0) x E[value | value > 0]. ``mu`` is the mean of log1p(value), so
+        expm1(mu) is a median, not a mean; with the training residual variance s2 of
+        log1p(value) the log-normal mean exp(mu + s2 / 2) - 1 is used (Duan's smearing
+        in its normal form): without it, totals are underestimated."""
+        return torch.sigmoid(value_logit) * torch.expm1((value_mu + 0.5 * log_residual_var).clamp(max=20))
 
 
 def next_item_loss(user_steps, targets, item_vectors, n_negatives: int = 0, generator=None):

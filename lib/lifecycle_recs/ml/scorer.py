@@ -111,7 +111,8 @@ def score_batch(pdf: pd.DataFrame, sc: Scorer, conf: RecommendConf) -> pd.DataFr
         out = model(b)
     user = out["user"].float()
     churn = torch.sigmoid(out["churn_logit"].float())
-    value = model.predicted_value(out["value_logit"].float(), out["value_mu"].float()).clamp(min=0)
+    value = model.predicted_value(out["value_logit"].float(), out["value_mu"].float(),
+                                  float(sc.art.metrics.get("value_log_residual_var", 0.0))).clamp(min=0)
     z_user = user.to(next(model.churn_head.parameters()).dtype)
     effects = feature_effects(model, z_user, b.feats, churn, sc.feature_reference)
     stages = pdf["stage"].to_numpy() if "stage" in pdf else np.array(["active"] * B, dtype=object)

@@ -222,4 +222,9 @@ def fit_heads(model: SequenceModel, train, val, weights: Dict[str, float],
                 score = float(model.heads_loss(u_va, va, weights)) if has_val else float(loss)
             stopper.step(-score, model)
     stopper.restore(model)
-    return {"heads_best_loss": -stopper.best}
+    with torch.no_grad():  # residual variance of log1p(value) of the positive training users
+        mu = model.heads(u_tr, tr.feats)["value_mu"]
+        pos = (tr.value > 0) & (tr.label_w > 0)
+        res = (mu[pos] - torch.log1p(tr.value[pos])) ** 2
+        var = float(res.mean()) if int(pos.sum()) > 1 else 0.0
+    return {"heads_best_loss": -stopper.best, "value_log_residual_var": var}
