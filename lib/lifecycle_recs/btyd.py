@@ -67,7 +67,9 @@ def _grouped(df: DataFrame, cols: Sequence[str], max_rows: int, seed: int) -> pd
         log.info("BG/NBD fit on a %.3f sample of users (%d distinct summaries > %d)", frac, n, max_rows)
         keep = (F.abs(F.xxhash64("user_id", F.lit(seed))) % 1_000_000) < int(frac * 1_000_000)
         g = df.where(keep).groupBy(*cols).agg(F.count("*").alias("n"))
-    return g.toPandas()  # distinct summaries: bounded by max_rows
+    # distinct summaries: bounded by max_rows; sorted, so the fit's sums run in the same
+    # order whatever the partitioning (a rerun fits bit-identical parameters)
+    return g.toPandas().sort_values(list(cols), kind="mergesort").reset_index(drop=True)
 
 
 def fit(summ: DataFrame, max_rows: int = 200_000, seed: int = 0) -> Dict[str, Dict[str, float]]:
