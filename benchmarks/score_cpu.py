@@ -3,11 +3,15 @@
     python benchmarks/score_cpu.py [--users 100000] [--items 20000]
 
 Both score the same users with the same artifact: the plain loop runs
-encode -> model -> user x item scores -> top-K in one process over pandas
-batches; the Spark path runs the product's mapInPandas UDF (model loaded once per
-worker, lifecycle strategies, category cap, explanations) and writes to a no-op
-sink. Spark start-up is excluded and reported. Last line:
-RESULT udf_over_torch=<x> users=<n>
+encode -> model (``SequenceModel.infer``, the model's scoring call, with the item
+vectors computed once) -> user x item scores -> top-K in one process over pandas
+batches; the Spark path runs the product's ``mapInArrow`` UDF (model loaded once
+per worker, Arrow decode, lifecycle strategies, interest pooling, category cap,
+both explanations, Arrow output) and writes to a no-op sink. Spark start-up is
+excluded and reported. The two are timed ``--repeats`` times, interleaved
+(plain, UDF, plain, UDF, ...); the ratio of the medians is printed with the
+range of the per-pair ratios. Last line:
+RESULT udf_over_torch=<median> low=<min> high=<max> users=<n> repeats=<r>
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ def main():
     p.add_argument("--users", type=int, default=100_000)
     p.add_argument("--items", type=int, default=20_000)
     p.add_argument("--batch", type=int, default=4096)
+    p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     work = os.path.join(ROOT, ".bench", "score_cpu")
     shutil.rmtree(work, ignore_errors=True)
@@ -40,23 +45,23 @@ def main():
     users = users_frame(args.users, args.items)
     conf = RecommendConf(k=10, chunk_size=1024)
 
-    # plain torch loop
     sc = load_scorer(art, "cpu")
-    model, iv = sc.art.model, sc.items.vectors
-    t = time.perf_counter()
-    with torch.no_grad():
-        for i in range(0, len(users), args.batch):
-            b = users.iloc[i:i + args.batch]
-            enc = encode_last(b, sc.art.vocab, 50)
-            enc["length"] = np.maximum(enc["length"], 1)
-            out = model(Batch.from_arrays(enc))
-            torch.sigmoid(out["churn_logit"])
-            for lo in range(0, len(b), conf.chunk_size):
-                s = out["user"][lo:lo + conf.chunk_size] @ iv.T
-                s[:, :2] = -float("inf")
-                s.topk(conf.k, dim=1)
-    torch_s = time.perf_counter() - t
-    print(f"plain torch loop: {len(users) / torch_s:,.0f} users/s ({torch_s:.1f}s)", flush=True)
+    model, iv = sc.art.model, sc.item_vectors
+
+    def plain_loop():
+        t = time.perf_counter()
+        with torch.no_grad():
+            for i in range(0, len(users), args.batch):
+                b = users.iloc[i:i + args.batch]
+                enc = encode_last(b, sc.art.vocab, 50)
+                enc["length"] = np.maximum(enc["length"], 1)
+                out = model.infer(Batch.from_arrays(enc), iv)
+                torch.sigmoid(out["churn_logit"])
+                for lo in range(0, len(b), conf.chunk_size):
+                    s = out["user"][lo:lo + conf.chunk_size] @ iv.T
+                    s[:, :2] = -float("inf")
+                    s.topk(conf.k, dim=1)
+        return time.perf_counter() - t
 
     t = time.perf_counter()
     spark = get_spark(SparkSettings(shuffle_partitions=4, driver_memory="6g"))
@@ -64,13 +69,25 @@ def main():
     start_s = time.perf_counter() - t
     sdf = spark.createDataFrame(users).repartition(4).persist()
     sdf.count()
-    with sql_conf(spark, {"spark.sql.execution.arrow.maxRecordsPerBatch": str(args.batch)}):
-        t = time.perf_counter()
-        score_users(sdf, art, conf, "cpu").write.format("noop").mode("overwrite").save()
-        udf_s = time.perf_counter() - t
-    print(f"Spark scoring UDF: {len(users) / udf_s:,.0f} users/s ({udf_s:.1f}s; Spark start {start_s:.1f}s, "
-          f"excluded)", flush=True)
-    print(f"RESULT udf_over_torch={torch_s / udf_s:.3f} users={len(users)}")
+
+    def udf_run():
+        with sql_conf(spark, {"spark.sql.execution.arrow.maxRecordsPerBatch": str(args.batch)}):
+            t = time.perf_counter()
+            score_users(sdf, art, conf, "cpu").write.format("noop").mode("overwrite").save()
+            return time.perf_counter() - t
+
+    udf_run()  # loads the model into the Python workers once, as a nightly run's first batch does
+    plain, udf = [], []
+    for r in range(args.repeats):
+        plain.append(plain_loop())
+        udf.append(udf_run())
+        print(f"run {r + 1}: plain torch loop {len(users) / plain[-1]:,.0f} users/s ({plain[-1]:.1f}s), "
+              f"Spark scoring UDF {len(users) / udf[-1]:,.0f} users/s ({udf[-1]:.1f}s)", flush=True)
+    ratios = [p / u for p, u in zip(plain, udf)]
+    print(f"Spark start {start_s:.1f}s (excluded); median plain {len(users) / np.median(plain):,.0f} users/s, "
+          f"median UDF {len(users) / np.median(udf):,.0f} users/s")
+    print(f"RESULT udf_over_torch={np.median(plain) / np.median(udf):.3f} low={min(ratios):.3f} "
+          f"high={max(ratios):.3f} users={len(users)} repeats={args.repeats}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pyspark.sql import types as T
 
 from . import schemas
 from .config import EmbeddingConf, RecommendConf
-from .ml.scorer import load_scorer, score_batch
+from .ml.scorer import load_scorer, score_stream
 from .ml.text_encoder import embed_pandas, encoder_for
 
 V = TypeVar("V")
@@ -30,14 +30,13 @@ def worker_cached(key: tuple, load: Callable[[], V]) -> V:
 
 # -- scoring ---------------------------------------------------------------------------
 def score_users(users: DataFrame, artifact_path: str, conf: RecommendConf, device: str = "auto") -> DataFrame:
-    """(user_sequences ⋈ user_lifecycle.stage) -> ``schemas.SCORED_SCHEMA`` rows."""
-    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """(user_sequences ⋈ user_lifecycle.stage) -> ``schemas.SCORED_SCHEMA`` rows.
+    ``mapInArrow``: the record batches go to the scorer as Arrow, without pandas."""
+    def run(batches):
         sc = worker_cached(("scorer", artifact_path, device), lambda: load_scorer(artifact_path, device))
-        for b in batches:
-            if len(b):
-                yield score_batch(b, sc, conf)
+        yield from score_stream(batches, sc, conf)
 
-    return users.mapInPandas(run, schemas.SCORED_SCHEMA)
+    return users.mapInArrow(run, schemas.SCORED_SCHEMA)
 
 
 def _pairs(a: str, b: str, name_a: str, name_b: str) -> Column:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .columns import from_pandas, index_in
 from .vocab import UNK, Vocab
 
 # The user features the model sees, in order: five RFM-style columns of
@@ -85,36 +86,53 @@ def log1p_features(x: np.ndarray) -> np.ndarray:
     return np.log1p(np.clip(np.nan_to_num(x, nan=0.0), 0, None)).astype(np.float32)
 
 
-def activity_summary(pdf: pd.DataFrame) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _column(users, c: str) -> Optional[np.ndarray]:
+    """A numeric column of user rows (pandas frame or ``columns.UserColumns``) as
+    float64, or None where absent."""
+    if isinstance(users, pd.DataFrame):
+        return users[c].to_numpy(dtype=np.float64) if c in users else None
+    return users.numeric.get(c)
+
+
+def _n_users(users) -> int:
+    return len(users) if isinstance(users, pd.DataFrame) else users.n
+
+
+def activity_summary(users) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """BG/NBD's (x, t_x, T) of active days from ``user_sequences`` columns, in whole
     days (``floor(v + 0.5)``, as ``btyd.sequence_summaries`` computes them in Spark)."""
     def col(c):
-        return pdf[c].to_numpy(dtype=np.float64) if c in pdf else np.zeros(len(pdf))
+        v = _column(users, c)
+        return v if v is not None else np.zeros(_n_users(users))
     age = np.floor(np.nan_to_num(col("tenure_days")) + 0.5)
     t_x = np.clip(np.floor(np.nan_to_num(col("tenure_days") - col("days_since_last_event")) + 0.5), 0, age)
     x = np.maximum(np.nan_to_num(col("active_days")) - 1, 0)
     return x, t_x, age
 
 
-def btyd_features(pdf: pd.DataFrame, btyd_params: Optional[Dict]) -> np.ndarray:
+def btyd_features(users, btyd_params: Optional[Dict]) -> np.ndarray:
     """[B, len(BTYD_FEATURES)]: P(alive) and log1p(expected active days in H) (0 without a fit)."""
     if not btyd_params or "active" not in btyd_params:
-        return np.zeros((len(pdf), len(BTYD_FEATURES)), np.float32)
+        return np.zeros((_n_users(users), len(BTYD_FEATURES)), np.float32)
     from . import btyd
 
     m = btyd.BGNBD(**btyd_params["active"])
-    x, t_x, age = activity_summary(pdf)
-    pa = btyd.p_alive(m, x, t_x, age)
+    x, t_x, age = activity_summary(users)
+    pa_ = btyd.p_alive(m, x, t_x, age)
     ed = btyd.expected_transactions(m, float(btyd_params.get("horizon_days", 30)), x, t_x, age)
-    return np.stack([np.nan_to_num(pa), log1p_features(ed)], axis=1).astype(np.float32)
+    return np.stack([np.nan_to_num(pa_), log1p_features(ed)], axis=1).astype(np.float32)
 
 
-def user_features(pdf: pd.DataFrame, max_len: int, btyd_params: Optional[Dict] = None) -> np.ndarray:
-    """[B, len(USER_FEATURES)] float32, in ``USER_FEATURES`` order (absent columns are 0)."""
-    f = np.stack([log1p_features(pdf[c].to_numpy(dtype=np.float64)) if c in pdf else
-                  np.zeros(len(pdf), np.float32) for c in RFM_FEATURES], axis=1)
-    seq_len = pdf["sequence_length"].to_numpy(dtype=np.float32) if "sequence_length" in pdf else np.zeros(len(pdf))
-    return np.concatenate([f, (seq_len / max_len)[:, None].astype(np.float32), btyd_features(pdf, btyd_params)],
+def user_features(users, max_len: int, btyd_params: Optional[Dict] = None) -> np.ndarray:
+    """[B, len(USER_FEATURES)] float32, in ``USER_FEATURES`` order (absent columns are 0).
+    ``users``: a pandas frame of user rows or ``columns.UserColumns``."""
+    n = _n_users(users)
+    cols = [_column(users, c) for c in RFM_FEATURES]
+    f = np.stack([log1p_features(v) if v is not None else np.zeros(n, np.float32) for v in cols], axis=1) \
+        if n else np.zeros((0, len(RFM_FEATURES)), np.float32)
+    seq_len = _column(users, "sequence_length")
+    seq_len = np.zeros(n) if seq_len is None else np.nan_to_num(seq_len)
+    return np.concatenate([f, (seq_len / max_len)[:, None].astype(np.float32), btyd_features(users, btyd_params)],
                           axis=1)
 
 
@@ -123,45 +141,48 @@ def list_lengths(col: pd.Series) -> np.ndarray:
     return np.fromiter((len(x) if x is not None else 0 for x in col), dtype=np.int64, count=len(col))
 
 
-def flatten(col: pd.Series, lengths: np.ndarray, dtype=None) -> np.ndarray:
-    """The concatenated values of a column of lists."""
-    parts = [np.asarray(x if x is not None else (), dtype=dtype) for x in col]
-    if not parts or not int(lengths.sum()):
-        return np.zeros(0, dtype=dtype or object)
-    return np.concatenate(parts)
-
-
-def encode_last(pdf: pd.DataFrame, vocab: Vocab, max_len: int,
-                btyd_params: Optional[Dict] = None) -> Dict[str, np.ndarray]:
-    """Vectorised: the last ``max_len`` steps of each user, right-padded, as arrays
-    (items, events, gaps, values, targets, length, feats). The scoring hot path."""
-    B = len(pdf)
-    n_all = list_lengths(pdf["item_ids"])
+def encode_columns(cols, vocab: Vocab, max_len: int,
+                   btyd_params: Optional[Dict] = None) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """``columns.UserColumns`` -> (the arrays of :func:`encode_last`, the vocabulary
+    index of every flat step of every user, window or not: the seen items)."""
+    B = cols.n
+    n_all = cols.lengths
     start = np.maximum(n_all - max_len, 0)
     length = (n_all - start).astype(np.int64)
     out = {"items": np.zeros((B, max_len), np.int64), "events": np.zeros((B, max_len), np.int64),
            "gaps": np.zeros((B, max_len), np.float32), "values": np.zeros((B, max_len), np.float32)}
-    if n_all.sum():
+    all_items = index_in(cols.items, vocab.arrow_ids("items"))
+    total = int(n_all.sum())
+    if total:
         # position of every flattened step inside its user's window
-        offs = np.repeat(np.cumsum(n_all) - n_all, n_all)
-        pos = np.arange(int(n_all.sum())) - offs - np.repeat(start, n_all)
+        pos = np.arange(total) - np.repeat(cols.offsets[:-1] + start, n_all)
         keep = pos >= 0
         row = np.repeat(np.arange(B), n_all)[keep]
         col = pos[keep]
-        out["items"][row, col] = vocab.item_index(flatten(pdf["item_ids"], n_all)[keep])
-        types = flatten(pdf["event_types"], n_all)[keep] if "event_types" in pdf else np.array([None] * len(row))
-        out["events"][row, col] = vocab.event_index(types)
+        out["items"][row, col] = all_items[keep]
+        ev = cols.lists.get("event_types")
+        out["events"][row, col] = index_in(ev[0], vocab.arrow_ids("events"))[keep] \
+            if ev is not None and np.array_equal(ev[1], cols.offsets) else UNK
         for src, dst in (("time_gaps_hours", "gaps"), ("values", "values")):
-            if src in pdf and np.array_equal(list_lengths(pdf[src]), n_all):
-                out[dst][row, col] = log1p_features(flatten(pdf[src], n_all, np.float64)[keep])
+            flat = cols.flat_float(src)
+            if flat is not None:
+                out[dst][row, col] = log1p_features(flat[keep])
     targets = np.zeros((B, max_len), np.int64)
     targets[:, :-1] = out["items"][:, 1:]
     targets[np.arange(max_len)[None, :] >= (length - 1)[:, None]] = 0
     targets[targets == UNK] = 0
     out["targets"] = targets
     out["length"] = length
-    out["feats"] = user_features(pdf, max_len, btyd_params)
-    return out
+    out["feats"] = user_features(cols, max_len, btyd_params)
+    return out, all_items
+
+
+def encode_last(users, vocab: Vocab, max_len: int, btyd_params: Optional[Dict] = None) -> Dict[str, np.ndarray]:
+    """Vectorised: the last ``max_len`` steps of each user, right-padded, as arrays
+    (items, events, gaps, values, targets, length, feats). ``users``: a pandas frame
+    of user rows or ``columns.UserColumns`` (the scoring hot path)."""
+    cols = from_pandas(users) if isinstance(users, pd.DataFrame) else users
+    return encode_columns(cols, vocab, max_len, btyd_params)[0]
 
 
 def _step_arrays(row, vocab: Vocab):

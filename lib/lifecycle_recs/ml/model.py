@@ -92,15 +92,11 @@ class SequenceModel(nn.Module):
         return v
 
     # -- user side --------------------------------------------------------------
-    def encode(self, items, events, gaps, values, lengths):
-        """Per-step user vectors [B, L, item_dim] and attention logits [B, L].
-
-        Padding steps (index >= length) never contribute: they are packed away
-        from the RNN and masked out of the attention.
-        """
+    def _steps(self, items, events, gaps, values, lengths, item_vectors=None):
+        """Per-step hidden states [B, L, H], the padding mask and attention logits [B, L]."""
         B, L = items.shape
         mask = torch.arange(L, device=items.device)[None, :] < lengths[:, None]
-        iv = nnf.embedding(items, self.item_vectors(), padding_idx=0)
+        iv = nnf.embedding(items, self.item_vectors() if item_vectors is None else item_vectors, padding_idx=0)
         x = torch.cat([iv, self.event_emb(events), gaps.unsqueeze(-1), values.unsqueeze(-1)], dim=-1)
         x = self.drop(torch.relu(self.in_proj(x)))
         if self.spec.encoder == "transformer":
@@ -113,14 +109,37 @@ class SequenceModel(nn.Module):
             h, _ = self.rnn(packed)
             h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=L)
         h = h * mask.unsqueeze(-1)
-        # causal attention pooling: pool_t = sum_{s<=t} a_s h_s / sum_{s<=t} a_s
         e = self.att(h).squeeze(-1).float().masked_fill(~mask, -1e4)
+        return h, mask, e
+
+    def encode(self, items, events, gaps, values, lengths):
+        """Per-step user vectors [B, L, item_dim] and attention logits [B, L].
+
+        Padding steps (index >= length) never contribute: they are packed away
+        from the RNN and masked out of the attention.
+        """
+        h, mask, e = self._steps(items, events, gaps, values, lengths)
+        # causal attention pooling: pool_t = sum_{s<=t} a_s h_s / sum_{s<=t} a_s
         w = torch.exp(e - e.max(dim=1, keepdim=True).values) * mask
         num = torch.cumsum(w.unsqueeze(-1) * h.float(), dim=1)
         den = torch.cumsum(w, dim=1).clamp(min=1e-9).unsqueeze(-1)
         pooled = (num / den).to(h.dtype)
         user = self.out(self.drop(torch.cat([h, pooled], dim=-1)))
         return user, e
+
+    def infer(self, batch: Batch, item_vectors: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Scoring: what :meth:`forward` returns for the last step only (``user``,
+        ``attention``, the heads), without the per-step user vectors every earlier
+        step would need for training. ``item_vectors``: :meth:`item_vectors`
+        computed once by the caller (it projects every item's text vector)."""
+        lengths = batch.length
+        h, mask, e = self._steps(batch.items, batch.events, batch.gaps, batch.values, lengths, item_vectors)
+        last = lengths.clamp(min=1) - 1
+        rows = torch.arange(len(last), device=last.device)
+        w = torch.exp(e - e.max(dim=1, keepdim=True).values) * mask
+        pooled = ((w.unsqueeze(-1) * h.float()).sum(1) / w.sum(1).clamp(min=1e-9).unsqueeze(-1)).to(h.dtype)
+        user = self.out(torch.cat([h[rows, last], pooled], dim=-1))
+        return {"user": user, "attention": torch.softmax(e, dim=1), **self.heads(user, batch.feats)}
 
     def heads(self, user: torch.Tensor, feats: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Churn logit and value (hurdle logit, mu) from user vectors and user features."""

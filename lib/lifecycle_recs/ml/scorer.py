@@ -1,30 +1,46 @@
-"""Scoring over pandas batches (no Spark): :func:`score_batch` encodes the users'
-last steps, runs the model (bf16 on CUDA, fp32 on CPU) and returns, per user:
-interest vector and top categories, churn probability and predicted value with
-explanations, and the top-K recommendations of the policy in :mod:`.recommend`.
-The Spark UDF (``udfs.score_users``) runs it in ``mapInPandas``."""
+"""Scoring without Spark: :func:`score_arrow` takes a batch of user rows as Arrow
+(what ``mapInArrow`` hands over), encodes the users' last steps, runs the model
+(bf16 on CUDA, fp32 on CPU) and returns, per user, as Arrow: interest vector and
+top categories, churn probability and predicted value with explanations, and the
+top-K recommendations of the policy in :mod:`.recommend` (computed in the
+one-pass form of :mod:`.ranking`). The host side is vectorised end to end
+(:mod:`.columns`): no Python object per user or per step. :func:`score_batch`
+is the same over pandas (tests, notebooks, the MLflow model); the Spark UDF
+(``udfs.score_users``) runs :func:`score_stream` in ``mapInArrow``, which on a GPU
+prepares the next batch on the host while the current one runs."""
 from __future__ import annotations
 
+import contextlib
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from ..config import RecommendConf
-from . import artifacts, recommend
+from ..names import AT_RISK_STAGES, NEW_STAGE, STRATEGIES, STRATEGY_AT_RISK, STRATEGY_NEW_USER
+from . import artifacts, columns, explain, ranking, recommend
 from .artifacts import Artifact
-from .features import USER_FEATURES, Batch, encode_last, flatten, list_lengths
+from .features import USER_FEATURES, Batch, encode_columns
 from .trainer import resolve_device
 from .vocab import UNK
 
 # Output columns of score_batch, in order (their Spark types: ``schemas.SCORED_SCHEMA``).
-SCORED_COLUMNS = (
-    "user_id", "stage", "interest_vector", "top_category_names", "top_category_weights", "churn_probability",
-    "predicted_value", "because_item_ids", "because_weights", "feature_names", "feature_effects", "rec_items",
-    "rec_scores", "strategy",
-)
+SCORED_ARROW = pa.schema([
+    ("user_id", pa.string()), ("stage", pa.string()), ("interest_vector", pa.list_(pa.float32())),
+    ("top_category_names", pa.list_(pa.string())), ("top_category_weights", pa.list_(pa.float64())),
+    ("churn_probability", pa.float64()), ("predicted_value", pa.float64()),
+    ("because_item_ids", pa.list_(pa.string())), ("because_weights", pa.list_(pa.float64())),
+    ("feature_names", pa.list_(pa.string())), ("feature_effects", pa.list_(pa.float64())),
+    ("rec_items", pa.list_(pa.string())), ("rec_scores", pa.list_(pa.float64())), ("strategy", pa.string()),
+])
+SCORED_COLUMNS = tuple(SCORED_ARROW.names)
 
 
 @dataclass
@@ -35,6 +51,10 @@ class Scorer:
     category_names: List[str]
     item_ids: np.ndarray             # [n_items] item id per index ('' for 0/1)
     feature_reference: Optional[torch.Tensor] = None  # [n_features] training mean (explanations)
+    ranking: Optional[ranking.RankingSide] = None
+    item_vectors: Optional[torch.Tensor] = None       # the model's item vectors, computed once
+    arrow_item_ids: Optional[pa.Array] = None
+    arrow_categories: Optional[pa.Array] = None
 
 
 def load_scorer(artifact_path: str, device: str = "auto") -> Scorer:
@@ -47,123 +67,201 @@ def load_scorer(artifact_path: str, device: str = "auto") -> Scorer:
     code = {c: i for i, c in enumerate(names)}
     cat_codes = np.array([code.get(c, -1) for c in cats], dtype=np.int64)
     with torch.no_grad():
-        side = recommend.item_side(art.model.item_vectors().detach(), art.model.text_vectors,
-                                   art.item_stats.popularity, art.item_stats.ltv, cat_codes, len(names), dev)
+        vectors = art.model.item_vectors().detach()
+        side = recommend.item_side(vectors, art.model.text_vectors, art.item_stats.popularity, art.item_stats.ltv,
+                                   cat_codes, len(names), dev)
     ref = art.config.get("feature_reference")
     ref_t = torch.tensor(ref, dtype=torch.float32, device=dev) if ref else None
-    return Scorer(art, dev, side, names, art.vocab.item_id_array(), ref_t)
+    ids = art.vocab.item_id_array()
+    return Scorer(art, dev, side, names, ids, ref_t, ranking.ranking_side(side), vectors,
+                  pa.array(list(ids), pa.string()), pa.array(names, pa.string()))
 
 
-def _empty() -> pd.DataFrame:
-    return pd.DataFrame({c: [] for c in SCORED_COLUMNS})
+class Steps:
+    """Wall time per scoring step (synchronising the device at each boundary, so a
+    step's time is its own): ``timings`` name -> seconds, summed over calls."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.timings: Dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.timings[name] += time.perf_counter() - t
+
+
+def _no_steps(name: str):
+    return contextlib.nullcontext()
+
+
+@dataclass
+class Prepared:
+    """A batch after the host side: decoded, encoded, on the device."""
+    cols: columns.UserColumns
+    batch: Batch
+    n_events: np.ndarray
+    seen_rows: np.ndarray   # (row, item index) of every known item of each user's whole sequence
+    seen_cols: np.ndarray
+
+
+def prepare(rb, sc: Scorer, steps=_no_steps) -> Prepared:
+    """Host side of one batch (Arrow user rows): decode, encode, copy to the device."""
+    with steps("decode"):
+        cols = columns.from_record_batch(rb)
+    with steps("encode"):
+        enc, all_items = encode_columns(cols, sc.art.vocab, sc.art.max_len, sc.art.config.get("btyd"))
+        enc["feats"] = enc["feats"][:, :sc.art.model.spec.n_user_features]  # an older artifact has fewer
+        ne = cols.numeric.get("n_events")
+        n_events = ne if ne is not None else enc["length"].astype(np.float64)
+        enc["length"] = np.maximum(enc["length"], 1)  # an empty sequence scores from padding alone
+        known = all_items > UNK
+        seen_rows = np.repeat(np.arange(cols.n), cols.lengths)[known]
+        b = Batch.from_arrays(enc)
+        if sc.device.type == "cuda":
+            b = Batch(*[None if t is None else t.pin_memory() for t in b])
+        b = b.to(sc.device)
+    return Prepared(cols, b, n_events, seen_rows, all_items[known])
+
+
+def _strategy_masks(cols: columns.UserColumns, n_events: np.ndarray, conf: RecommendConf):
+    """(is_new, at_risk) per user, as ``recommend.strategy_masks`` (a null stage is neither)."""
+    if cols.stage is None:
+        is_new = n_events <= conf.new_user_max_events
+        return is_new, np.zeros(cols.n, bool)
+    stage = cols.stage.cast(pa.string())
+    new_stage = pc.fill_null(pc.equal(stage, NEW_STAGE), False).to_numpy(zero_copy_only=False)
+    risky = pc.fill_null(pc.is_in(stage, value_set=pa.array(list(AT_RISK_STAGES))), False) \
+        .to_numpy(zero_copy_only=False)
+    is_new = new_stage | (n_events <= conf.new_user_max_events)
+    return is_new, risky & ~is_new
 
 
 @torch.no_grad()
-def feature_effects(model, user: torch.Tensor, feats: torch.Tensor, churn: torch.Tensor,
-                    reference: Optional[torch.Tensor] = None) -> np.ndarray:
-    """[B, n_features]: change in churn probability when one feature is set to its
-    reference value: the training users' mean stored in the artifact (0 for an
-    artifact without one). A fixed reference, not the batch mean: a user's
-    explanation must not depend on which users share its batch (partitioning,
-    task retries, a lost executor)."""
-    if reference is None:
-        reference = torch.zeros(feats.shape[1], dtype=feats.dtype, device=feats.device)
-    effects = []
-    for j in range(feats.shape[1]):
-        f2 = feats.clone()
-        f2[:, j] = reference[j]
-        p2 = torch.sigmoid(model.heads(user, f2)["churn_logit"].float())
-        effects.append(churn - p2)
-    return torch.stack(effects, 1).cpu().numpy()
+def run_prepared(p: Prepared, sc: Scorer, conf: RecommendConf, steps=_no_steps) -> pa.RecordBatch:
+    """Device side of one prepared batch, and the Arrow output."""
+    model, dev, b, B = sc.art.model, sc.device, p.batch, p.cols.n
+    with steps("model"):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            out = model.infer(b, sc.item_vectors)
+        user = out["user"].float()
+        churn = torch.sigmoid(out["churn_logit"].float())
+        value = model.predicted_value(out["value_logit"].float(), out["value_mu"].float(),
+                                      float(sc.art.metrics.get("value_log_residual_var", 0.0))).clamp(min=0)
+    with steps("strategies"):
+        is_new, at_risk = _strategy_masks(p.cols, p.n_events, conf)
+        n_cat = min(conf.top_categories, len(sc.category_names))
+    with steps("scores/top-K"):
+        parts = []
+        for lo in range(0, B, conf.chunk_size):
+            hi = min(B, lo + conf.chunk_size)
+            a, z = np.searchsorted(p.seen_rows, [lo, hi])
+            parts.append(ranking.rank(
+                user[lo:hi], b.items[lo:hi], is_new[lo:hi], at_risk[lo:hi],
+                torch.as_tensor(p.seen_rows[a:z] - lo, device=dev), torch.as_tensor(p.seen_cols[a:z], device=dev),
+                sc.items, sc.ranking, conf, n_cat))
+        rec_i, rec_s, cat_w, cat_i = (torch.cat(x) for x in zip(*parts))
+    with steps("explanations"):
+        z_user = user.to(next(model.churn_head.parameters()).dtype)
+        f_codes, f_eff = explain.top_features(explain.feature_effects(model, z_user, b.feats, churn,
+                                                                      sc.feature_reference), conf.top_features)
+        because_i, because_w, because_keep = explain.because_items(out["attention"], b.items, conf.because_items)
+    with steps("output"):
+        return _output(p.cols, sc, is_new, at_risk, user, churn, value, rec_i, rec_s, cat_w, cat_i, f_codes, f_eff,
+                       because_i, because_w, because_keep)
 
 
-def because_items(attention: torch.Tensor, items: torch.Tensor, item_ids: np.ndarray, n: int):
-    """The ``n`` steps with the most attention (known items only), each item named once."""
-    att = attention.float().masked_fill(items <= UNK, -1.0)
-    bw, bi = att.topk(min(n, att.shape[1]), dim=1)
-    bw, bi = bw.cpu().numpy(), bi.cpu().numpy()
-    b_items = np.take_along_axis(items.cpu().numpy(), bi, axis=1)
-    ids_out, w_out = [], []
-    for ri, rw in zip(b_items, bw):
-        ids, ws = [], []
-        for i, w in zip(ri, rw):
-            if w >= 0 and item_ids[i] not in ids:
-                ids.append(item_ids[i])
-                ws.append(float(w))
-        ids_out.append(ids)
-        w_out.append(ws)
-    return ids_out, w_out
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.cpu().numpy()
 
 
-@torch.no_grad()
+_STRATEGY_NAMES = pa.array(list(STRATEGIES), pa.string())
+_FEATURE_NAMES = pa.array(list(USER_FEATURES), pa.string())
+
+
+def _output(cols, sc, is_new, at_risk, user, churn, value, rec_i, rec_s, cat_w, cat_i, f_codes, f_eff,
+            because_i, because_w, because_keep) -> pa.RecordBatch:
+    B = cols.n
+    f64 = pa.float64()
+    rec_i, rec_s = _np(rec_i), _np(rec_s).astype(np.float64)
+    ok = np.isfinite(rec_s)
+    because_i, because_w, because_keep = _np(because_i), _np(because_w).astype(np.float64), _np(because_keep)
+    strategy = np.where(is_new, STRATEGIES.index(STRATEGY_NEW_USER),
+                        np.where(at_risk, STRATEGIES.index(STRATEGY_AT_RISK), 0))
+    stage = cols.stage.cast(pa.string()) if cols.stage is not None else pa.array(["active"] * B, pa.string())
+    arrays = [
+        cols.user_id.cast(pa.string()), stage,
+        columns.fixed_lists(_np(user).astype(np.float32), pa.float32()),
+        columns.list_array(columns.take_strings(sc.arrow_categories, _np(cat_i)),
+                           np.arange(B + 1) * cat_i.shape[1]),
+        columns.fixed_lists(_np(cat_w).astype(np.float64), f64),
+        pa.array(_np(churn).astype(np.float64), f64), pa.array(_np(value).astype(np.float64), f64),
+        columns.list_array(columns.take_strings(sc.arrow_item_ids, because_i[because_keep]),
+                           columns.offsets_of(because_keep.sum(1))),
+        columns.list_array(pa.array(because_w[because_keep], f64), columns.offsets_of(because_keep.sum(1))),
+        columns.list_array(columns.take_strings(_FEATURE_NAMES, _np(f_codes)), np.arange(B + 1) * f_codes.shape[1]),
+        columns.fixed_lists(_np(f_eff).astype(np.float64), f64),
+        columns.list_array(columns.take_strings(sc.arrow_item_ids, rec_i[ok]), columns.offsets_of(ok.sum(1))),
+        columns.list_array(pa.array(rec_s[ok], f64), columns.offsets_of(ok.sum(1))),
+        _STRATEGY_NAMES.take(pa.array(strategy.astype(np.int64))),
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=SCORED_ARROW)
+
+
+def score_arrow(rb, sc: Scorer, conf: RecommendConf, steps=_no_steps) -> pa.RecordBatch:
+    """User rows (``user_sequences`` ⋈ ``user_lifecycle.stage``, as Arrow) -> one
+    scored row per user (``SCORED_ARROW``)."""
+    if rb.num_rows == 0:
+        return pa.RecordBatch.from_pylist([], schema=SCORED_ARROW)
+    return run_prepared(prepare(rb, sc, steps), sc, conf, steps)
+
+
+def score_stream(batches: Iterator, sc: Scorer, conf: RecommendConf) -> Iterator[pa.RecordBatch]:
+    """:func:`score_arrow` over a stream of record batches. On a GPU the host side
+    of the next batch (decode, encode, pinned copy) runs in a thread while the
+    device scores the current one; on the CPU one after the other (the host side
+    would only take cores from the model)."""
+    if sc.device.type != "cuda":
+        for rb in batches:
+            if rb.num_rows:
+                yield score_arrow(rb, sc, conf)
+        return
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for rb in batches:
+            if not rb.num_rows:
+                continue
+            nxt = pool.submit(prepare, rb, sc)
+            if pending is not None:
+                yield run_prepared(pending.result(), sc, conf)
+            pending = nxt
+        if pending is not None:
+            yield run_prepared(pending.result(), sc, conf)
+
+
+def to_pandas(rb: pa.RecordBatch) -> pd.DataFrame:
+    """Scored Arrow rows -> pandas with Python lists (the interest vector as float32 arrays)."""
+    out = {}
+    for name in SCORED_COLUMNS:
+        col = rb.column(name)
+        if name == "interest_vector":
+            flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+            out[name] = list(flat.reshape(len(col), -1)) if len(col) else []
+        elif pa.types.is_list(col.type):
+            out[name] = col.to_pylist()
+        else:
+            out[name] = col.to_numpy(zero_copy_only=False)
+    return pd.DataFrame(out, columns=list(SCORED_COLUMNS))
+
+
 def score_batch(pdf: pd.DataFrame, sc: Scorer, conf: RecommendConf) -> pd.DataFrame:
-    """user rows (user_sequences ⋈ user_lifecycle.stage) -> one scored row per user (``SCORED_COLUMNS``)."""
-    B = len(pdf)
-    if B == 0:
-        return _empty()
-    model, dev, items = sc.art.model, sc.device, sc.items
-    enc = encode_last(pdf, sc.art.vocab, sc.art.max_len, sc.art.config.get("btyd"))
-    enc["feats"] = enc["feats"][:, :model.spec.n_user_features]  # an older artifact has fewer
-    n_events = pdf["n_events"].to_numpy() if "n_events" in pdf else enc["length"].copy()
-    enc["length"] = np.maximum(enc["length"], 1)  # an empty sequence scores from padding alone
-    b = Batch.from_arrays(enc).to(dev)
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-        out = model(b)
-    user = out["user"].float()
-    churn = torch.sigmoid(out["churn_logit"].float())
-    value = model.predicted_value(out["value_logit"].float(), out["value_mu"].float(),
-                                  float(sc.art.metrics.get("value_log_residual_var", 0.0))).clamp(min=0)
-    z_user = user.to(next(model.churn_head.parameters()).dtype)
-    effects = feature_effects(model, z_user, b.feats, churn, sc.feature_reference)
-    stages = pdf["stage"].to_numpy() if "stage" in pdf else np.array(["active"] * B, dtype=object)
-    is_new_all, at_risk_all = recommend.strategy_masks(stages, n_events, conf)
-
-    # every item of the user's sequence counts as seen, not only the model's window
-    n_all = list_lengths(pdf["item_ids"])
-    seen = sc.art.vocab.item_index(flatten(pdf["item_ids"], n_all))
-    known = seen > UNK
-    seen_rows, seen_cols = np.repeat(np.arange(B), n_all)[known], seen[known]
-    rec_items, rec_scores, cat_names, cat_weights = [], [], [], []
-    for lo in range(0, B, conf.chunk_size):
-        hi = min(B, lo + conf.chunk_size)
-        s = user[lo:hi] @ items.vectors.T                          # [b, n_items]
-        s[:, :2] = -float("inf")                                  # padding / unknown never ranked
-        # interests: the model's softmax mass per category times the user's long-term
-        # category mix (recency-weighted history), renormalised: a distribution over the
-        # categories this user has shown interest in, sharpened or shifted by the model
-        prob = torch.softmax(s[:, 2:], dim=1) @ items.category_onehot
-        mix = recommend.category_interests(b.items[lo:hi], items, conf.interest_decay, conf.interest_prior_steps)
-        prob = prob * mix
-        prob = prob / prob.sum(1, keepdim=True).clamp(min=1e-12)
-        # a tiny catalog may have fewer named categories than asked for (or none)
-        tw, ti = prob.topk(min(conf.top_categories, len(sc.category_names)), dim=1)
-        final = recommend.policy_scores(s, b.items[lo:hi], is_new_all[lo:hi], at_risk_all[lo:hi], items, conf)
-        m = (seen_rows >= lo) & (seen_rows < hi)
-        chosen_i, chosen_s = recommend.recommend(final, torch.as_tensor(seen_rows[m] - lo, device=dev),
-                                                 torch.as_tensor(seen_cols[m], device=dev), items, conf)
-        ids_np = sc.item_ids[chosen_i.cpu().numpy()]
-        sc_np = chosen_s.cpu().numpy().astype(np.float64)
-        ok = np.isfinite(sc_np)
-        rec_items += [row[mk].tolist() for row, mk in zip(ids_np, ok)]
-        rec_scores += [row[mk].tolist() for row, mk in zip(sc_np, ok)]
-        cat_names += [[sc.category_names[c] for c in row] for row in ti.cpu().numpy()]
-        cat_weights += tw.cpu().numpy().astype(np.float64).tolist()
-
-    because_ids, because_w = because_items(out["attention"], b.items, sc.item_ids, conf.because_items)
-    order = np.argsort(-np.abs(effects), axis=1)[:, :conf.top_features]
-    return pd.DataFrame({
-        "user_id": pdf["user_id"].to_numpy(),
-        "stage": stages,
-        "interest_vector": list(user.cpu().numpy().astype(np.float32)),
-        "top_category_names": cat_names,
-        "top_category_weights": cat_weights,
-        "churn_probability": churn.cpu().numpy().astype(np.float64),
-        "predicted_value": value.cpu().numpy().astype(np.float64),
-        "because_item_ids": because_ids,
-        "because_weights": because_w,
-        "feature_names": [[USER_FEATURES[j] for j in row] for row in order],
-        "feature_effects": [[float(effects[i, j]) for j in row] for i, row in enumerate(order)],
-        "rec_items": rec_items,
-        "rec_scores": rec_scores,
-        "strategy": recommend.strategy_names(is_new_all, at_risk_all),
-    })
+    """user rows (user_sequences ⋈ user_lifecycle.stage) as pandas -> one scored row per
+    user (``SCORED_COLUMNS``), through :func:`score_arrow`."""
+    if len(pdf) == 0:
+        return pd.DataFrame({c: [] for c in SCORED_COLUMNS})
+    return to_pandas(score_arrow(columns.record_batch(pdf), sc, conf))

@@ -20,6 +20,7 @@ class Vocab:
     categories: List[Optional[str]] = field(default_factory=list)
     _items: Optional[pd.Index] = field(default=None, repr=False, compare=False)
     _events: Optional[pd.Index] = field(default=None, repr=False, compare=False)
+    _arrow: Dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_items(self) -> int:
@@ -46,6 +47,15 @@ class Vocab:
         if self._events is None:
             self._events = pd.Index(list(self.event_types), dtype=object)
         return self._lookup(self._events, types)
+
+    def arrow_ids(self, kind: str = "items"):
+        """``pyarrow`` string array of the item ids (``kind='items'``) or event types
+        (``'events'``) in index order minus 2: the lookup set of ``columns.index_in``."""
+        if kind not in self._arrow:
+            import pyarrow as pa
+
+            self._arrow[kind] = pa.array(list(self.item_ids if kind == "items" else self.event_types), pa.string())
+        return self._arrow[kind]
 
     def item_id_array(self) -> np.ndarray:
         """Item id per index ('' for padding and unknown)."""
