@@ -13,9 +13,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lib"))
 
 
-def users_frame(n_users: int, n_items: int, steps: int = 50, seed: int = 0) -> pd.DataFrame:
+def users_frame(n_users: int, n_items: int, steps: int = 50, seed: int = 0, fixed_length: bool = False) -> pd.DataFrame:
+    """Users with geometric sequence lengths (mean ~25, at most ``steps``), or all
+    ``steps`` long (``fixed_length``); stages uniform over the five."""
     rng = np.random.default_rng(seed)
-    lengths = np.clip(rng.geometric(1 / 30, n_users), 1, steps)
+    lengths = np.full(n_users, steps) if fixed_length else np.clip(rng.geometric(1 / 30, n_users), 1, steps)
     types = np.array(["view", "click", "add_to_cart", "purchase"], dtype=object)
     item_names = np.array([f"I{i:06d}" for i in range(n_items)], dtype=object)
     rows = {"user_id": [f"U{u:08d}" for u in range(n_users)], "item_ids": [], "event_types": [],

@@ -144,3 +144,22 @@ def assert_same_ranking(got_items, got_scores, want_items, want_scores, tol=1e-4
         assert tied.sum() > 1 or abs(levels[p] - last) <= tol, (p, got_items, want_items, want_scores)
         if abs(levels[p] - last) > tol:  # a tie inside the list: the same items at that level
             assert {x for x, t in zip(got_items, tied) if t} == {x for x, t in zip(want_items, tied) if t}
+
+
+def test_stream_with_prefetch_yields_the_batches_in_order(scorer):
+    """The GPU path prepares batch i + 1 in a thread while batch i runs: same rows,
+    same order, as scoring one batch after the other (empty batches skipped)."""
+    import pyarrow as pa
+
+    from lifecycle_recs.ml.scorer import score_stream, to_pandas
+
+    users = scoring_users(40, seed=8)
+    rbs = pa.Table.from_pandas(users, preserve_index=False).to_batches(max_chunksize=9)
+    rbs.insert(2, rbs[0].slice(0, 0))
+    conf = RecommendConf(k=4)
+    plain = [to_pandas(b) for b in score_stream(iter(rbs), scorer, conf, prefetch=False)]
+    ahead = [to_pandas(b) for b in score_stream(iter(rbs), scorer, conf, prefetch=True)]
+    assert [len(b) for b in ahead] == [9, 9, 9, 9, 4]
+    for a, b in zip(plain, ahead):
+        pd.testing.assert_frame_equal(a, b)
+    assert list(pd.concat(ahead)["user_id"]) == list(users["user_id"])

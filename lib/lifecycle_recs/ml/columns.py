@@ -10,7 +10,7 @@ through ``pa.RecordBatch.from_pandas`` first (tests, notebooks, MLflow pyfunc).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 import numpy as np
 import pandas as pd
@@ -134,7 +134,3 @@ def offsets_of(counts: np.ndarray) -> np.ndarray:
 def take_strings(names: pa.Array, idx: np.ndarray) -> pa.Array:
     """names[idx] for an index array of any shape, flattened (row-major)."""
     return names.take(pa.array(np.asarray(idx, dtype=np.int64).reshape(-1)))
-
-
-def strings(values: Sequence) -> pa.Array:
-    return pa.array(list(values), pa.string())

@@ -1,7 +1,7 @@
 """Model inputs: the typed :class:`Batch`, the one ordered list of user features,
-and the encoders from user rows (pandas) to arrays.
+and the encoders from user rows (a pandas frame, or Arrow decoded by :mod:`.columns`) to arrays.
 
-``encode_last`` is the scoring hot path (vectorised over users); ``encode_users``
+``encode_columns`` / ``encode_last`` are the scoring hot path (vectorised over users); ``encode_users``
 builds training/evaluation examples (last window, leave-one-out, or RecBole-style
 sliding windows).
 """
@@ -134,11 +134,6 @@ def user_features(users, max_len: int, btyd_params: Optional[Dict] = None) -> np
     seq_len = np.zeros(n) if seq_len is None else np.nan_to_num(seq_len)
     return np.concatenate([f, (seq_len / max_len)[:, None].astype(np.float32), btyd_features(users, btyd_params)],
                           axis=1)
-
-
-def list_lengths(col: pd.Series) -> np.ndarray:
-    """Length of each list in a column of lists (None = 0)."""
-    return np.fromiter((len(x) if x is not None else 0 for x in col), dtype=np.int64, count=len(col))
 
 
 def encode_columns(cols, vocab: Vocab, max_len: int,

@@ -19,6 +19,10 @@ Then seen items are removed where ``filter_seen``, and a category cap keeps at
 most ``category_cap`` items of one category in a user's top-K (filled from the
 rest when the catalog is short), from a candidate pool of
 ``max(k * candidate_pool_factor, k + candidate_pool_extra)``.
+
+:func:`policy_scores`, :func:`recommend` and :func:`strategy_masks` state the policy
+directly over a [users, items] matrix (the reference); the scorer runs the same
+policy in the one-pass form of :mod:`.ranking`, tested equal to this one.
 """
 from __future__ import annotations
 

@@ -221,12 +221,14 @@ def score_arrow(rb, sc: Scorer, conf: RecommendConf, steps=_no_steps) -> pa.Reco
     return run_prepared(prepare(rb, sc, steps), sc, conf, steps)
 
 
-def score_stream(batches: Iterator, sc: Scorer, conf: RecommendConf) -> Iterator[pa.RecordBatch]:
-    """:func:`score_arrow` over a stream of record batches. On a GPU the host side
-    of the next batch (decode, encode, pinned copy) runs in a thread while the
-    device scores the current one; on the CPU one after the other (the host side
-    would only take cores from the model)."""
-    if sc.device.type != "cuda":
+def score_stream(batches: Iterator, sc: Scorer, conf: RecommendConf,
+                 prefetch: Optional[bool] = None) -> Iterator[pa.RecordBatch]:
+    """:func:`score_arrow` over a stream of record batches, in order. With
+    ``prefetch`` (default: on a GPU) the host side of the next batch (decode,
+    encode, pinned copy) runs in a thread while the device scores the current one;
+    on the CPU one after the other (the host side would only take cores from the
+    model)."""
+    if not (sc.device.type == "cuda" if prefetch is None else prefetch):
         for rb in batches:
             if rb.num_rows:
                 yield score_arrow(rb, sc, conf)
