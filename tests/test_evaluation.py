@@ -41,3 +41,20 @@ def test_most_popular_filters_seen_items(spark):
     kept = most_popular_recs(seqs, users, 2, False).where("user_id = 'u1'").orderBy("rank").collect()
     assert [r["item_id"] for r in kept] == ["a", "b"]
     assert popular_ranks(np.array([-1, -1, 5.0, 3.0, 5.0]), np.array([2, 3])).tolist() == [1, 3]
+
+
+def test_explanation_metrics_measure_entropy_and_peak_attention(spark):
+    """Issue 12: interests and explanations reported against uniform, from known weights."""
+    from lifecycle_recs.evaluation import explanation_metrics
+
+    scored = spark.createDataFrame([
+        ("a", [0.5, 0.5], [0.2, 0.1]),        # uniform over 2: entropy log 2; 30 steps (window 24): 0.2 x 24
+        ("b", [0.9, 0.0, 0.0], [0.04]),       # one category: entropy 0; 25 steps (window 24): 0.04 x 24
+        ("c", [0.3], [0.5]),                  # one weight: no entropy; 5 steps: too short
+    ], "user_id string, top_category_weights array<double>, because_weights array<double>")
+    seq = spark.createDataFrame([("a", 30), ("b", 25), ("c", 5)], "user_id string, sequence_length int")
+    got = explanation_metrics(scored, seq, max_len=24, min_steps=20)
+    ours, uniform, n = got["top_category_entropy"]
+    assert n == 2 and ours == pytest.approx(np.log(2) / 2) and uniform == pytest.approx((np.log(2) + np.log(3)) / 2)
+    ours, uniform, n = got["attention_top_weight_x_steps[steps>=20]"]
+    assert n == 2 and uniform == 1.0 and ours == pytest.approx((0.2 * 24 + 0.04 * 24) / 2)

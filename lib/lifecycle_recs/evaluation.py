@@ -231,6 +231,30 @@ def _jaccard(recs: DataFrame, pairs: int, seed: int) -> Tuple[Optional[float], i
     return (float(row[0]) if row[0] is not None else None), int(row[1])
 
 
+def explanation_metrics(scored: DataFrame, seq: DataFrame, max_len: int, min_steps: int = 20) -> Dict[str, tuple]:
+    """Point figures (Spark aggregates) of how personal the interests and explanations are:
+    the mean entropy of each user's top-category weights (renormalised) against the
+    entropy of a uniform distribution over as many categories, and, for users with at
+    least ``min_steps`` steps in the model's window, the largest attention weight of
+    ``because_items`` times the number of steps (1 for uniform attention).
+    Returns name -> (ours, uniform, n)."""
+    w = F.col("top_category_weights")
+    total = F.aggregate(w, F.lit(0.0), lambda a, x: a + x)
+    entropy = F.aggregate(w, F.lit(0.0), lambda a, x: a - F.when(x > 0, x / total * F.log(x / total)).otherwise(0.0))
+    ent = scored.where((F.size(w) >= 2) & (total > 0)).agg(
+        F.avg(entropy), F.avg(F.log(F.size(w).cast("double"))), F.count(F.lit(1))).first()
+    steps = F.least(F.col("sequence_length"), F.lit(max_len))
+    att = (scored.select("user_id", "because_weights").join(seq.select("user_id", "sequence_length"), "user_id")
+           .where((steps >= min_steps) & (F.size("because_weights") > 0))
+           .agg(F.avg(F.array_max("because_weights") * steps), F.count(F.lit(1))).first())
+    out = {}
+    if ent[2]:
+        out["top_category_entropy"] = (float(ent[0]), float(ent[1]), int(ent[2]))
+    if att[1]:
+        out[f"attention_top_weight_x_steps[steps>={min_steps}]"] = (float(att[0]), 1.0, int(att[1]))
+    return out
+
+
 def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: Artifact,
                     dataset: str = "nightly", all_labelled: bool = False) -> Tuple[List[Dict], Dict, Dict]:
     """Score the users of the training snapshot T with ``art`` (in memory: the
@@ -248,7 +272,9 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
     * value over (T, T+H] (RMSE, MAE, Spearman, total predicted / actual): ours,
       BG/NBD x Gamma-Gamma, "same as the last H days";
     * catalog: coverage, category diversity, mean Jaccard overlap of the lists of
-      random user pairs (point figures, over all users of T).
+      random user pairs (point figures, over all users of T);
+    * explanations: entropy of the top-category weights and peak attention of
+      ``because_items`` against uniform (:func:`explanation_metrics`, point figures).
 
     Returns the metric rows, the churn curves for the report, and a small info dict."""
     T, k, version, H = training_date, cfg.recommend.k, art.version, cfg.lifecycle.horizon_days
@@ -346,6 +372,9 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
             if jac is not None:
                 rows += metric_rows(T, dataset, "ours", version, "catalog", {"mean_pairwise_jaccard": jac}, now,
                                     n_pairs)
+            for metric, (ours, uniform, n) in explanation_metrics(scored, seq_t, art.max_len).items():
+                rows += metric_rows(T, dataset, "ours", version, "explanations", {metric: ours}, now, n)
+                rows += metric_rows(T, dataset, "uniform", version, "explanations", {metric: uniform}, now, n)
     finally:
         for df in reversed(to_free):
             df.unpersist()
