@@ -81,10 +81,11 @@ def item_catalog(conf: SyntheticConf) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["item_id", "title", "category", "description", "price", "year"])
 
 
-def _user_events(u: int, conf: SyntheticConf, cat_of: np.ndarray, pop_by_cat: list,
-                 price: np.ndarray, start: np.datetime64) -> pd.DataFrame:
+def _latent(u: int, conf: SyntheticConf, n_cat: int):
+    """A user's latent draws, in the order :func:`_user_events` makes them (so they can
+    be replayed for the ground truth): rng, arrival day, session start days, views
+    per session, and the two category preferences the interests drift between."""
     rng = np.random.default_rng([conf.seed, 2, u])
-    n_cat = len(pop_by_cat)
     days = conf.days
     # 35% of users exist at the start, the rest arrive uniformly over time.
     arrival = 0.0 if rng.random() < 0.35 else rng.uniform(0, days)
@@ -106,12 +107,38 @@ def _user_events(u: int, conf: SyntheticConf, cat_of: np.ndarray, pop_by_cat: li
     if len(s) == 0:  # every user has at least one session
         s = np.array([min(arrival, days - 1e-3)])
     n_views = 1 + rng.poisson(conf.views_per_session - 1, len(s))
-    sess_of_view = np.repeat(np.arange(len(s)), n_views)
-    nv = len(sess_of_view)
     # latent interests drift from pref0 to pref1 over the user's life
     pref0 = rng.dirichlet(np.full(n_cat, 0.3))
     pref1 = rng.dirichlet(np.full(n_cat, 0.3))
-    w = np.clip((s[sess_of_view] - arrival) / max(1.0, days - arrival), 0, 1)
+    return rng, arrival, s, n_views, pref0, pref1
+
+
+def _drift(day, arrival: float, days: int):
+    return np.clip((day - arrival) / max(1.0, days - arrival), 0, 1)
+
+
+def true_interests(conf: SyntheticConf, user_ids, at_date: str) -> pd.DataFrame:
+    """The generator's ground truth: each user's category distribution of views on
+    ``at_date`` ((1 - w) pref0 + w pref1, w the drift of the user's life so far).
+    One row per (user, category): user_id, category, affinity. For small reports."""
+    cats = sorted(item_catalog(conf)["category"].unique())
+    day = (dt.date.fromisoformat(at_date) - dt.date.fromisoformat(conf.start_date)).days
+    rows = []
+    for u in user_ids:
+        _, arrival, _, _, pref0, pref1 = _latent(int(u), conf, len(cats))
+        w = float(_drift(day, arrival, conf.days))
+        for c, a in zip(cats, (1 - w) * pref0 + w * pref1):
+            rows.append((f"U{int(u):08d}", c, float(a)))
+    return pd.DataFrame(rows, columns=["user_id", "category", "affinity"])
+
+
+def _user_events(u: int, conf: SyntheticConf, cat_of: np.ndarray, pop_by_cat: list,
+                 price: np.ndarray, start: np.datetime64) -> pd.DataFrame:
+    n_cat = len(pop_by_cat)
+    rng, arrival, s, n_views, pref0, pref1 = _latent(u, conf, n_cat)
+    sess_of_view = np.repeat(np.arange(len(s)), n_views)
+    nv = len(sess_of_view)
+    w = _drift(s[sess_of_view], arrival, conf.days)
     # sample category per view: mixture of the two preferences
     use1 = rng.random(nv) < w
     c0 = rng.choice(n_cat, nv, p=pref0)

@@ -131,7 +131,8 @@ def user_features(users, max_len: int, btyd_params: Optional[Dict] = None) -> np
     f = np.stack([log1p_features(v) if v is not None else np.zeros(n, np.float32) for v in cols], axis=1) \
         if n else np.zeros((0, len(RFM_FEATURES)), np.float32)
     seq_len = _column(users, "sequence_length")
-    seq_len = np.zeros(n) if seq_len is None else np.nan_to_num(seq_len)
+    # float32 before the division, as the features were always computed (bit-identical models)
+    seq_len = np.zeros(n) if seq_len is None else np.nan_to_num(seq_len).astype(np.float32)
     return np.concatenate([f, (seq_len / max_len)[:, None].astype(np.float32), btyd_features(users, btyd_params)],
                           axis=1)
 
