@@ -28,6 +28,25 @@ RECBOLE = {"GRU4Rec (RecBole)": (0.1319, 0.0665, 0.0470), "SASRec (RecBole)": (0
            "most popular (RecBole)": (0.0498, 0.0226, 0.0143)}
 
 
+def als_factors(spark, triples, n_items: int, rank: int = 32, reg: float = 0.05,
+                alpha: float = 10.0, seed: int = 2020, max_iter: int = 10):
+    """Spark MLlib ALS (implicit) on (user_index, item_index, count) rows.
+    Returns user factors {user_index: vector} and an item factor matrix [n_items, rank]:
+    on the driver, which is fine for this benchmark's 943 users (it lived in the
+    library before; nothing in the product collects per-user factors)."""
+    import numpy as np
+    from pyspark.ml.recommendation import ALS
+
+    df = spark.createDataFrame(triples, "user int, item int, rating float")
+    model = ALS(rank=rank, regParam=reg, alpha=alpha, implicitPrefs=True, seed=seed, maxIter=max_iter,
+                userCol="user", itemCol="item", ratingCol="rating", coldStartStrategy="drop").fit(df)
+    items = np.zeros((n_items, rank), np.float32)
+    for r in model.itemFactors.collect():  # one row per catalog item: small
+        items[r["id"]] = r["features"]
+    users = {r["id"]: np.asarray(r["features"], np.float32) for r in model.userFactors.collect()}
+    return users, items
+
+
 def main():
     import numpy as np
     import torch
@@ -127,7 +146,7 @@ def main():
     tt = test_target.collect()
     targets = vocab.item_index([r["item_id"] for r in tt])
     popular = rank_metrics(E.popular_ranks(pop, targets), 10)
-    uf, itf = E.als_factors(spark, triples, vocab.n_items, seed=args.seeds[0])
+    uf, itf = als_factors(spark, triples, vocab.n_items, seed=args.seeds[0])
     als_r = []
     for r, tgt in zip(tt, targets):
         s_ = itf @ uf.get(uidx.get(r["user_id"], -1), np.zeros(itf.shape[1], np.float32))

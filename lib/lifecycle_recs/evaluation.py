@@ -73,22 +73,6 @@ def popular_ranks(pop: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.array([(pop > pop[t]).sum() + 1 for t in targets])
 
 
-def als_factors(spark: SparkSession, triples, n_items: int, rank: int = 32, reg: float = 0.05,
-                alpha: float = 10.0, seed: int = 2020, max_iter: int = 10):
-    """Spark MLlib ALS (implicit) on (user_index, item_index, count) rows.
-    Returns user factors {user_index: vector} and an item factor matrix [n_items, rank]."""
-    from pyspark.ml.recommendation import ALS
-
-    df = spark.createDataFrame(triples, "user int, item int, rating float")
-    model = ALS(rank=rank, regParam=reg, alpha=alpha, implicitPrefs=True, seed=seed, maxIter=max_iter,
-                userCol="user", itemCol="item", ratingCol="rating", coldStartStrategy="drop").fit(df)
-    items = np.zeros((n_items, rank), np.float32)
-    for r in model.itemFactors.collect():  # one row per catalog item: small
-        items[r["id"]] = r["features"]
-    users = {r["id"]: np.asarray(r["features"], np.float32) for r in model.userFactors.collect()}
-    return users, items
-
-
 # -- rows and report ----------------------------------------------------------------------
 def metric_rows(snapshot_date: str, dataset: str, model: str, model_version: str, task: str,
                 metrics: Dict[str, float], evaluated_at: Optional[dt.datetime] = None,
