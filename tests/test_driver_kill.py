@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from lifecycle_recs import tables
+from lifecycle_recs import runs, tables
 from lifecycle_recs.ml import artifacts
 from lifecycle_recs.pipeline import run_nightly
 from tests.helpers import ROOT, make_artifact, sorted_rows
@@ -65,9 +65,9 @@ def test_a_driver_killed_between_the_commits_of_score_then_a_rerun_equals_a_clea
     assert not tables.exists(spark, cfg, "recommendations")
     runs = tables.read(spark, cfg, "pipeline_runs").collect()
     assert not [r for r in runs if r["stage"] == "score"]  # the killed stage never recorded success
-    assert tables.last_published_date(spark, cfg) is None  # score has not succeeded for D
+    assert runs.last_published_date(spark, cfg) is None  # score has not succeeded for D
     run_nightly(spark, cfg, d, stages=["score"])
-    assert tables.last_published_date(spark, cfg) == d
+    assert runs.last_published_date(spark, cfg) == d
     for t in SCORED:
         assert sorted_rows(tables.read(spark, cfg, t).drop(*VOLATILE)) == \
             sorted_rows(tables.read(spark, clean, t).drop(*VOLATILE)), t

@@ -6,7 +6,7 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
-from lifecycle_recs import tables
+from lifecycle_recs import runs, tables
 from lifecycle_recs.pipeline import run_nightly
 from tests.helpers import CrashAfterCommit, InjectedCrash, sorted_rows
 
@@ -31,7 +31,7 @@ def test_a_crash_between_the_commits_of_each_stage_then_a_rerun_equals_a_clean_r
     clean = make_cfg(synthetic=SMALL, source=source, stages=STAGES, lakehouse=str(tmp_path / "clean"))
     ref = run_nightly(spark, clean, stages=STAGES, training_snapshot=True)
     d = ref.snapshot_date
-    assert tables.last_published_date(spark, clean) == d
+    assert runs.last_published_date(spark, clean) == d
     runs = _runs(spark, clean)
     assert [(r["stage"], r["status"]) for r in runs] == [(s, "succeeded") for s in STAGES] + [("run", "published")]
     assert len({r["run_id"] for r in runs}) == 1
@@ -49,10 +49,10 @@ def test_a_crash_between_the_commits_of_each_stage_then_a_rerun_equals_a_clean_r
         assert hook.fired
         last = _runs(spark, cfg)[-1]
         assert (last["stage"], last["status"]) == (failed_stage, "failed") and "InjectedCrash" in last["error"]
-        assert tables.last_published_date(spark, cfg) is None  # nothing half written is published
+        assert runs.last_published_date(spark, cfg) is None  # nothing half written is published
     rerun = run_nightly(spark, cfg, stages=STAGES, training_snapshot=True)
     assert rerun.snapshot_date == d
-    assert tables.last_published_date(spark, cfg) == d
+    assert runs.last_published_date(spark, cfg) == d
     got = _state(spark, cfg)
     for t in DATA:
         assert got[t] == want[t], t
@@ -61,12 +61,12 @@ def test_a_crash_between_the_commits_of_each_stage_then_a_rerun_equals_a_clean_r
     # a later failed night leaves the published date where it was
     with CrashAfterCommit("user_sequences"), pytest.raises(InjectedCrash):
         run_nightly(spark, cfg, "2030-01-01", stages=["sequences"])
-    assert tables.last_published_date(spark, cfg) == d
+    assert runs.last_published_date(spark, cfg) == d
     assert tables.read(spark, cfg, "pipeline_runs").where(F.col("status") == "failed").count() == 5
     # a night split over two jobs is published when its last stage succeeds, not before
     split = make_cfg(synthetic=SMALL, source=source, stages=STAGES, lakehouse=str(tmp_path / "split"))
     run_nightly(spark, split, d, stages=["ingest", "sequences"], training_snapshot=True)
-    assert tables.last_published_date(spark, split) is None
+    assert runs.last_published_date(spark, split) is None
     assert [r["status"] for r in _runs(spark, split) if r["stage"] == "run"] == ["partial"]
     run_nightly(spark, split, d, stages=["lifecycle"], training_snapshot=True)
-    assert tables.last_published_date(spark, split) == d
+    assert runs.last_published_date(spark, split) == d

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from lifecycle_recs import btyd, tables
+from lifecycle_recs import btyd, runs, tables
 from lifecycle_recs.names import PIPELINE_STAGES
 from lifecycle_recs.dates import add_days
 from lifecycle_recs.pipeline import run_nightly, warm_up
@@ -50,7 +50,7 @@ def test_order_log_runs_every_default_stage(spark, make_cfg, orders_csv, caplog)
     labelled = tables.read(spark, cfg, "user_lifecycle", t).where("churned_within_horizon IS NOT NULL").count()
     assert ev["evaluated_users"] == labelled
     assert any("stage embeddings skipped: no item catalog" in m for m in caplog.messages)
-    assert tables.last_published_date(spark, cfg) == d
+    assert runs.last_published_date(spark, cfg) == d
     customers = log[log.order_date <= d].customer_id.nunique()
     assert tables.read(spark, cfg, "retention_scores", d).count() == customers
     assert tables.read(spark, cfg, "user_lifecycle", d).count() == customers

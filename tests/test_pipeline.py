@@ -5,7 +5,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from tests.helpers import ML100K, CrashAfterCommit, InjectedCrash, sorted_rows
-from lifecycle_recs import schemas, tables, tracking
+from lifecycle_recs import runs, schemas, tables, tracking
 from lifecycle_recs.names import PIPELINE_STAGES
 from lifecycle_recs.pipeline import REGISTRY, run_nightly
 from lifecycle_recs.report import print_run
@@ -65,11 +65,11 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys, tm
     # nothing is published and the rerun below lands the whole night
     with CrashAfterCommit("user_interests"), pytest.raises(InjectedCrash):
         run_nightly(spark, cfg)
-    assert tables.last_published_date(spark, cfg) is None
+    assert runs.last_published_date(spark, cfg) is None
     assert not tables.exists(spark, cfg, "recommendations")
     ctx = run_nightly(spark, cfg)
     d, t = ctx.snapshot_date, ctx.context.training_date
-    assert tables.last_published_date(spark, cfg) == d
+    assert runs.last_published_date(spark, cfg) == d
     info = {r.stage: r.info for r in ctx.results}
     # the crashed night embedded the catalog already: the rerun skips every unchanged text
     assert (info["embeddings"]["embedded"], info["embeddings"]["skipped"]) == (0, 60)

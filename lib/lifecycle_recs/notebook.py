@@ -10,7 +10,7 @@ from typing import Optional
 
 from pyspark.sql import DataFrame, SparkSession
 
-from . import tables
+from . import runs
 from .config import Config, load_config
 from .spark import get_spark
 
@@ -52,6 +52,6 @@ def open_notebook(conf: Optional[str] = None) -> Notebook:
         matplotlib.use("Agg")
     cfg = load_config(conf or os.environ.get("LIFECYCLE_CONF", "conf/local.yaml"))
     spark = get_spark(cfg.spark)
-    night = tables.last_published_date(spark, cfg)
+    night = runs.last_published_date(spark, cfg)
     print(f"lakehouse {cfg.lakehouse}; last published night: {night}")
     return Notebook(spark, cfg, night)

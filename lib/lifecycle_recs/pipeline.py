@@ -12,7 +12,7 @@ error). A run whose stages all succeeded appends a last ``run`` row: status
 (in this run or, for a night split over several jobs, in earlier ones, each
 stage's latest row counting; for ingest, which lands whatever arrived for no
 particular date, its latest row of any date), else ``partial``. Consumers read the last
-published date (:func:`tables.last_published_date`), never a night that is
+published date (:func:`runs.last_published_date`), never a night that is
 half written.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from pyspark.sql import SparkSession
 
-from . import tables
+from . import runs, tables
 from .config import Config
 from .context import RunContext, StageResult
 from .dates import add_days, iso, utc_now
@@ -123,7 +123,7 @@ def run_nightly(spark: SparkSession, cfg: Config, snapshot_date: Optional[str] =
         log.info("stage %s: done in %.1fs %s", name, res.seconds, info)
     if run.context.snapshot_date is None:  # only date-free stages ran
         run.context = _with_dates(run.context, resolve_date(spark, cfg, given), training_snapshot)
-    missing = tables.stages_not_succeeded(spark, cfg, run.context.snapshot_date, cfg.stages, WITHOUT_DATE)
+    missing = runs.stages_not_succeeded(spark, cfg, run.context.snapshot_date, cfg.stages, WITHOUT_DATE)
     status = "partial" if missing else "published"
     _record(spark, cfg, run, "run", status, run_started, time.perf_counter() - run_t0, {}, {},
             {"stages": stages, "not_yet_succeeded": missing})

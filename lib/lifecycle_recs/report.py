@@ -6,7 +6,7 @@ import json
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from . import tables
+from . import runs, tables
 from .context import RunContext
 from .evaluation import quality_table
 from .pipeline import NightlyRun
@@ -42,7 +42,7 @@ def print_run(run: NightlyRun, samples: bool = False) -> None:
     for r in run.results:
         print(f"{r.stage:<12}{r.seconds:>9.1f}  {json.dumps(r.info, default=str)[:300]}")
     print(f"{'total':<12}{sum(r.seconds for r in run.results):>9.1f}")
-    print("\nlast published night (what consumers read):", tables.last_published_date(spark, cfg))
+    print("\nlast published night (what consumers read):", runs.last_published_date(spark, cfg))
     print("\n=== tables (Delta, under", cfg.lakehouse, ") ===")
     for row in tables.summary(spark, cfg, TABLE_ORDER):
         print(f"{row['table']:<20} rows={row['rows']:>9}  version={row['version']:<4} {row['path']}")
