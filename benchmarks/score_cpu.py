@@ -10,7 +10,11 @@ per worker, Arrow decode, lifecycle strategies, interest pooling, category cap,
 both explanations, Arrow output) and writes to a no-op sink. Spark start-up is
 excluded and reported. The two are timed ``--repeats`` times, interleaved
 (plain, UDF, plain, UDF, ...); the ratio of the medians is printed with the
-range of the per-pair ratios. Last line:
+range of the per-pair ratios. Then one more UDF run with the scorer's steps
+timed inside the Python workers (``--breakdown``, on by default): waiting for
+Spark's next input batch, decode, encode, model, strategies, scores/top-K,
+explanations, output, and handing the output back to Spark, summed over the
+workers (worker-seconds: two workers run at once on ``local[2]``). Last line:
 RESULT udf_over_torch=<median> low=<min> high=<max> users=<n> repeats=<r>
 """
 from __future__ import annotations
@@ -38,6 +42,7 @@ def main():
     p.add_argument("--items", type=int, default=20_000)
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--breakdown", type=int, default=1)
     args = p.parse_args()
     work = os.path.join(ROOT, ".bench", "score_cpu")
     shutil.rmtree(work, ignore_errors=True)
@@ -86,8 +91,59 @@ def main():
     ratios = [p / u for p, u in zip(plain, udf)]
     print(f"Spark start {start_s:.1f}s (excluded); median plain {len(users) / np.median(plain):,.0f} users/s, "
           f"median UDF {len(users) / np.median(udf):,.0f} users/s")
+    if args.breakdown:
+        udf_breakdown(spark, sdf, art, conf, args.batch, os.path.join(work, "steps"), len(users))
     print(f"RESULT udf_over_torch={np.median(plain) / np.median(udf):.3f} low={min(ratios):.3f} "
           f"high={max(ratios):.3f} users={len(users)} repeats={args.repeats}")
+
+
+def udf_breakdown(spark, sdf, art: str, conf, batch: int, out_dir: str, n_users: int) -> None:
+    """The product's UDF body (``score_stream``'s CPU path: prepare + run_prepared)
+    with every step timed in the worker; each task writes its timings to a file."""
+    import glob
+    import json
+    import uuid
+
+    from lifecycle_recs.ml.scorer import Steps, load_scorer, prepare, run_prepared
+    from lifecycle_recs.schemas import SCORED_SCHEMA
+    from lifecycle_recs.spark import sql_conf
+    from lifecycle_recs.udfs import worker_cached
+
+    os.makedirs(out_dir, exist_ok=True)
+
+    def run(batches):
+        sc = worker_cached(("scorer", art, "cpu"), lambda: load_scorer(art, "cpu"))
+        steps = Steps(sc.device)
+        it = iter(batches)
+        while True:
+            with steps("Spark: next input batch"):
+                rb = next(it, None)
+            if rb is None:
+                break
+            if rb.num_rows:
+                out = run_prepared(prepare(rb, sc, steps), sc, conf, steps)
+                with steps("Spark: take the output"):
+                    yield out
+        with open(os.path.join(out_dir, f"{uuid.uuid4().hex}.json"), "w") as fh:
+            json.dump(dict(steps.timings), fh)
+
+    with sql_conf(spark, {"spark.sql.execution.arrow.maxRecordsPerBatch": str(batch)}):
+        t = time.perf_counter()
+        sdf.mapInArrow(run, SCORED_SCHEMA).write.format("noop").mode("overwrite").save()
+        wall = time.perf_counter() - t
+    total: dict = {}
+    for f in glob.glob(os.path.join(out_dir, "*.json")):
+        for k, v in json.load(open(f)).items():
+            total[k] = total.get(k, 0.0) + v
+    busy = sum(total.values())
+    print(f"\nUDF path, steps inside the Python workers (one timed run, wall {wall:.1f}s, "
+          f"{n_users / wall:,.0f} users/s; worker-seconds summed over the workers):")
+    print("| step | worker-s | share of worker time |")
+    print("|---|---|---|")
+    for k, v in sorted(total.items(), key=lambda kv: -kv[1]):
+        print(f"| {k} | {v:.2f} | {v / busy:.1%} |")
+    print("RESULT udf_steps " + " ".join(f"{k.split(': ')[-1].replace(' ', '_').replace('/', '_')}={v / busy:.3f}"
+                                          for k, v in total.items()))
 
 
 if __name__ == "__main__":
