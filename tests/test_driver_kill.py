@@ -63,8 +63,8 @@ def test_a_driver_killed_between_the_commits_of_score_then_a_rerun_equals_a_clea
     assert p.returncode == -9 and "FAULT SIGKILL of the driver" in p.stdout, p.stdout + p.stderr[-3000:]
     assert tables.snapshots(spark, cfg, "user_interests") == [d]
     assert not tables.exists(spark, cfg, "recommendations")
-    runs = tables.read(spark, cfg, "pipeline_runs").collect()
-    assert not [r for r in runs if r["stage"] == "score"]  # the killed stage never recorded success
+    run_rows = tables.read(spark, cfg, "pipeline_runs").collect()
+    assert not [r for r in run_rows if r["stage"] == "score"]  # the killed stage never recorded success
     assert runs.last_published_date(spark, cfg) is None  # score has not succeeded for D
     run_nightly(spark, cfg, d, stages=["score"])
     assert runs.last_published_date(spark, cfg) == d

@@ -32,10 +32,10 @@ def test_a_crash_between_the_commits_of_each_stage_then_a_rerun_equals_a_clean_r
     ref = run_nightly(spark, clean, stages=STAGES, training_snapshot=True)
     d = ref.snapshot_date
     assert runs.last_published_date(spark, clean) == d
-    runs = _runs(spark, clean)
-    assert [(r["stage"], r["status"]) for r in runs] == [(s, "succeeded") for s in STAGES] + [("run", "published")]
-    assert len({r["run_id"] for r in runs}) == 1
-    ingest_row = runs[0]
+    run_rows = _runs(spark, clean)
+    assert [(r["stage"], r["status"]) for r in run_rows] == [(s, "succeeded") for s in STAGES] + [("run", "published")]
+    assert len({r["run_id"] for r in run_rows}) == 1
+    ingest_row = run_rows[0]
     assert {"events", "events_quarantine", "items"} <= set(ingest_row["output_versions"])
     assert json.loads(ingest_row["counts"])["rows_in"] > 0
     want = _state(spark, clean)
