@@ -52,7 +52,7 @@ N_ITEMS = 30
 LIFECYCLE = ["new", "active", "at_risk", "churned", "reactivated"]
 
 
-def make_artifact(root, max_len=10, seed=0, n_items=None, n_categories=3):
+def make_artifact(root, max_len=10, seed=0, n_items=None, n_categories=3, config=None):
     """A small random-weight artifact of the real shapes (text vectors, ``n_categories``
     categories over ``n_items`` items: 0 items is an order-level log's model)."""
     import torch
@@ -68,7 +68,7 @@ def make_artifact(root, max_len=10, seed=0, n_items=None, n_categories=3):
     model = SequenceModel(spec, np.random.default_rng(seed).normal(size=(vocab.n_items, 8)))
     rng = np.random.default_rng(seed + 1)
     stats = artifacts.ItemStats(rng.integers(0, 50, vocab.n_items).astype(float), rng.random(vocab.n_items))
-    return artifacts.save(str(root), model.eval(), vocab, max_len, {}, stats, "2026-01-01")
+    return artifacts.save(str(root), model.eval(), vocab, max_len, {}, stats, "2026-01-01", config or {})
 
 
 def scoring_users(n=24, seed=0):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lifecycle_recs.ml import recommend
+from lifecycle_recs.ml import recommend, stacking
 from lifecycle_recs.ml.features import USER_FEATURES, Batch, encode_users
 from lifecycle_recs.ml.scorer import SCORED_COLUMNS
 from lifecycle_recs.ml.vocab import UNK
@@ -28,9 +28,10 @@ def reference_score(pdf: pd.DataFrame, sc, conf) -> pd.DataFrame:
     b = Batch.from_arrays(arrays).to(dev)
     out = model(b)
     user = out["user"].float()
-    churn = torch.sigmoid(out["churn_logit"].float())
-    value = model.predicted_value(out["value_logit"].float(), out["value_mu"].float(),
-                                  float(sc.art.metrics.get("value_log_residual_var", 0.0))).clamp(min=0)
+    stack = sc.art.config.get("stack")  # the second stage, as specified by ml.stacking
+    churn = torch.sigmoid(stacking.churn_logit(stack, out["churn_logit"], b.feats))
+    value = stacking.value(stack, model.predicted_value(out["value_logit"].float(), out["value_mu"].float(),
+                                  float(sc.art.metrics.get("value_log_residual_var", 0.0))).clamp(min=0), b.feats)
     B = len(pdf)
     stages = pdf["stage"].to_numpy() if "stage" in pdf else np.array(["active"] * B, dtype=object)
     n_events = pdf["n_events"].to_numpy() if "n_events" in pdf else ex["length"].to_numpy()
@@ -56,7 +57,7 @@ def reference_score(pdf: pd.DataFrame, sc, conf) -> pd.DataFrame:
     for j in range(b.feats.shape[1]):
         f2 = b.feats.clone()
         f2[:, j] = ref[j]
-        effects.append(churn - torch.sigmoid(model.heads(user, f2)["churn_logit"].float()))
+        effects.append(churn - torch.sigmoid(stacking.churn_logit(stack, model.heads(user, f2)["churn_logit"], f2)))
     effects = torch.stack(effects, 1).numpy()
 
     att = out["attention"].float().masked_fill(b.items <= UNK, -1.0)

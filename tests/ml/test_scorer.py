@@ -109,7 +109,14 @@ def test_fast_path_equals_the_reference_implementation(tmp_path, name, n_items):
     come from item-side moments instead of a pass over the catalog)."""
     from tests.ml.reference_scorer import reference_score
 
-    sc = load_scorer(make_artifact(tmp_path / "art", max_len=12, n_items=n_items, n_categories=5), "cpu")
+    extra = None
+    if name == "default":  # with a second stage (ml/stacking.py) fitted on generated users
+        from tests.ml.test_stacking import users
+        from lifecycle_recs.ml import stacking
+        z, v, f, y, yv = users(600, 1)
+        extra = {"stack": stacking.fit(z, v, f, y, yv, np.arange(600) % 4 == 0, 30)}
+    sc = load_scorer(make_artifact(tmp_path / "art", max_len=12, n_items=n_items, n_categories=5, config=extra),
+                     "cpu")
     longer = scoring_users(30, seed=6).assign(user_id=lambda d: d["user_id"] + "b")
     for c in ("item_ids", "event_types", "time_gaps_hours", "values"):
         longer[c] = longer[c].map(lambda x: x * 2)  # sequences longer than the model's window

@@ -10,17 +10,19 @@
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
+from . import stacking
 from .vocab import UNK
 
 
 @torch.no_grad()
 def feature_effects(model, user: torch.Tensor, feats: torch.Tensor, churn: torch.Tensor,
-                    reference: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """[B, n_features]: churn - churn with feature j set to ``reference[j]``."""
+                    reference: Optional[torch.Tensor] = None, stack: Optional[Dict] = None) -> torch.Tensor:
+    """[B, n_features]: churn - churn with feature j set to ``reference[j]`` (through the
+    heads and, with ``stack``, the second stage of ``stacking``, as churn was scored)."""
     B, F = feats.shape
     if reference is None:
         reference = torch.zeros(F, dtype=feats.dtype, device=feats.device)
@@ -28,7 +30,8 @@ def feature_effects(model, user: torch.Tensor, feats: torch.Tensor, churn: torch
     f2 = feats.unsqueeze(0).repeat(F, 1, 1)                              # [F, B, F]
     j = torch.arange(F, device=feats.device)
     f2[j, :, j] = ref[:, None].expand(F, B)
-    logit = model.heads(user.repeat(F, 1), f2.reshape(F * B, F))["churn_logit"].float()
+    f2 = f2.reshape(F * B, F)
+    logit = stacking.churn_logit(stack, model.heads(user.repeat(F, 1), f2)["churn_logit"].float(), f2)
     return churn[None, :] - torch.sigmoid(logit).reshape(F, B)         # [F, B]
 
 

@@ -25,7 +25,7 @@ import torch
 
 from ..config import RecommendConf
 from ..names import AT_RISK_STAGES, NEW_STAGE, STRATEGIES, STRATEGY_AT_RISK, STRATEGY_NEW_USER
-from . import artifacts, columns, explain, ranking, recommend
+from . import artifacts, columns, explain, ranking, recommend, stacking
 from .artifacts import Artifact
 from .features import USER_FEATURES, Batch, encode_columns
 from .trainer import resolve_device
@@ -150,9 +150,11 @@ def run_prepared(p: Prepared, sc: Scorer, conf: RecommendConf, steps=_no_steps) 
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             out = model.infer(b, sc.item_vectors)
         user = out["user"].float()
-        churn = torch.sigmoid(out["churn_logit"].float())
-        value = model.predicted_value(out["value_logit"].float(), out["value_mu"].float(),
-                                      float(sc.art.metrics.get("value_log_residual_var", 0.0))).clamp(min=0)
+        stack = sc.art.config.get("stack")
+        churn = torch.sigmoid(stacking.churn_logit(stack, out["churn_logit"], b.feats))
+        value = stacking.value(stack, model.predicted_value(
+            out["value_logit"].float(), out["value_mu"].float(),
+            float(sc.art.metrics.get("value_log_residual_var", 0.0))).clamp(min=0), b.feats)
     with steps("strategies"):
         is_new, at_risk = _strategy_masks(p.cols, p.n_events, conf)
         n_cat = min(conf.top_categories, len(sc.category_names))
@@ -169,7 +171,8 @@ def run_prepared(p: Prepared, sc: Scorer, conf: RecommendConf, steps=_no_steps) 
     with steps("explanations"):
         z_user = user.to(next(model.churn_head.parameters()).dtype)
         f_codes, f_eff = explain.top_features(explain.feature_effects(model, z_user, b.feats, churn,
-                                                                      sc.feature_reference), conf.top_features)
+                                                                      sc.feature_reference, stack),
+                                              conf.top_features)
         because_i, because_w, because_keep = explain.because_items(out["attention"], b.items, conf.because_items)
     with steps("output"):
         return _output(p.cols, sc, is_new, at_risk, user, churn, value, rec_i, rec_s, cat_w, cat_i, f_codes, f_eff,

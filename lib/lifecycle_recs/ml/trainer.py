@@ -228,3 +228,33 @@ def fit_heads(model: SequenceModel, train, val, weights: Dict[str, float],
         res = (mu[pos] - torch.log1p(tr.value[pos])) ** 2
         var = float(res.mean()) if int(pos.sum()) > 1 else 0.0
     return {"heads_best_loss": -stopper.best, "value_log_residual_var": var}
+
+
+@torch.no_grad()
+def stack_inputs(model: SequenceModel, feed, log_residual_var: float = 0.0,
+                 max_rows: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """Per labelled user of a feed (its first ``max_rows`` rows): the model's churn
+    logit and predicted value, the user features and the labels (the inputs of
+    ``stacking.fit``)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    parts: Dict[str, list] = {k: [] for k in ("churn_logit", "value", "feats", "y_churn", "y_value")}
+    n = 0
+    for b in batches(feed):
+        keep = b.label_w > 0
+        if max_rows is not None and n >= max_rows:
+            break
+        if not bool(keep.any()):
+            continue
+        b = b.rows(keep)
+        out = model(b.to(dev)._replace(length=b.length.clamp(min=1).to(dev)))
+        parts["churn_logit"].append(out["churn_logit"].float().cpu().numpy())
+        parts["value"].append(model.predicted_value(out["value_logit"].float(), out["value_mu"].float(),
+                                                    log_residual_var).clamp(min=0).cpu().numpy())
+        parts["feats"].append(b.feats.numpy())
+        parts["y_churn"].append(b.churn.numpy())
+        parts["y_value"].append(b.value.numpy())
+        n += b.size
+    if not parts["feats"]:
+        return {k: np.zeros((0, model.spec.n_user_features) if k == "feats" else 0, np.float32) for k in parts}
+    return {k: np.concatenate(v) for k, v in parts.items()}

@@ -25,7 +25,8 @@ from ..feeding import build_vocab, example_feed, examples, feed_root, item_stats
 from ..ml import artifacts
 from ..ml.feed import batches
 from ..ml.metrics import binary_metrics
-from ..ml.trainer import fit, fit_heads
+from ..ml import stacking
+from ..ml.trainer import fit, fit_heads, stack_inputs
 from ..splits import holdout_flag
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,22 @@ def feature_reference(feed) -> list:
     return [] if total is None else [float(x) for x in (total / max(n, 1)).tolist()]
 
 
+def fit_stack(model, train_f, val_labels, info: Dict, cfg) -> Dict:
+    """The second stage (``ml.stacking``) on the labelled training users: feature
+    models on all of them, blends on the held-out ones."""
+    var = float(info.get("value_log_residual_var", 0.0))
+    parts = [stack_inputs(model, f, var, cfg.train.heads_max_rows) for f in (train_f, val_labels)]
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    held_out = np.concatenate([np.zeros(len(parts[0]["y_churn"]), bool), np.ones(len(parts[1]["y_churn"]), bool)])
+    stack = stacking.fit(cat["churn_logit"], cat["value"], cat["feats"], cat["y_churn"], cat["y_value"], held_out,
+                         cfg.lifecycle.horizon_days)
+    if stack:
+        log.info("stack fitted on %d labelled users (churn blend %s on %d, value blend %s on %d)",
+                 len(held_out), [round(x, 3) for x in stack["churn"]["blend"]], stack["churn"]["blend_users"],
+                 [round(x, 3) for x in stack["value"]["blend"]], stack["value"]["blend_users"])
+    return stack
+
+
 def run(ctx: RunContext) -> Dict[str, object]:
     spark, cfg = ctx.spark, ctx.cfg
     t_date = ctx.training_date
@@ -103,6 +120,7 @@ def run(ctx: RunContext) -> Dict[str, object]:
         info.update(fit_heads(model, train_f, val_labels, cfg.model.loss_weights, steps=cfg.train.heads_steps,
                               lr=cfg.train.heads_lr, seed=cfg.train.seed, max_rows=cfg.train.heads_max_rows))
         metrics = {"train_rows": train_f.rows, "val_rows": val_f.rows, **info, **_held_out_churn(model, val_labels)}
+        stack = fit_stack(model, train_f, val_labels, info, cfg) if cfg.model.stacking else {}
         reference = feature_reference(train_f)
     finally:
         for f in feeds:
@@ -112,7 +130,8 @@ def run(ctx: RunContext) -> Dict[str, object]:
     stats = item_stats(tables.read(spark, cfg, "user_sequences", t_date),
                        tables.read(spark, cfg, "user_lifecycle", t_date), vocab, cfg.recommend.ltv_prior_users)
     d = artifacts.save(cfg.artifacts, model, vocab, L, metrics, stats, t_date,
-                       {"embedding_model": cfg.embedding.model_name, "feature_reference": reference, "btyd": bg},
+                       {"embedding_model": cfg.embedding.model_name, "feature_reference": reference, "btyd": bg,
+                        "stack": stack},
                        promote=False)
     version, night = os.path.basename(d), ctx.require_date()
     refusal = promotion_refusal(cfg.artifacts, night, metrics, cfg.train.max_metric_drop)

@@ -1,0 +1,112 @@
+"""The second stage (ml/stacking.py): what it learns, where its blend is fitted, and
+that scoring applies it."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from lifecycle_recs.config import RecommendConf
+from lifecycle_recs.ml import stacking
+from lifecycle_recs.ml.features import USER_FEATURES
+from lifecycle_recs.ml.scorer import load_scorer, score_batch
+from tests.helpers import make_artifact, scoring_users
+
+F = {n: i for i, n in enumerate(USER_FEATURES)}
+
+
+def users(n, seed):
+    """Generated users whose churn depends on recency *and* activity jointly (a rate
+    story: a frequent user silent for 20 days is more likely gone than a rare one),
+    a noisy 'model' logit that knows only half of it, and a value driven by spend rate."""
+    rng = np.random.default_rng(seed)
+    rec = rng.exponential(20, n)
+    active = 1 + rng.poisson(rng.lognormal(1.5, 0.8, n))
+    tenure = rec + rng.uniform(10, 200, n)
+    money = active * rng.lognormal(3, 0.5, n) * (rng.random(n) < 0.7)
+    feats = np.zeros((n, len(USER_FEATURES)), np.float32)
+    feats[:, F["days_since_last_event"]] = np.log1p(rec)
+    feats[:, F["active_days"]] = np.log1p(active)
+    feats[:, F["n_events"]] = np.log1p(active * 3)
+    feats[:, F["tenure_days"]] = np.log1p(tenure)
+    feats[:, F["monetary_total"]] = np.log1p(money)
+    feats[:, F["sequence_length"]] = 1.0
+    rate = active / tenure
+    alive = np.exp(-rec * rate)
+    feats[:, F["bgnbd_p_alive"]] = alive
+    feats[:, F["bgnbd_expected_days"]] = np.log1p(alive * rate * 30)
+    true = 2.5 * np.log1p(rec) - 1.5 * np.log1p(rec) * np.log1p(active) / 2 - 2
+    y = (rng.random(n) < 1 / (1 + np.exp(-true))).astype(np.float32)
+    logit = (0.5 * true + rng.normal(0, 1.0, n)).astype(np.float32)
+    spend_rate = money / tenure * 30
+    y_value = ((1 - y) * spend_rate * rng.lognormal(0, 0.3, n)).astype(np.float32)
+    value = (0.3 * spend_rate + rng.exponential(5, n)).astype(np.float32)  # a biased, noisy model value
+    return logit, value, feats, y, y_value
+
+
+def test_stack_beats_its_inputs_on_new_users_and_is_json():
+    logit, value, feats, y, yv = users(4000, 0)
+    held = np.random.default_rng(1).random(4000) < 0.25
+    p = stacking.fit(logit, value, feats, y, yv, held, 30)
+    json.dumps(p)  # stored in the artifact's config.json
+    assert p["churn"]["blend_users"] == int(held.sum()) and p["value"]["blend_users"] == int(held.sum())
+    t_logit, t_value, t_feats, t_y, t_yv = users(4000, 2)  # users the stack never saw
+    stacked = stacking.churn_logit(p, torch.tensor(t_logit), torch.tensor(t_feats)).numpy()
+    recency = t_feats[:, F["days_since_last_event"]]
+    assert roc_auc_score(t_y, stacked) > roc_auc_score(t_y, t_logit) + 0.02
+    assert roc_auc_score(t_y, stacked) > roc_auc_score(t_y, recency) + 0.005
+    v = stacking.value(p, torch.tensor(t_value), torch.tensor(t_feats)).numpy()
+    assert (v >= 0).all()
+    rmse = lambda a: float(np.sqrt(np.mean((a - t_yv) ** 2)))  # noqa: E731
+    assert rmse(v) < 0.9 * rmse(t_value)
+
+
+def test_blend_falls_back_to_all_users_when_few_are_held_out():
+    logit, value, feats, y, yv = users(600, 3)
+    held = np.zeros(600, bool)
+    held[:10] = True
+    p = stacking.fit(logit, value, feats, y, yv, held, 30)
+    assert p["churn"]["blend_users"] == 600 and p["value"]["blend_users"] == 600
+    assert stacking.fit(logit[:0], value[:0], feats[:0], y[:0], yv[:0], held[:0], 30) == {}
+
+
+def test_without_a_stack_the_model_outputs_pass_through():
+    z, v, f, _, _ = users(50, 4)
+    assert torch.equal(stacking.churn_logit({}, torch.tensor(z), torch.tensor(f)), torch.tensor(z))
+    assert torch.equal(stacking.value(None, torch.tensor(v), torch.tensor(f)), torch.tensor(v).clamp(min=0))
+
+
+def test_one_class_labels_fit_a_constant():
+    z, v, f, y, yv = users(300, 5)
+    p = stacking.fit(z, v, f, np.zeros_like(y), yv, np.ones(300, bool), 30)
+    out = torch.sigmoid(stacking.churn_logit(p, torch.tensor(z), torch.tensor(f))).numpy()
+    assert np.isfinite(out).all() and out.max() < 0.05
+
+
+@pytest.mark.parametrize("n_items", [30, 0])
+def test_scoring_applies_the_artifacts_stack(tmp_path, n_items):
+    """The churn and value that land are the stack's (and the explanations perturb
+    through it): an artifact with a stack scores differently from the same weights
+    without one, and as ``stacking`` says."""
+    z, v, f, y, yv = users(800, 6)
+    stack = stacking.fit(z, v, f, y, yv, np.random.default_rng(0).random(800) < 0.3, 30)
+    stack["value"]["blend_intercept"] += 5.0  # the random model's values are ~0: keep the stack's above its clamp
+    plain = load_scorer(make_artifact(tmp_path / "a", max_len=12, n_items=n_items), "cpu")
+    stacked = load_scorer(make_artifact(tmp_path / "b", max_len=12, n_items=n_items, config={"stack": stack}), "cpu")
+    df = scoring_users(20, seed=7)
+    conf = RecommendConf(k=5)
+    a, b = score_batch(df, plain, conf), score_batch(df, stacked, conf)
+    assert not np.allclose(a["churn_probability"], b["churn_probability"])
+    assert not np.allclose(a["predicted_value"], b["predicted_value"])
+    from lifecycle_recs.ml.features import encode_last
+    enc = encode_last(df, plain.art.vocab, 12, None)
+    feats = torch.tensor(enc["feats"])
+    base_logit = torch.logit(torch.tensor(a["churn_probability"].to_numpy(), dtype=torch.float32), eps=1e-7)
+    want = torch.sigmoid(stacking.churn_logit(stack, base_logit, feats)).numpy()
+    assert np.allclose(b["churn_probability"], want, atol=1e-4)
+    want_v = stacking.value(stack, torch.tensor(a["predicted_value"].to_numpy(), dtype=torch.float32), feats).numpy()
+    assert np.allclose(b["predicted_value"], want_v, rtol=1e-4, atol=1e-3)
+    assert pd.Series([tuple(x) for x in a["feature_effects"]]).ne(
+        pd.Series([tuple(x) for x in b["feature_effects"]])).any()
