@@ -3,7 +3,9 @@ event-type column) through the nightly job with the default stages: the item
 stages are skipped, the model trains churn and value only, retention scores and
 lifecycle land, and the evaluation compares ours with BG/NBD, recency and "same
 as the last H days" with intervals. Also the BTYD summaries against pandas."""
+import json
 import math
+import os
 
 import pandas as pd
 import pytest
@@ -30,7 +32,7 @@ def _cfg(make_cfg, path):
                                         "quantity": "quantity"},
                             "event_type": "purchase", "timestamp_kind": "date"},
                     train={"epochs": 2, "patience": 2, "batch_size": 64, "heads_steps": 60},
-                    model={"hidden_dim": 16, "item_dim": 16})
+                    model={"hidden_dim": 16, "item_dim": 16, "stacking": True})
 
 
 @pytest.mark.slow
@@ -50,6 +52,11 @@ def test_order_log_runs_every_default_stage(spark, make_cfg, orders_csv, caplog)
     labelled = tables.read(spark, cfg, "user_lifecycle", t).where("churned_within_horizon IS NOT NULL").count()
     assert ev["evaluated_users"] == labelled
     assert any("stage embeddings skipped: no item catalog" in m for m in caplog.messages)
+    # the second stage (model.stacking) was fitted on the training snapshot and scored with
+    with open(os.path.join(cfg.artifacts, ev["model"], "config.json")) as fh:
+        stack = json.load(fh)["stack"]
+    assert set(stack) == {"horizon_days", "churn", "value"} and stack["churn"]["blend_users"] > 0
+    assert any(m.startswith("stack fitted on") for m in caplog.messages)
     assert runs.last_published_date(spark, cfg) == d
     customers = log[log.order_date <= d].customer_id.nunique()
     assert tables.read(spark, cfg, "retention_scores", d).count() == customers

@@ -154,8 +154,8 @@ class ModelConf:
     )
     sampled_softmax_threshold: int = 50000
     n_negatives: int = 2048
-    # churn/value stacked with the RFM/BTYD features (ml/stacking.py); off: the heads' own
-    stacking: bool = True
+    # churn/value stacked with the RFM/BTYD features (ml/stacking.py); off by default: it lost on the demo (README)
+    stacking: bool = False
 
 
 @dataclass(frozen=True)
