@@ -56,7 +56,8 @@ def test_order_log_runs_every_default_stage(spark, make_cfg, orders_csv, caplog)
     with open(os.path.join(cfg.artifacts, ev["model"], "config.json")) as fh:
         stack = json.load(fh)["stack"]
     assert set(stack) == {"horizon_days", "churn", "value"} and stack["churn"]["blend_users"] > 0
-    assert any(m.startswith("stack fitted on") for m in caplog.messages)
+    assert {"kept", "out_of_fold"} <= set(stack["churn"]) and {"kept", "out_of_fold"} <= set(stack["value"])
+    assert any(m.startswith("stack churn: ") for m in caplog.messages)
     assert runs.last_published_date(spark, cfg) == d
     customers = log[log.order_date <= d].customer_id.nunique()
     assert tables.read(spark, cfg, "retention_scores", d).count() == customers

@@ -115,6 +115,7 @@ def test_fast_path_equals_the_reference_implementation(tmp_path, name, n_items):
         from lifecycle_recs.ml import stacking
         z, v, f, y, yv = users(600, 1)
         extra = {"stack": stacking.fit(z, v, f, y, yv, np.arange(600) % 4 == 0, 30)}
+        extra["stack"]["churn"]["kept"] = extra["stack"]["value"]["kept"] = True  # both parts applied
     sc = load_scorer(make_artifact(tmp_path / "art", max_len=12, n_items=n_items, n_categories=5, config=extra),
                      "cpu")
     longer = scoring_users(30, seed=6).assign(user_id=lambda d: d["user_id"] + "b")

@@ -52,6 +52,9 @@ def test_stack_beats_its_inputs_on_new_users_and_is_json():
     p = stacking.fit(logit, value, feats, y, yv, held, 30)
     json.dumps(p)  # stored in the artifact's config.json
     assert p["churn"]["blend_users"] == int(held.sum()) and p["value"]["blend_users"] == int(held.sum())
+    assert p["churn"]["kept"] and p["value"]["kept"]  # its blends beat the model out of fold
+    assert p["churn"]["out_of_fold"]["stack_auc"] > p["churn"]["out_of_fold"]["model_auc"]
+    assert min(p["value"]["blend"]) >= 0  # non-negative blend weights
     t_logit, t_value, t_feats, t_y, t_yv = users(4000, 2)  # users the stack never saw
     stacked = stacking.churn_logit(p, torch.tensor(t_logit), torch.tensor(t_feats)).numpy()
     recency = t_feats[:, F["days_since_last_event"]]
@@ -78,11 +81,30 @@ def test_without_a_stack_the_model_outputs_pass_through():
     assert torch.equal(stacking.value(None, torch.tensor(v), torch.tensor(f)), torch.tensor(v).clamp(min=0))
 
 
-def test_one_class_labels_fit_a_constant():
+def test_one_class_labels_keep_the_models_churn():
     z, v, f, y, yv = users(300, 5)
     p = stacking.fit(z, v, f, np.zeros_like(y), yv, np.ones(300, bool), 30)
-    out = torch.sigmoid(stacking.churn_logit(p, torch.tensor(z), torch.tensor(f))).numpy()
-    assert np.isfinite(out).all() and out.max() < 0.05
+    json.dumps(p, allow_nan=False)
+    assert not p["churn"]["kept"]  # nothing to check a blend against
+    out = stacking.churn_logit(p, torch.tensor(z), torch.tensor(f))
+    assert torch.equal(out, torch.tensor(z))
+
+
+def test_a_blend_that_does_not_beat_the_model_out_of_fold_is_not_kept():
+    """A calibrated model and features that are noise: the blends cannot help, the
+    check drops both parts and the model's outputs pass through."""
+    rng = np.random.default_rng(8)
+    n = 3000
+    _, _, feats, _, _ = users(n, 9)
+    feats = feats[rng.permutation(n)]  # features unrelated to the labels below
+    z = rng.normal(0, 2, n).astype(np.float32)
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(np.float32)
+    v = rng.lognormal(3, 0.5, n).astype(np.float32)
+    yv = (v * rng.lognormal(-0.125, 0.5, n)).astype(np.float32)  # E[yv | v] = v
+    p = stacking.fit(z, v, feats, y, yv, rng.random(n) < 0.3, 30)
+    assert not p["churn"]["kept"] and not p["value"]["kept"], (p["churn"]["out_of_fold"], p["value"]["out_of_fold"])
+    assert torch.equal(stacking.churn_logit(p, torch.tensor(z), torch.tensor(feats)), torch.tensor(z))
+    assert torch.equal(stacking.value(p, torch.tensor(v), torch.tensor(feats)), torch.tensor(v))
 
 
 @pytest.mark.parametrize("n_items", [30, 0])
@@ -92,7 +114,8 @@ def test_scoring_applies_the_artifacts_stack(tmp_path, n_items):
     without one, and as ``stacking`` says."""
     z, v, f, y, yv = users(800, 6)
     stack = stacking.fit(z, v, f, y, yv, np.random.default_rng(0).random(800) < 0.3, 30)
-    stack["value"]["blend_intercept"] += 5.0  # the random model's values are ~0: keep the stack's above its clamp
+    stack["value"]["blend_intercept"] += 50.0  # the random model's values are ~0: keep the stack's above its clamp
+    stack["churn"]["kept"] = stack["value"]["kept"] = True  # (the check is tested above; here: scoring applies it)
     plain = load_scorer(make_artifact(tmp_path / "a", max_len=12, n_items=n_items), "cpu")
     stacked = load_scorer(make_artifact(tmp_path / "b", max_len=12, n_items=n_items, config={"stack": stack}), "cpu")
     df = scoring_users(20, seed=7)

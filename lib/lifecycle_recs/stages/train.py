@@ -86,9 +86,12 @@ def fit_stack(model, train_f, val_labels, info: Dict, cfg) -> Dict:
     stack = stacking.fit(cat["churn_logit"], cat["value"], cat["feats"], cat["y_churn"], cat["y_value"], held_out,
                          cfg.lifecycle.horizon_days)
     if stack:
-        log.info("stack fitted on %d labelled users (churn blend %s on %d, value blend %s on %d)",
-                 len(held_out), [round(x, 3) for x in stack["churn"]["blend"]], stack["churn"]["blend_users"],
-                 [round(x, 3) for x in stack["value"]["blend"]], stack["value"]["blend_users"])
+        for part in ("churn", "value"):
+            p = stack[part]
+            log.info("stack %s: %s (blend %s on %d users; out of fold %s)", part,
+                     "kept" if p["kept"] else "NOT kept, the model's output passes through",
+                     [round(x, 3) for x in p["blend"]], p["blend_users"],
+                     {k: (round(v, 4) if isinstance(v, float) else v) for k, v in p["out_of_fold"].items()})
     return stack
 
 
