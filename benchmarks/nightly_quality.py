@@ -83,6 +83,7 @@ def main():
     print(f"\n{args.dataset}: D={d}, T={t}, model {ev['model']}, users: {ev['protocol']} ({ev['evaluated_users']}), "
           f"{time.perf_counter() - t0:.0f}s")
     print("\n".join(quality_table(rows)))
+    print(stack_summary(cfg.artifacts, ev["model"]))
     by = {(r["model"], r["task"], r["metric"]): r for r in rows}
     for r in rows:
         if not r["model"].startswith("ours-vs-"):
@@ -92,6 +93,24 @@ def main():
         print(f"RESULT dataset={args.dataset} task={r['task']} metric={r['metric']} comparison={r['model']} "
               f"n={r['n_users']} ours={ours['value']:.4f} baseline={base['value']:.4f} diff={r['value']:.4f} "
               f"low={_f(r['ci_low'])} high={_f(r['ci_high'])} verdict={r['verdict'].replace(' ', '_')}")
+
+
+def stack_summary(root: str, version: str) -> str:
+    """Which parts of the evaluated model's second stage (ml/stacking.py) scoring applied,
+    with the out-of-fold figures that decided it."""
+    import json
+
+    with open(os.path.join(root, version, "config.json")) as fh:
+        stack = json.load(fh).get("stack") or {}
+    if not stack:
+        return "\nstack: none (model.stacking off)"
+    parts = []
+    for name in ("churn", "value"):
+        p = stack[name]
+        oof = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in p["out_of_fold"].items())
+        parts.append(f"{name} {'applied' if p.get('kept', True) else 'not applied'} (blend users {p['blend_users']}; "
+                     f"out of fold: {oof})")
+    return "\nstack: " + "; ".join(parts)
 
 
 def _f(x) -> str:

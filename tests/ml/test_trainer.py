@@ -69,6 +69,30 @@ def test_fit_heads_improves_the_heads_and_skips_unlabelled_data():
     assert all(torch.equal(state[k], v) for k, v in m.state_dict().items())
 
 
+def test_the_heads_refit_hands_the_second_stage_what_the_model_scores():
+    """stack_inputs from fit_heads' frozen vectors equals a forward pass of the refitted
+    model over the labelled rows (no second pass over the feed is needed)."""
+    from lifecycle_recs.ml.trainer import stack_inputs
+
+    torch.manual_seed(1)
+    m = model_of()
+    b = Batch.from_frame(encode_users(users_frame(16), VOCAB, 6, "last"))
+    b = b._replace(label_w=(torch.arange(b.size) % 3 != 0).float())  # a third unlabelled
+    vec = {}
+    fit_heads(m, b, b, {"churn": 1.0, "value": 1.0}, steps=20, lr=0.05, vectors=vec)
+    assert set(vec) == {"train", "val"}
+    got = stack_inputs(m, *vec["train"], 0.1)
+    keep = b.label_w > 0
+    m.eval()
+    with torch.no_grad():
+        out = m(b.rows(keep)._replace(length=b.rows(keep).length.clamp(min=1)))
+    assert len(got["y_churn"]) == int(keep.sum())
+    assert np.allclose(got["churn_logit"], out["churn_logit"].numpy(), atol=1e-5)
+    want_v = m.predicted_value(out["value_logit"], out["value_mu"], 0.1).clamp(min=0).numpy()
+    assert np.allclose(got["value"], want_v, rtol=1e-4, atol=1e-5)
+    assert np.array_equal(got["y_churn"], b.churn[keep].numpy())
+
+
 def test_rank_targets_full_ranking():
     m = model_of()
     b = Batch.from_frame(encode_users(users_frame(), VOCAB, 6, "loo"))

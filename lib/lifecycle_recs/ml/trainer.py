@@ -190,7 +190,8 @@ def user_vectors(model: SequenceModel, data: Batch, batch_size: int = 4096) -> t
 
 
 def fit_heads(model: SequenceModel, train, val, weights: Dict[str, float],
-              steps: int = 400, lr: float = 0.01, seed: int = 0, max_rows: Optional[int] = None) -> Dict[str, float]:
+              steps: int = 400, lr: float = 0.01, seed: int = 0, max_rows: Optional[int] = None,
+              vectors: Optional[Dict[str, tuple]] = None) -> Dict[str, float]:
     """Refit the churn and value heads on frozen user vectors (full batch, cheap).
 
     Joint training spends most of its steps on the next-item objective; the
@@ -198,7 +199,9 @@ def fit_heads(model: SequenceModel, train, val, weights: Dict[str, float],
     the user vectors are computed once and the small heads converge in a few
     hundred full-batch steps; the best step on the validation users is kept.
     From a stream, the first ``max_rows`` rows are used (bounded memory).
-    Returns ``{}`` (heads untouched) when the training rows carry no labels."""
+    Returns ``{}`` (heads untouched) when the training rows carry no labels. With
+    ``vectors`` (a dict), the rows and their user vectors are left there as
+    ``{"train": (batch, u), "val": (batch, u)}`` for the second stage."""
     torch.manual_seed(seed)
     dev = next(model.parameters()).device
     train, val = collect(train, max_rows), (collect(val, max_rows) if val is not None else None)
@@ -227,34 +230,23 @@ def fit_heads(model: SequenceModel, train, val, weights: Dict[str, float],
         pos = (tr.value > 0) & (tr.label_w > 0)
         res = (mu[pos] - torch.log1p(tr.value[pos])) ** 2
         var = float(res.mean()) if int(pos.sum()) > 1 else 0.0
+    if vectors is not None:
+        vectors["train"] = (tr, u_tr)
+        if has_val:
+            vectors["val"] = (va, u_va)
     return {"heads_best_loss": -stopper.best, "value_log_residual_var": var}
 
 
 @torch.no_grad()
-def stack_inputs(model: SequenceModel, feed, log_residual_var: float = 0.0,
-                 max_rows: Optional[int] = None) -> Dict[str, np.ndarray]:
-    """Per labelled user of a feed (its first ``max_rows`` rows): the model's churn
-    logit and predicted value, the user features and the labels (the inputs of
-    ``stacking.fit``)."""
+def stack_inputs(model: SequenceModel, data: Batch, u: torch.Tensor,
+                 log_residual_var: float = 0.0) -> Dict[str, np.ndarray]:
+    """Per labelled user of ``data`` (with its frozen user vectors ``u``, as
+    :func:`fit_heads` hands them out): the model's churn logit and predicted value,
+    the user features and the labels (the inputs of ``stacking.fit``)."""
     model.eval()
-    dev = next(model.parameters()).device
-    parts: Dict[str, list] = {k: [] for k in ("churn_logit", "value", "feats", "y_churn", "y_value")}
-    n = 0
-    for b in batches(feed):
-        keep = b.label_w > 0
-        if max_rows is not None and n >= max_rows:
-            break
-        if not bool(keep.any()):
-            continue
-        b = b.rows(keep)
-        out = model(b.to(dev)._replace(length=b.length.clamp(min=1).to(dev)))
-        parts["churn_logit"].append(out["churn_logit"].float().cpu().numpy())
-        parts["value"].append(model.predicted_value(out["value_logit"].float(), out["value_mu"].float(),
-                                                    log_residual_var).clamp(min=0).cpu().numpy())
-        parts["feats"].append(b.feats.numpy())
-        parts["y_churn"].append(b.churn.numpy())
-        parts["y_value"].append(b.value.numpy())
-        n += b.size
-    if not parts["feats"]:
-        return {k: np.zeros((0, model.spec.n_user_features) if k == "feats" else 0, np.float32) for k in parts}
-    return {k: np.concatenate(v) for k, v in parts.items()}
+    keep = data.label_w > 0
+    b = data.rows(keep)
+    out = model.heads(u[keep.to(u.device)], b.feats.to(u.device))
+    value = model.predicted_value(out["value_logit"].float(), out["value_mu"].float(), log_residual_var)
+    return {"churn_logit": out["churn_logit"].float().cpu().numpy(), "value": value.clamp(min=0).cpu().numpy(),
+            "feats": b.feats.cpu().numpy(), "y_churn": b.churn.cpu().numpy(), "y_value": b.value.cpu().numpy()}

@@ -76,13 +76,16 @@ def feature_reference(feed) -> list:
     return [] if total is None else [float(x) for x in (total / max(n, 1)).tolist()]
 
 
-def fit_stack(model, train_f, val_labels, info: Dict, cfg) -> Dict:
-    """The second stage (``ml.stacking``) on the labelled training users: feature
-    models on all of them, blends on the held-out ones."""
+def fit_stack(model, vectors: Dict[str, tuple], info: Dict, cfg) -> Dict:
+    """The second stage (``ml.stacking``) on the labelled training users, from the
+    rows and user vectors the heads refit used: feature models on all of them,
+    blends on the held-out ones."""
+    if "train" not in vectors:
+        return {}
     var = float(info.get("value_log_residual_var", 0.0))
-    parts = [stack_inputs(model, f, var, cfg.train.heads_max_rows) for f in (train_f, val_labels)]
+    parts = [stack_inputs(model, *vectors[k], var) for k in ("train", "val") if k in vectors]
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    held_out = np.concatenate([np.zeros(len(parts[0]["y_churn"]), bool), np.ones(len(parts[1]["y_churn"]), bool)])
+    held_out = np.concatenate([np.full(len(p["y_churn"]), i > 0) for i, p in enumerate(parts)])
     stack = stacking.fit(cat["churn_logit"], cat["value"], cat["feats"], cat["y_churn"], cat["y_value"], held_out,
                          cfg.lifecycle.horizon_days)
     if stack:
@@ -120,10 +123,13 @@ def run(ctx: RunContext) -> Dict[str, object]:
         feeds = [train_f, val_f, val_labels]
         # without items there are no next-item targets: early stopping on the labels' loss
         model, info = fit(train_f, val_f if vocab.n_items > 2 else val_labels, vocab, text, cfg.model, cfg.train)
+        vectors: Dict[str, tuple] = {}
         info.update(fit_heads(model, train_f, val_labels, cfg.model.loss_weights, steps=cfg.train.heads_steps,
-                              lr=cfg.train.heads_lr, seed=cfg.train.seed, max_rows=cfg.train.heads_max_rows))
+                              lr=cfg.train.heads_lr, seed=cfg.train.seed, max_rows=cfg.train.heads_max_rows,
+                              vectors=vectors if cfg.model.stacking else None))
         metrics = {"train_rows": train_f.rows, "val_rows": val_f.rows, **info, **_held_out_churn(model, val_labels)}
-        stack = fit_stack(model, train_f, val_labels, info, cfg) if cfg.model.stacking else {}
+        stack = fit_stack(model, vectors, info, cfg) if cfg.model.stacking else {}
+        vectors.clear()
         reference = feature_reference(train_f)
     finally:
         for f in feeds:
