@@ -154,7 +154,8 @@ class ModelConf:
     )
     sampled_softmax_threshold: int = 50000
     n_negatives: int = 2048
-    # churn/value stacked with the RFM/BTYD features (ml/stacking.py); off by default: it lost on the demo (README)
+    # churn/value stacked with the RFM/BTYD features (ml/stacking.py), each part kept only where it beats the
+    # model out of fold on the held-out users; off by default: it won nothing on the demo or synthetic (README)
     stacking: bool = False
 
 
