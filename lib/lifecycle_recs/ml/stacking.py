@@ -20,7 +20,7 @@ fitted in the train stage on the training snapshot (never on the night evaluated
    model's output through (``kept: false``, the figures in ``out_of_fold``).
 
 Everything is a small JSON dict in the artifact (``config.json`` key ``stack``) and
-is applied in torch on the scoring device (:func:`apply`).
+is applied in torch on the scoring device (:func:`churn_logit`, :func:`value`).
 """
 from __future__ import annotations
 
@@ -170,12 +170,12 @@ def fit(churn_logit: np.ndarray, value: np.ndarray, feats: np.ndarray, y_churn: 
     xv = value_basis(ft, horizon_days).double().numpy()
     folds = _folds(n, min(K_FOLDS, n), seed)
     # 1. feature models: cross-fitted for the blends, on every labelled user for scoring
-    one_class = len(np.unique(y_churn)) < 2
-    g = (np.full(n, _churn_features(xc, y_churn)["intercept"]) if one_class or n < 2 * K_FOLDS
-         else _out_of_fold(_churn_features, _np_linear, xc, y_churn, folds))
-    h = (_np_linear(_value_features(xv, y_value), xv) if n < 2 * K_FOLDS
-         else _out_of_fold(_value_features, _np_linear, xv, y_value, folds))
     churn_p, value_p = _churn_features(xc, y_churn), _value_features(xv, y_value)
+    one_class = len(np.unique(y_churn)) < 2
+    g = (np.full(n, churn_p["intercept"]) if one_class or n < 2 * K_FOLDS
+         else _out_of_fold(_churn_features, _np_linear, xc, y_churn, folds))
+    h = (_np_linear(value_p, xv) if n < 2 * K_FOLDS
+         else _out_of_fold(_value_features, _np_linear, xv, y_value, folds))
     # 2. blends on the held-out users (their model outputs are out of sample)
     pos = int((y_churn[held_out] > 0.5).sum())
     neg = int(held_out.sum()) - pos
