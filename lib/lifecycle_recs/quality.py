@@ -181,15 +181,16 @@ class Summary:
 
 
 def collect(parts: List[DataFrame]) -> Dict[Tuple[str, str], Dict[int, Tuple[float, int]]]:
-    """{(model, metric): {rep: (value, users)}}; undefined values (null) left out."""
-    if not parts:
-        return {}
-    df = parts[0]
-    for p in parts[1:]:
-        df = df.unionByName(p)
+    """{(model, metric): {rep: (value, users)}}; undefined values (null) left out.
+
+    One small job per part: a union of the parts would be one job, but Spark
+    re-analyses the growing union at each ``unionByName``, and every part carries
+    the whole lineage of the evaluated users (scoring, joins, bins), so planning
+    that union cost ~3 s per part on any data size (``benchmarks/evaluate_collect.py``)."""
     out: Dict[Tuple[str, str], Dict[int, Tuple[float, int]]] = {}
-    for r in df.where(F.col("value").isNotNull() & ~F.isnan("value")).collect():
-        out.setdefault((r["model"], r["metric"]), {})[r["rep"]] = (float(r["value"]), int(r["n"]))
+    for part in parts:
+        for r in part.where(F.col("value").isNotNull() & ~F.isnan("value")).collect():
+            out.setdefault((r["model"], r["metric"]), {})[r["rep"]] = (float(r["value"]), int(r["n"]))
     return out
 
 
