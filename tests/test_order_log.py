@@ -58,6 +58,12 @@ def test_order_log_runs_every_default_stage(spark, make_cfg, orders_csv, caplog)
     assert set(stack) == {"horizon_days", "churn", "value"} and stack["churn"]["blend_users"] > 0
     assert {"kept", "out_of_fold"} <= set(stack["churn"]) and {"kept", "out_of_fold"} <= set(stack["value"])
     assert any(m.startswith("stack churn: ") for m in caplog.messages)
+    # the lapsed users' silence model (model.lapsed_churn, on by default) was fitted or said why not
+    with open(os.path.join(cfg.artifacts, ev["model"], "config.json")) as fh:
+        lapsed_params = json.load(fh)["lapsed"]
+    assert any(m.startswith("lapsed churn: ") for m in caplog.messages)
+    assert not lapsed_params or (lapsed_params["slope"] >= 0 and lapsed_params["returned"] >= 5
+                                 and lapsed_params["min_silence_days"] == cfg.lifecycle.churn_days)
     assert runs.last_published_date(spark, cfg) == d
     customers = log[log.order_date <= d].customer_id.nunique()
     assert tables.read(spark, cfg, "retention_scores", d).count() == customers

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lifecycle_recs.ml import recommend, stacking
+from lifecycle_recs.ml import lapsed, recommend, stacking
 from lifecycle_recs.ml.features import USER_FEATURES, Batch, encode_users
 from lifecycle_recs.ml.scorer import SCORED_COLUMNS
 from lifecycle_recs.ml.vocab import UNK
@@ -29,7 +29,12 @@ def reference_score(pdf: pd.DataFrame, sc, conf) -> pd.DataFrame:
     out = model(b)
     user = out["user"].float()
     stack = sc.art.config.get("stack")  # the second stage, as specified by ml.stacking
-    churn = torch.sigmoid(stacking.churn_logit(stack, out["churn_logit"], b.feats))
+    lapsed_params = sc.art.config.get("lapsed")  # lapsed users' silence model, as specified by ml.lapsed
+
+    def churn_logit(logit, feats):
+        return lapsed.churn_logit(lapsed_params, stacking.churn_logit(stack, logit, feats), feats)
+
+    churn = torch.sigmoid(churn_logit(out["churn_logit"], b.feats))
     value = stacking.value(stack, model.predicted_value(out["value_logit"].float(), out["value_mu"].float(),
                                   float(sc.art.metrics.get("value_log_residual_var", 0.0))).clamp(min=0), b.feats)
     B = len(pdf)
@@ -57,7 +62,7 @@ def reference_score(pdf: pd.DataFrame, sc, conf) -> pd.DataFrame:
     for j in range(b.feats.shape[1]):
         f2 = b.feats.clone()
         f2[:, j] = ref[j]
-        effects.append(churn - torch.sigmoid(stacking.churn_logit(stack, model.heads(user, f2)["churn_logit"], f2)))
+        effects.append(churn - torch.sigmoid(churn_logit(model.heads(user, f2)["churn_logit"], f2)))
     effects = torch.stack(effects, 1).numpy()
 
     att = out["attention"].float().masked_fill(b.items <= UNK, -1.0)

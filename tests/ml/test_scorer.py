@@ -116,12 +116,16 @@ def test_fast_path_equals_the_reference_implementation(tmp_path, name, n_items):
         z, v, f, y, yv = users(600, 1)
         extra = {"stack": stacking.fit(z, v, f, y, yv, np.arange(600) % 4 == 0, 30)}
         extra["stack"]["churn"]["kept"] = extra["stack"]["value"]["kept"] = True  # both parts applied
+        # and the lapsed users' silence model (ml/lapsed.py) on top of the stacked churn
+        extra["lapsed"] = {"min_silence_days": 20.0, "min_log_silence": float(np.log1p(20.0)), "intercept": -1.5,
+                           "slope": 0.8}
     sc = load_scorer(make_artifact(tmp_path / "art", max_len=12, n_items=n_items, n_categories=5, config=extra),
                      "cpu")
     longer = scoring_users(30, seed=6).assign(user_id=lambda d: d["user_id"] + "b")
     for c in ("item_ids", "event_types", "time_gaps_hours", "values"):
         longer[c] = longer[c].map(lambda x: x * 2)  # sequences longer than the model's window
     users = pd.concat([scoring_users(30, seed=5), longer], ignore_index=True)
+    users["days_since_last_event"] = np.linspace(0.0, 90.0, len(users))  # on both sides of a lapsed threshold
     conf = RecommendConf(**EQUIVALENCE_CONFS[name])
     got, want = score_batch(users, sc, conf), reference_score(users, sc, conf)
     assert list(got.columns) == list(want.columns)

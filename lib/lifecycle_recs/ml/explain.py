@@ -14,15 +14,17 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from . import stacking
+from . import lapsed, stacking
 from .vocab import UNK
 
 
 @torch.no_grad()
 def feature_effects(model, user: torch.Tensor, feats: torch.Tensor, churn: torch.Tensor,
-                    reference: Optional[torch.Tensor] = None, stack: Optional[Dict] = None) -> torch.Tensor:
+                    reference: Optional[torch.Tensor] = None, stack: Optional[Dict] = None,
+                    lapsed_params: Optional[Dict] = None) -> torch.Tensor:
     """[B, n_features]: churn - churn with feature j set to ``reference[j]`` (through the
-    heads and, with ``stack``, the second stage of ``stacking``, as churn was scored)."""
+    heads and, with ``stack``, the second stage of ``stacking``, and with ``lapsed_params``
+    the lapsed users' silence model of ``lapsed``, as churn was scored)."""
     B, F = feats.shape
     if reference is None:
         reference = torch.zeros(F, dtype=feats.dtype, device=feats.device)
@@ -31,7 +33,8 @@ def feature_effects(model, user: torch.Tensor, feats: torch.Tensor, churn: torch
     j = torch.arange(F, device=feats.device)
     f2[j, :, j] = ref[:, None].expand(F, B)
     f2 = f2.reshape(F * B, F)
-    logit = stacking.churn_logit(stack, model.heads(user.repeat(F, 1), f2)["churn_logit"].float(), f2)
+    logit = lapsed.churn_logit(lapsed_params, stacking.churn_logit(
+        stack, model.heads(user.repeat(F, 1), f2)["churn_logit"].float(), f2), f2)
     return churn[None, :] - torch.sigmoid(logit).reshape(F, B)         # [F, B]
 
 

@@ -25,7 +25,7 @@ import torch
 
 from ..config import RecommendConf
 from ..names import AT_RISK_STAGES, NEW_STAGE, STRATEGIES, STRATEGY_AT_RISK, STRATEGY_NEW_USER
-from . import artifacts, columns, explain, ranking, recommend, stacking
+from . import artifacts, columns, explain, lapsed, ranking, recommend, stacking
 from .artifacts import Artifact
 from .features import USER_FEATURES, Batch, encode_columns
 from .trainer import resolve_device
@@ -151,7 +151,9 @@ def run_prepared(p: Prepared, sc: Scorer, conf: RecommendConf, steps=_no_steps) 
             out = model.infer(b, sc.item_vectors)
         user = out["user"].float()
         stack = sc.art.config.get("stack")
-        churn = torch.sigmoid(stacking.churn_logit(stack, out["churn_logit"], b.feats))
+        lapsed_params = sc.art.config.get("lapsed")
+        churn = torch.sigmoid(lapsed.churn_logit(lapsed_params, stacking.churn_logit(stack, out["churn_logit"], b.feats),
+                                                 b.feats))
         value = stacking.value(stack, model.predicted_value(
             out["value_logit"].float(), out["value_mu"].float(),
             float(sc.art.metrics.get("value_log_residual_var", 0.0))).clamp(min=0), b.feats)
@@ -171,7 +173,7 @@ def run_prepared(p: Prepared, sc: Scorer, conf: RecommendConf, steps=_no_steps) 
     with steps("explanations"):
         z_user = user.to(next(model.churn_head.parameters()).dtype)
         f_codes, f_eff = explain.top_features(explain.feature_effects(model, z_user, b.feats, churn,
-                                                                      sc.feature_reference, stack),
+                                                                      sc.feature_reference, stack, lapsed_params),
                                               conf.top_features)
         because_i, because_w, because_keep = explain.because_items(out["attention"], b.items, conf.because_items)
     with steps("output"):

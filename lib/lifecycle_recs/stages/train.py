@@ -25,7 +25,7 @@ from ..feeding import build_vocab, example_feed, examples, feed_root, item_stats
 from ..ml import artifacts
 from ..ml.feed import batches
 from ..ml.metrics import binary_metrics
-from ..ml import stacking
+from ..ml import lapsed, stacking
 from ..ml.trainer import fit, fit_heads, stack_inputs
 from ..splits import holdout_flag
 
@@ -48,32 +48,55 @@ def promotion_refusal(root: str, night: str, metrics: Dict, max_drop: float) -> 
     return None
 
 
-def _held_out_churn(model, val_labels) -> Dict[str, float]:
-    """Churn ROC AUC of the held-out users (for the log and the artifact)."""
+def _held_out_churn(model, val_labels, lapsed_params: Optional[Dict] = None) -> Dict[str, object]:
+    """Churn ROC AUC of the held-out users (for the log and the artifact), and the
+    lapsed users' silence model against the model's own churn on those users."""
     dev = next(model.parameters()).device
-    ys, ps, ws = [], [], []
+    ys, ps, ws, pairs = [], [], [], []
     with torch.no_grad():
         for b in batches(val_labels):
-            ps.append(torch.sigmoid(model(b.to(dev))["churn_logit"]).cpu().numpy())
+            logit = model(b.to(dev))["churn_logit"].float().cpu()
+            ps.append(torch.sigmoid(logit).numpy())
             ys.append(b.churn.numpy())
             ws.append(b.label_w.numpy())
+            pairs.append((logit, b.feats, b.churn, b.label_w))
     if not ys:
         return {}
+    out: Dict[str, object] = {}
+    if lapsed_params:
+        out["lapsed_held_out"] = lapsed.held_out_check(lapsed_params, pairs)
     y, p, m = np.concatenate(ys), np.concatenate(ps), np.concatenate(ws) > 0
     if m.sum() and 0 < y[m].mean() < 1:
-        return {"val_churn_auc": binary_metrics(y[m], p[m])["roc_auc"]}
-    return {}
+        out["val_churn_auc"] = binary_metrics(y[m], p[m])["roc_auc"]
+    return out
 
 
-def feature_reference(feed) -> list:
+def feature_reference(feed, tail: Optional[lapsed.TailCounts] = None) -> list:
     """Mean user features of the training examples (one pass over the feed): the fixed
-    reference that ``top_features`` explanations perturb towards."""
+    reference that ``top_features`` explanations perturb towards. With ``tail``, the
+    same pass counts the lapsed labelled users for ``ml.lapsed``."""
     total, n = None, 0
     for b in batches(feed):
         s = b.feats.double().sum(0)
         total = s if total is None else total + s
         n += b.feats.shape[0]
+        if tail is not None and b.churn is not None:
+            tail.add(b.feats[:, lapsed.SILENCE_FEATURE].numpy(), b.churn.numpy(), b.label_w.numpy())
     return [] if total is None else [float(x) for x in (total / max(n, 1)).tolist()]
+
+
+def fit_lapsed(tail: lapsed.TailCounts, min_silence_days: float) -> Optional[Dict]:
+    """``ml.lapsed`` on the lapsed labelled training users (None: too few to fit)."""
+    params = lapsed.fit(*tail.arrays(), min_silence_days)
+    if params is None:
+        x, n, k = tail.arrays()
+        log.info("lapsed churn: not fitted (%d users silent > %g days, %d came back): the model's churn applies "
+                 "to every user", int(n.sum()), min_silence_days, int((n - k).sum()))
+    else:
+        log.info("lapsed churn: users silent > %g days get sigmoid(%.3f + %.3f log1p(days)) (fitted on %d, %d came "
+                 "back)", min_silence_days, params["intercept"], params["slope"], params["users"],
+                 params["returned"])
+    return params
 
 
 def fit_stack(model, vectors: Dict[str, tuple], info: Dict, cfg) -> Dict:
@@ -127,10 +150,16 @@ def run(ctx: RunContext) -> Dict[str, object]:
         info.update(fit_heads(model, train_f, val_labels, cfg.model.loss_weights, steps=cfg.train.heads_steps,
                               lr=cfg.train.heads_lr, seed=cfg.train.seed, max_rows=cfg.train.heads_max_rows,
                               vectors=vectors if cfg.model.stacking else None))
-        metrics = {"train_rows": train_f.rows, "val_rows": val_f.rows, **info, **_held_out_churn(model, val_labels)}
         stack = fit_stack(model, vectors, info, cfg) if cfg.model.stacking else {}
         vectors.clear()
-        reference = feature_reference(train_f)
+        tail = lapsed.TailCounts(cfg.lifecycle.churn_days) if cfg.model.lapsed_churn else None
+        reference = feature_reference(train_f, tail)
+        lapsed_params = fit_lapsed(tail, cfg.lifecycle.churn_days) if tail is not None else None
+        metrics = {"train_rows": train_f.rows, "val_rows": val_f.rows, **info,
+                   **_held_out_churn(model, val_labels, lapsed_params)}
+        if lapsed_params:  # figures in the artifact's config.json with the parameters, not metrics
+            lapsed_params["held_out"] = metrics.pop("lapsed_held_out", {})
+            log.info("lapsed churn on the held-out lapsed users: %s", lapsed_params["held_out"])
     finally:
         for f in feeds:
             getattr(f, "close", lambda: None)()
@@ -140,7 +169,7 @@ def run(ctx: RunContext) -> Dict[str, object]:
                        tables.read(spark, cfg, "user_lifecycle", t_date), vocab, cfg.recommend.ltv_prior_users)
     d = artifacts.save(cfg.artifacts, model, vocab, L, metrics, stats, t_date,
                        {"embedding_model": cfg.embedding.model_name, "feature_reference": reference, "btyd": bg,
-                        "stack": stack},
+                        "stack": stack, "lapsed": lapsed_params or {}},
                        promote=False)
     version, night = os.path.basename(d), ctx.require_date()
     refusal = promotion_refusal(cfg.artifacts, night, metrics, cfg.train.max_metric_drop)

@@ -1,0 +1,116 @@
+"""Churn of lapsed users from their silence alone.
+
+For a user silent longer than the lifecycle's churn threshold (``lifecycle.churn_days``),
+the last sequence is stale: whether they come back within the horizon depends on how
+long they have been gone (the longer, the less likely), and the sequence model sees too
+few returners in a training snapshot to order them (on the demo, about 25 of 600 lapsed
+users; inside that band its churn ranking was below days-since-last-event, see README
+"Quality"). So past the threshold the churn logit is
+
+    logit = intercept + slope * log1p(days since last event),   slope >= 0
+
+a two-parameter logistic regression fitted on the lapsed labelled users of the training
+snapshot (weighted maximum likelihood on their counts per distinct silence; the slope is
+bounded below by 0, so the probability never falls as the silence grows). Below the
+threshold the model's logit passes through. ``params`` is stored in the artifact's
+``config.json`` (``lapsed``); without it (older artifacts, too few returners to fit) every
+user keeps the model's logit.
+
+Spark-free: the fit takes numpy arrays (streamed from the training feed by the train
+stage), :func:`churn_logit` works on tensors in scoring and explanations.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+import torch
+
+# the first user feature is log1p(days_since_last_event) (features.RFM_FEATURES[0])
+SILENCE_FEATURE = 0
+
+
+class TailCounts:
+    """Counts of labelled users past the threshold per distinct log1p(silence) (rounded
+    to 1e-3 in log space): the sufficient statistics of the fit, built batch by batch."""
+
+    def __init__(self, min_silence_days: float):
+        self.min_x = math.log1p(float(min_silence_days))
+        self.n: Dict[float, float] = {}
+        self.k: Dict[float, float] = {}
+
+    def add(self, log_silence: np.ndarray, churned: np.ndarray, weight: np.ndarray) -> None:
+        x = np.asarray(log_silence, np.float64)
+        m = (x > self.min_x) & (np.asarray(weight) > 0)
+        for v, y in zip(np.round(x[m], 3), np.asarray(churned, np.float64)[m]):
+            self.n[v] = self.n.get(v, 0.0) + 1.0
+            self.k[v] = self.k.get(v, 0.0) + float(y)
+
+    def arrays(self):
+        keys = sorted(self.n)
+        return (np.array(keys, np.float64), np.array([self.n[v] for v in keys]), np.array([self.k[v] for v in keys]))
+
+
+def fit(x: np.ndarray, n: np.ndarray, k: np.ndarray, min_silence_days: float, min_each: int = 5,
+        l2: float = 1e-4) -> Optional[Dict]:
+    """(intercept, slope) of P(churned) = sigmoid(a + b x) from grouped counts: ``n``
+    users at log-silence ``x`` of whom ``k`` churned. None when fewer than ``min_each``
+    users churned or came back (nothing to order them by)."""
+    from scipy.optimize import minimize
+
+    x, n, k = (np.asarray(a, np.float64) for a in (x, n, k))
+    churned, returned = float(k.sum()), float((n - k).sum())
+    if churned < min_each or returned < min_each:
+        return None
+    xc = float((n * x).sum() / n.sum())  # centred for a well-conditioned fit
+
+    def loss(p):
+        z = p[0] + p[1] * (x - xc)
+        # -log-likelihood: n log(1 + e^z) - k z, in a stable form
+        nll = float((n * np.logaddexp(0.0, z) - k * z).sum())
+        r = 1.0 / (1.0 + np.exp(-z))
+        g = n * r - k
+        return nll + l2 * (p @ p), np.array([g.sum(), (g * (x - xc)).sum()]) + 2 * l2 * p
+
+    p0 = np.array([math.log((churned + 0.5) / (returned + 0.5)), 0.0])
+    res = minimize(loss, p0, jac=True, method="L-BFGS-B", bounds=[(None, None), (0.0, None)])
+    a, b = float(res.x[0] - res.x[1] * xc), float(res.x[1])
+    return {"min_silence_days": float(min_silence_days), "min_log_silence": math.log1p(float(min_silence_days)),
+            "intercept": a, "slope": b, "users": int(n.sum()), "returned": int(returned)}
+
+
+def churn_logit(params: Optional[Dict], logit: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    """The churn logit with lapsed users' replaced by the silence model (``logit``
+    unchanged without ``params``)."""
+    if not params:
+        return logit
+    x = feats[:, SILENCE_FEATURE].to(logit.dtype)
+    tail = float(params["intercept"]) + float(params["slope"]) * x
+    return torch.where(x > float(params["min_log_silence"]), tail, logit)
+
+
+def held_out_check(params: Optional[Dict], pairs: Iterable) -> Dict:
+    """Informational figures on the held-out lapsed users: log loss and ROC AUC inside
+    the band of the model's own probabilities and of the silence model's. ``pairs``
+    yields (model churn logits, feats, churn labels, label weights) per batch."""
+    if not params:
+        return {}
+    from .metrics import binary_metrics
+
+    ys, zm, zl = [], [], []
+    for logit, feats, y, w in pairs:
+        lapsed = churn_logit(params, logit, feats)
+        m = (feats[:, SILENCE_FEATURE] > params["min_log_silence"]) & (w > 0)
+        ys.append(y[m].double().numpy())
+        zm.append(logit[m].double().numpy())
+        zl.append(lapsed[m].double().numpy())
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    out: Dict = {"users": int(len(y)), "returned": int((y == 0).sum())}
+    if not len(y):
+        return out
+    for name, z in (("model", np.concatenate(zm)), ("lapsed", np.concatenate(zl))):
+        out[f"{name}_log_loss"] = float(np.mean(np.logaddexp(0.0, z) - y * z))
+        if 0 < y.mean() < 1:
+            out[f"{name}_roc_auc"] = float(binary_metrics(y, 1 / (1 + np.exp(-z)))["roc_auc"])
+    return out
