@@ -15,40 +15,52 @@ from lifecycle_recs.ml.scorer import load_scorer, score_batch
 from tests.helpers import make_artifact, scoring_users
 
 
-def lapsed_users(n, seed, a=-2.0, b=1.1, lo=60, hi=300):
+def lapsed_users(n, seed, a=-2.0, b=1.1, c=0.6, lo=60, hi=300):
+    """Feature rows of lapsed users (silence, tenure, active days) and churn drawn from
+    the silence model's own form."""
     rng = np.random.default_rng(seed)
-    x = np.log1p(rng.uniform(lo, hi, n))
-    y = (rng.random(n) < 1 / (1 + np.exp(-(a + b * x)))).astype(float)
-    return x, y
+    feats = np.zeros((n, len(USER_FEATURES)), np.float32)
+    silence = rng.uniform(lo, hi, n)
+    tenure = silence + rng.uniform(10, 300, n)
+    feats[:, 0], feats[:, 2] = np.log1p(silence), np.log1p(tenure)
+    feats[:, 4] = np.log1p(1 + rng.poisson(rng.lognormal(1.5, 0.8, n)))
+    z = a + b * feats[:, 0] + c * (feats[:, 4] - feats[:, 2])
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(float)
+    return feats, y
 
 
 def test_fit_on_counts_equals_a_logistic_regression_on_the_users():
-    x, y = lapsed_users(4000, 0)
+    f, y = lapsed_users(4000, 0)
     tail = lapsed.TailCounts(60)
     for i in range(0, 4000, 700):  # batch by batch, as the train stage streams the feed
-        tail.add(x[i:i + 700], y[i:i + 700], np.ones(len(x[i:i + 700])))
+        tail.add(f[i:i + 700], y[i:i + 700], np.ones(len(f[i:i + 700])))
     p = lapsed.fit(*tail.arrays(), 60)
-    ref = LogisticRegression(C=1e9, max_iter=10000).fit(np.round(x, 3)[:, None], y)
+    x = np.c_[np.round(f[:, 0].astype(np.float64), 3), np.round((f[:, 4] - f[:, 2]).astype(np.float64), 2)]
+    ref = LogisticRegression(C=1e9, max_iter=10000).fit(x, y)
     assert p["intercept"] == pytest.approx(float(ref.intercept_[0]), abs=5e-3)
     assert p["slope"] == pytest.approx(float(ref.coef_[0, 0]), abs=5e-3)
+    assert p["rate_slope"] == pytest.approx(float(ref.coef_[0, 1]), abs=5e-3)
+    assert p["slope"] > 0.5 and p["rate_slope"] > 0.2  # near the drawn 1.1 and 0.6
     assert p["users"] == 4000 and p["returned"] == int((y == 0).sum())
     assert p["min_log_silence"] == pytest.approx(math.log1p(60))
 
 
 def test_only_labelled_users_past_the_threshold_are_counted():
     tail = lapsed.TailCounts(30)
-    x = np.log1p(np.array([10.0, 31.0, 31.0, 90.0, 90.0]))
-    tail.add(x, np.array([1.0, 1.0, 0.0, 1.0, 1.0]), np.array([1.0, 1.0, 1.0, 1.0, 0.0]))
+    f = np.zeros((5, len(USER_FEATURES)), np.float32)
+    f[:, 0] = np.log1p([10.0, 31.0, 31.0, 90.0, 90.0])
+    tail.add(f, np.array([1.0, 1.0, 0.0, 1.0, 1.0]), np.array([1.0, 1.0, 1.0, 1.0, 0.0]))
     xs, n, k = tail.arrays()
     assert list(n) == [2.0, 1.0] and list(k) == [1.0, 1.0]
-    assert np.allclose(xs, np.round(np.log1p([31.0, 90.0]), 3))
+    assert np.allclose(xs[:, 0], np.round(np.log1p([31.0, 90.0]), 3)) and np.allclose(xs[:, 1], 0.0)
 
 
 def test_the_churn_probability_never_falls_as_the_silence_grows():
     """Data where returners are the long-silent ones: the slope stays at its bound 0."""
-    x, y = lapsed_users(3000, 1, a=4.0, b=-0.5)
+    f, y = lapsed_users(3000, 1, a=4.0, b=-0.5, c=0.0)
+    f[:, 4] = f[:, 2]  # every user the same rate: silence alone
     tail = lapsed.TailCounts(60)
-    tail.add(x, y, np.ones(len(x)))
+    tail.add(f, y, np.ones(len(f)))
     p = lapsed.fit(*tail.arrays(), 60)
     assert p["slope"] == 0.0
     assert 1 / (1 + math.exp(-p["intercept"])) == pytest.approx(y.mean(), abs=1e-3)
@@ -56,23 +68,28 @@ def test_the_churn_probability_never_falls_as_the_silence_grows():
 
 @pytest.mark.parametrize("returned", [0, 4])
 def test_too_few_returners_fit_nothing(returned):
-    x = np.log1p(np.linspace(61, 300, 200))
+    f = np.zeros((200, len(USER_FEATURES)), np.float32)
+    f[:, 0] = np.log1p(np.linspace(61, 300, 200))
     y = np.ones(200)
     y[:returned] = 0
     tail = lapsed.TailCounts(60)
-    tail.add(x, y, np.ones(200))
+    tail.add(f, y, np.ones(200))
     assert lapsed.fit(*tail.arrays(), 60) is None
     assert lapsed.churn_logit(None, torch.zeros(3), torch.zeros(3, 4)).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_only_users_past_the_threshold_get_the_silence_model():
-    params = {"min_log_silence": math.log1p(60), "intercept": -1.0, "slope": 1.0}
+    params = {"min_log_silence": math.log1p(60), "intercept": -1.0, "slope": 1.0, "rate_slope": 0.5}
     feats = torch.zeros(4, len(USER_FEATURES))
     feats[:, 0] = torch.log1p(torch.tensor([5.0, 59.0, 61.0, 200.0]))
+    feats[:, 2], feats[:, 4] = math.log1p(300.0), math.log1p(20.0)
     logit = torch.tensor([0.3, -0.2, 0.7, 0.1])
     got = lapsed.churn_logit(params, logit, feats)
+    rate = 0.5 * (math.log1p(20.0) - math.log1p(300.0))
     assert got[:2].tolist() == pytest.approx([0.3, -0.2])
-    assert got[2:].tolist() == pytest.approx([-1 + math.log1p(61.0), -1 + math.log1p(200.0)], abs=1e-5)
+    assert got[2:].tolist() == pytest.approx([-1 + math.log1p(61.0) + rate, -1 + math.log1p(200.0) + rate], abs=1e-5)
+    older = {k: v for k, v in params.items() if k != "rate_slope"}  # silence only
+    assert lapsed.churn_logit(older, logit, feats)[3].item() == pytest.approx(-1 + math.log1p(200.0), abs=1e-5)
 
 
 def test_held_out_check_compares_both_on_the_lapsed_users_only():
@@ -88,7 +105,8 @@ def test_held_out_check_compares_both_on_the_lapsed_users_only():
 
 
 def test_scoring_and_explanations_apply_the_silence_model(tmp_path):
-    params = {"min_silence_days": 60.0, "min_log_silence": math.log1p(60), "intercept": -2.0, "slope": 1.0}
+    params = {"min_silence_days": 60.0, "min_log_silence": math.log1p(60), "intercept": -2.0, "slope": 1.0,
+              "rate_slope": 0.5}
     plain = load_scorer(make_artifact(tmp_path / "a"), "cpu")
     with_lapsed = load_scorer(make_artifact(tmp_path / "b", config={"lapsed": params}), "cpu")
     users = scoring_users(20, seed=2)
@@ -97,12 +115,15 @@ def test_scoring_and_explanations_apply_the_silence_model(tmp_path):
     a, b = score_batch(users, plain, conf), score_batch(users, with_lapsed, conf)
     past = users["days_since_last_event"].to_numpy() > 60
     assert past.sum() > 5 and (~past).sum() > 5
-    want = 1 / (1 + np.exp(-(-2.0 + np.log1p(users["days_since_last_event"].to_numpy(np.float32)))))
+    rate = 0.5 * (np.log1p(np.float32(users["active_days"][0])) - np.log1p(np.float32(users["tenure_days"][0])))
+    want = 1 / (1 + np.exp(-(-2.0 + np.log1p(users["days_since_last_event"].to_numpy(np.float32)) + rate)))
     assert np.allclose(b["churn_probability"][past], want[past], atol=1e-6)
     assert np.allclose(b["churn_probability"][~past], a["churn_probability"][~past], atol=1e-7)
     assert (np.diff(b["churn_probability"][past]) > 0).all()  # ordered by silence
-    # past the threshold only the silence moves churn: it is the top feature of every lapsed user
-    assert all(names[0] == "days_since_last_event" for names in b["feature_names"][past])
+    # past the threshold only silence, tenure and active days move churn: one of them leads every explanation
+    moving = {"days_since_last_event", "tenure_days", "active_days"}
+    assert all(names[0] in moving for names in b["feature_names"][past])
+    assert any(names[0] not in moving for names in a["feature_names"][past])
     assert list(a["rec_items"].map(list)) == list(b["rec_items"].map(list))  # recommendations untouched
 
 

@@ -2,17 +2,19 @@
 
 For a user silent longer than the lifecycle's churn threshold (``lifecycle.churn_days``),
 the last sequence is stale: whether they come back within the horizon depends on how
-long they have been gone (the longer, the less likely), and the sequence model sees too
-few returners in a training snapshot to order them (on the demo, about 25 of 600 lapsed
+long they have been gone (the longer, the less likely) and on how often they used to come
+(a silence is longer for a frequent user than for a rare one), and the sequence model sees
+too few returners in a training snapshot to order them (on the demo, about 20 of 600 lapsed
 users; inside that band its churn ranking was below days-since-last-event, see README
 "Quality"). So past the threshold the churn logit is
 
-    logit = intercept + slope * log1p(days since last event),   slope >= 0
+    logit = intercept + slope * log1p(days since last event) + rate_slope * log rate,
+    log rate = log1p(active days) - log1p(tenure days),            slope >= 0
 
-a two-parameter logistic regression fitted on the lapsed labelled users of the training
-snapshot (weighted maximum likelihood on their counts per distinct silence; the slope is
-bounded below by 0, so the probability never falls as the silence grows). Below the
-threshold the model's logit passes through. ``params`` is stored in the artifact's
+a three-parameter logistic regression fitted on the lapsed labelled users of the training
+snapshot (weighted maximum likelihood on their counts per distinct (silence, rate), rounded;
+the silence slope is bounded below by 0, so the probability never falls as the silence
+grows). Below the threshold the model's logit passes through. ``params`` is stored in the artifact's
 ``config.json`` (``lapsed``); without it (older artifacts, too few returners to fit) every
 user keeps the model's logit.
 
@@ -27,57 +29,73 @@ from typing import Dict, Iterable, Optional
 import numpy as np
 import torch
 
-# the first user feature is log1p(days_since_last_event) (features.RFM_FEATURES[0])
-SILENCE_FEATURE = 0
+# user features (features.RFM_FEATURES, log1p): days_since_last_event, tenure_days, active_days
+SILENCE_FEATURE, TENURE_FEATURE, ACTIVE_DAYS_FEATURE = 0, 2, 4
+
+
+def _log_rate(feats):
+    """log1p(active days) - log1p(tenure days) from the feature matrix (numpy or torch)."""
+    return feats[:, ACTIVE_DAYS_FEATURE] - feats[:, TENURE_FEATURE]
 
 
 class TailCounts:
-    """Counts of labelled users past the threshold per distinct log1p(silence) (rounded
-    to 1e-3 in log space): the sufficient statistics of the fit, built batch by batch."""
+    """Counts of labelled users past the threshold per distinct (log1p silence, log rate),
+    rounded to 1e-3 and 1e-2 in log space: the sufficient statistics of the fit, built
+    batch by batch from the feature matrix."""
 
     def __init__(self, min_silence_days: float):
         self.min_x = math.log1p(float(min_silence_days))
-        self.n: Dict[float, float] = {}
-        self.k: Dict[float, float] = {}
+        self.n: Dict[tuple, float] = {}
+        self.k: Dict[tuple, float] = {}
 
-    def add(self, log_silence: np.ndarray, churned: np.ndarray, weight: np.ndarray) -> None:
-        x = np.asarray(log_silence, np.float64)
+    def add(self, feats: np.ndarray, churned: np.ndarray, weight: np.ndarray) -> None:
+        feats = np.asarray(feats, np.float64)
+        x = feats[:, SILENCE_FEATURE]
         m = (x > self.min_x) & (np.asarray(weight) > 0)
-        for v, y in zip(np.round(x[m], 3), np.asarray(churned, np.float64)[m]):
-            self.n[v] = self.n.get(v, 0.0) + 1.0
-            self.k[v] = self.k.get(v, 0.0) + float(y)
+        keys = zip(np.round(x[m], 3), np.round(_log_rate(feats)[m], 2))
+        for key, y in zip(keys, np.asarray(churned, np.float64)[m]):
+            self.n[key] = self.n.get(key, 0.0) + 1.0
+            self.k[key] = self.k.get(key, 0.0) + float(y)
 
     def arrays(self):
+        """(x [groups, 2]: log1p silence and log rate, n users, k churned)."""
         keys = sorted(self.n)
-        return (np.array(keys, np.float64), np.array([self.n[v] for v in keys]), np.array([self.k[v] for v in keys]))
+        return (np.array(keys, np.float64).reshape(-1, 2), np.array([self.n[v] for v in keys]),
+                np.array([self.k[v] for v in keys]))
 
 
 def fit(x: np.ndarray, n: np.ndarray, k: np.ndarray, min_silence_days: float, min_each: int = 5,
         l2: float = 1e-4) -> Optional[Dict]:
-    """(intercept, slope) of P(churned) = sigmoid(a + b x) from grouped counts: ``n``
-    users at log-silence ``x`` of whom ``k`` churned. None when fewer than ``min_each``
-    users churned or came back (nothing to order them by)."""
+    """(intercept, slope, rate_slope) of P(churned) = sigmoid(a + b x0 + c x1) from
+    grouped counts: ``n`` users at (log1p silence, log rate) ``x`` [groups, 2] of whom
+    ``k`` churned; ``b >= 0``. None when fewer than ``min_each`` users churned or came back
+    (nothing to order them by)."""
     from scipy.optimize import minimize
 
     x, n, k = (np.asarray(a, np.float64) for a in (x, n, k))
+    x = x.reshape(len(n), -1)
     churned, returned = float(k.sum()), float((n - k).sum())
     if churned < min_each or returned < min_each:
         return None
-    xc = float((n * x).sum() / n.sum())  # centred for a well-conditioned fit
+    xc = (n[:, None] * x).sum(0) / n.sum()  # centred for a well-conditioned fit
+    d = np.c_[np.ones(len(n)), x - xc]
 
     def loss(p):
-        z = p[0] + p[1] * (x - xc)
+        z = d @ p
         # -log-likelihood: n log(1 + e^z) - k z, in a stable form
         nll = float((n * np.logaddexp(0.0, z) - k * z).sum())
-        r = 1.0 / (1.0 + np.exp(-z))
-        g = n * r - k
-        return nll + l2 * (p @ p), np.array([g.sum(), (g * (x - xc)).sum()]) + 2 * l2 * p
+        g = n / (1.0 + np.exp(-z)) - k
+        return nll + l2 * (p @ p), d.T @ g + 2 * l2 * p
 
-    p0 = np.array([math.log((churned + 0.5) / (returned + 0.5)), 0.0])
-    res = minimize(loss, p0, jac=True, method="L-BFGS-B", bounds=[(None, None), (0.0, None)])
-    a, b = float(res.x[0] - res.x[1] * xc), float(res.x[1])
-    return {"min_silence_days": float(min_silence_days), "min_log_silence": math.log1p(float(min_silence_days)),
-            "intercept": a, "slope": b, "users": int(n.sum()), "returned": int(returned)}
+    p0 = np.zeros(d.shape[1])
+    p0[0] = math.log((churned + 0.5) / (returned + 0.5))
+    bounds = [(None, None), (0.0, None)] + [(None, None)] * (d.shape[1] - 2)
+    res = minimize(loss, p0, jac=True, method="L-BFGS-B", bounds=bounds)
+    coef = res.x[1:]
+    out = {"min_silence_days": float(min_silence_days), "min_log_silence": math.log1p(float(min_silence_days)),
+           "intercept": float(res.x[0] - coef @ xc), "slope": float(coef[0]),
+           "rate_slope": float(coef[1]) if len(coef) > 1 else 0.0, "users": int(n.sum()), "returned": int(returned)}
+    return out
 
 
 def churn_logit(params: Optional[Dict], logit: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
@@ -86,7 +104,8 @@ def churn_logit(params: Optional[Dict], logit: torch.Tensor, feats: torch.Tensor
     if not params:
         return logit
     x = feats[:, SILENCE_FEATURE].to(logit.dtype)
-    tail = float(params["intercept"]) + float(params["slope"]) * x
+    tail = float(params["intercept"]) + float(params["slope"]) * x \
+        + float(params.get("rate_slope", 0.0)) * _log_rate(feats).to(logit.dtype)
     return torch.where(x > float(params["min_log_silence"]), tail, logit)
 
 

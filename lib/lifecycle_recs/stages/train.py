@@ -81,7 +81,7 @@ def feature_reference(feed, tail: Optional[lapsed.TailCounts] = None) -> list:
         total = s if total is None else total + s
         n += b.feats.shape[0]
         if tail is not None and b.churn is not None:
-            tail.add(b.feats[:, lapsed.SILENCE_FEATURE].numpy(), b.churn.numpy(), b.label_w.numpy())
+            tail.add(b.feats.numpy(), b.churn.numpy(), b.label_w.numpy())
     return [] if total is None else [float(x) for x in (total / max(n, 1)).tolist()]
 
 
@@ -93,9 +93,9 @@ def fit_lapsed(tail: lapsed.TailCounts, min_silence_days: float) -> Optional[Dic
         log.info("lapsed churn: not fitted (%d users silent > %g days, %d came back): the model's churn applies "
                  "to every user", int(n.sum()), min_silence_days, int((n - k).sum()))
     else:
-        log.info("lapsed churn: users silent > %g days get sigmoid(%.3f + %.3f log1p(days)) (fitted on %d, %d came "
-                 "back)", min_silence_days, params["intercept"], params["slope"], params["users"],
-                 params["returned"])
+        log.info("lapsed churn: users silent > %g days get sigmoid(%.3f + %.3f log1p(days) + %.3f log rate) (fitted "
+                 "on %d, %d came back)", min_silence_days, params["intercept"], params["slope"], params["rate_slope"],
+                 params["users"], params["returned"])
     return params
 
 
