@@ -41,8 +41,23 @@ def test_fit_on_counts_equals_a_logistic_regression_on_the_users():
     assert p["slope"] == pytest.approx(float(ref.coef_[0, 0]), abs=5e-3)
     assert p["rate_slope"] == pytest.approx(float(ref.coef_[0, 1]), abs=5e-3)
     assert p["slope"] > 0.5 and p["rate_slope"] > 0.2  # near the drawn 1.1 and 0.6
+    assert p["silence_z"] > lapsed.MIN_SILENCE_Z and p["applied"]
     assert p["users"] == 4000 and p["returned"] == int((y == 0).sum())
     assert p["min_log_silence"] == pytest.approx(math.log1p(60))
+
+
+def test_the_silence_slopes_standard_error_matches_its_spread_over_draws():
+    """The Wald z gate: slope / se, with se from the Hessian; over 60 independent draws
+    the slopes spread as that se says (within 25%)."""
+    slopes, ses = [], []
+    for seed in range(60):
+        f, y = lapsed_users(1500, 100 + seed)
+        tail = lapsed.TailCounts(60)
+        tail.add(f, y, np.ones(len(f)))
+        p = lapsed.fit(*tail.arrays(), 60)
+        slopes.append(p["slope"])
+        ses.append(p["slope"] / p["silence_z"])
+    assert np.std(slopes, ddof=1) == pytest.approx(np.mean(ses), rel=0.25)
 
 
 def test_only_labelled_users_past_the_threshold_are_counted():
@@ -64,6 +79,10 @@ def test_the_churn_probability_never_falls_as_the_silence_grows():
     p = lapsed.fit(*tail.arrays(), 60)
     assert p["slope"] == 0.0
     assert 1 / (1 + math.exp(-p["intercept"])) == pytest.approx(y.mean(), abs=1e-3)
+    # and where silence does not predict coming back, the model is not applied: the logit passes through
+    assert p["silence_z"] == 0.0 and not p["applied"]
+    feats = torch.as_tensor(f[:5])
+    assert lapsed.churn_logit(p, torch.arange(5.0), feats).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
 @pytest.mark.parametrize("returned", [0, 4])

@@ -14,7 +14,11 @@ users; inside that band its churn ranking was below days-since-last-event, see R
 a three-parameter logistic regression fitted on the lapsed labelled users of the training
 snapshot (weighted maximum likelihood on their counts per distinct (silence, rate), rounded;
 the silence slope is bounded below by 0, so the probability never falls as the silence
-grows). Below the threshold the model's logit passes through. ``params`` is stored in the artifact's
+grows). Below the threshold the model's logit passes through. It is **applied only where the
+training snapshot supports its premise**: the silence slope at least ``MIN_SILENCE_Z``
+standard errors above 0 (Wald, from the fit's Hessian); where coming back does not get rarer
+with silence (MovieLens-100K: the slope sits at its bound 0) the sequence model, which orders
+those users better there, keeps them (``applied: false``, figures kept for the record). ``params`` is stored in the artifact's
 ``config.json`` (``lapsed``); without it (older artifacts, too few returners to fit) every
 user keeps the model's logit.
 
@@ -29,6 +33,8 @@ from typing import Dict, Iterable, Optional
 import numpy as np
 import torch
 
+# the silence slope must be this many standard errors above 0 for the model to apply
+MIN_SILENCE_Z = 2.0
 # user features (features.RFM_FEATURES, log1p): days_since_last_event, tenure_days, active_days
 SILENCE_FEATURE, TENURE_FEATURE, ACTIVE_DAYS_FEATURE = 0, 2, 4
 
@@ -92,16 +98,21 @@ def fit(x: np.ndarray, n: np.ndarray, k: np.ndarray, min_silence_days: float, mi
     bounds = [(None, None), (0.0, None)] + [(None, None)] * (d.shape[1] - 2)
     res = minimize(loss, p0, jac=True, method="L-BFGS-B", bounds=bounds)
     coef = res.x[1:]
-    out = {"min_silence_days": float(min_silence_days), "min_log_silence": math.log1p(float(min_silence_days)),
-           "intercept": float(res.x[0] - coef @ xc), "slope": float(coef[0]),
-           "rate_slope": float(coef[1]) if len(coef) > 1 else 0.0, "users": int(n.sum()), "returned": int(returned)}
-    return out
+    # Wald z of the silence slope from the Hessian of the log-likelihood (the l2 term is negligible)
+    r = 1.0 / (1.0 + np.exp(-(d @ res.x)))
+    hess = (d * (n * r * (1 - r))[:, None]).T @ d + 2 * l2 * np.eye(d.shape[1])
+    se = float(np.sqrt(max(np.linalg.pinv(hess)[1, 1], 1e-300)))
+    z = float(coef[0] / se)
+    return {"min_silence_days": float(min_silence_days), "min_log_silence": math.log1p(float(min_silence_days)),
+            "intercept": float(res.x[0] - coef @ xc), "slope": float(coef[0]),
+            "rate_slope": float(coef[1]) if len(coef) > 1 else 0.0, "silence_z": z,
+            "applied": bool(z >= MIN_SILENCE_Z), "users": int(n.sum()), "returned": int(returned)}
 
 
 def churn_logit(params: Optional[Dict], logit: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
     """The churn logit with lapsed users' replaced by the silence model (``logit``
-    unchanged without ``params``)."""
-    if not params:
+    unchanged without ``params`` or where they were not ``applied``)."""
+    if not params or not params.get("applied", True):
         return logit
     x = feats[:, SILENCE_FEATURE].to(logit.dtype)
     tail = float(params["intercept"]) + float(params["slope"]) * x \

@@ -64,7 +64,7 @@ def _held_out_churn(model, val_labels, lapsed_params: Optional[Dict] = None) -> 
         return {}
     out: Dict[str, object] = {}
     if lapsed_params:
-        out["lapsed_held_out"] = lapsed.held_out_check(lapsed_params, pairs)
+        out["lapsed_held_out"] = lapsed.held_out_check({**lapsed_params, "applied": True}, pairs)
     y, p, m = np.concatenate(ys), np.concatenate(ps), np.concatenate(ws) > 0
     if m.sum() and 0 < y[m].mean() < 1:
         out["val_churn_auc"] = binary_metrics(y[m], p[m])["roc_auc"]
@@ -92,10 +92,15 @@ def fit_lapsed(tail: lapsed.TailCounts, min_silence_days: float) -> Optional[Dic
         x, n, k = tail.arrays()
         log.info("lapsed churn: not fitted (%d users silent > %g days, %d came back): the model's churn applies "
                  "to every user", int(n.sum()), min_silence_days, int((n - k).sum()))
+    elif not params["applied"]:
+        log.info("lapsed churn: not applied, coming back does not get rarer with silence here (silence slope %.3f, "
+                 "z %.2f < %g; %d users silent > %g days, %d came back): the model's churn applies to every user",
+                 params["slope"], params["silence_z"], lapsed.MIN_SILENCE_Z, params["users"], min_silence_days,
+                 params["returned"])
     else:
         log.info("lapsed churn: users silent > %g days get sigmoid(%.3f + %.3f log1p(days) + %.3f log rate) (fitted "
-                 "on %d, %d came back)", min_silence_days, params["intercept"], params["slope"], params["rate_slope"],
-                 params["users"], params["returned"])
+                 "on %d, %d came back; silence slope z %.2f)", min_silence_days, params["intercept"], params["slope"],
+                 params["rate_slope"], params["users"], params["returned"], params["silence_z"])
     return params
 
 
