@@ -157,8 +157,9 @@ class ModelConf:
     # churn/value stacked with the RFM/BTYD features (ml/stacking.py), each part kept only where it beats the
     # model out of fold on the held-out users; off by default: it won nothing on the demo or synthetic (README)
     stacking: bool = False
-    # churn of users silent longer than lifecycle.churn_days from their silence alone (ml/lapsed.py), fitted on
-    # the training snapshot's lapsed users; the model's churn for everyone else
+    # churn of users silent longer than lifecycle.churn_days from their silence and activity rate (ml/lapsed.py),
+    # fitted on the training snapshot's lapsed users and applied only where the silence slope's z >= 2; the
+    # model's churn for everyone else
     lapsed_churn: bool = True
 
 

@@ -1,4 +1,4 @@
-"""Churn of lapsed users from their silence alone.
+"""Churn of lapsed users from their silence and their old activity rate.
 
 For a user silent longer than the lifecycle's churn threshold (``lifecycle.churn_days``),
 the last sequence is stale: whether they come back within the horizon depends on how
@@ -18,9 +18,9 @@ grows). Below the threshold the model's logit passes through. It is **applied on
 training snapshot supports its premise**: the silence slope at least ``MIN_SILENCE_Z``
 standard errors above 0 (Wald, from the fit's Hessian); where coming back does not get rarer
 with silence (MovieLens-100K: the slope sits at its bound 0) the sequence model, which orders
-those users better there, keeps them (``applied: false``, figures kept for the record). ``params`` is stored in the artifact's
-``config.json`` (``lapsed``); without it (older artifacts, too few returners to fit) every
-user keeps the model's logit.
+those users better there, keeps them (``applied: false``, figures kept for the record).
+``params`` is stored in the artifact's ``config.json`` (``lapsed``); without it (older
+artifacts, too few returners to fit) every user keeps the model's logit.
 
 Spark-free: the fit takes numpy arrays (streamed from the training feed by the train
 stage), :func:`churn_logit` works on tensors in scoring and explanations.
