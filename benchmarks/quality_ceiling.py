@@ -52,9 +52,10 @@ def per_user_frame(spark, cfg, T: str):
     path = artifacts.resolve(cfg.artifacts, T)
     seq_t = tables.read(spark, cfg, "user_sequences", T)
     life_t = tables.read(spark, cfg, "user_lifecycle", T)
-    scored = score_users(users_with_stage(seq_t, life_t), path, cfg.recommend, cfg.train.device) \
-        .select("user_id", "churn_probability", "predicted_value")
     summ = btyd.summaries(tables.read(spark, cfg, "events"), T, cfg.sequences.value_event_types)
+    users = btyd.scoring_rows(users_with_stage(seq_t, life_t), artifacts.load(path).config.get("stack"), lambda: summ)
+    scored = score_users(users, path, cfg.recommend, cfg.train.device) \
+        .select("user_id", "churn_probability", "predicted_value")
     params = btyd.fit(summ, cfg.evaluation.btyd_max_rows, cfg.evaluation.seed)
     labelled = life_t.where(F.col("churned_within_horizon").isNotNull()).select(
         "user_id", F.col("churned_within_horizon").cast("double").alias("y_churn"),

@@ -58,6 +58,10 @@ def test_order_log_runs_every_default_stage(spark, make_cfg, orders_csv, caplog)
     assert set(stack) == {"horizon_days", "churn", "value"} and stack["churn"]["blend_users"] > 0
     assert {"kept", "out_of_fold"} <= set(stack["churn"]) and {"kept", "out_of_fold"} <= set(stack["value"])
     assert any(m.startswith("stack churn: ") for m in caplog.messages)
+    # BG/NBD x Gamma-Gamma of T's purchase days: fitted into the artifact, an input of the value blend
+    with open(os.path.join(cfg.artifacts, ev["model"], "config.json")) as fh:
+        assert {"active", "purchase", "spend"} <= set(json.load(fh)["btyd"])
+    assert len(stack["value"]["blend"]) == 3
     # the lapsed users' silence model (model.lapsed_churn, on by default) was fitted or said why not
     with open(os.path.join(cfg.artifacts, ev["model"], "config.json")) as fh:
         lapsed_params = json.load(fh)["lapsed"]
@@ -104,3 +108,26 @@ def test_btyd_summaries_equal_pandas(spark, make_cfg, orders_csv):
             assert r["m_purchase"] == pytest.approx(g.amount.iloc[1:].mean(), abs=1e-9)
         else:
             assert r["m_purchase"] is None
+
+
+def test_stack_value_input_equals_the_baseline_prediction(spark, make_cfg, orders_csv):
+    """The stack's BG/NBD x Gamma-Gamma input, computed at scoring from the purchase
+    summary joined to the user rows (``btyd.with_purchases`` -> ``spend_features``),
+    is the baseline's own Spark prediction (``btyd.predict``) for every customer."""
+    import numpy as np
+
+    from lifecycle_recs.ml.features import spend_features
+
+    path, _ = orders_csv
+    cfg = _cfg(make_cfg, path)
+    run_nightly(spark, cfg, stages=["ingest"])
+    D = "2025-06-30"
+    events = tables.read(spark, cfg, "events")
+    summ = btyd.summaries(events, D, ["purchase"])
+    params = btyd.fit(summ, seed=0)
+    want = btyd.predict(summ, params, 30).toPandas().set_index("user_id")["bgnbd_gg_value"]
+    users = events.where(F.col("event_date") <= D).select("user_id").distinct()
+    rows = btyd.with_purchases(users, summ).toPandas().set_index("user_id").loc[want.index]
+    got = np.expm1(spend_features(rows, {**params, "horizon_days": 30})[:, 0].astype(np.float64))
+    assert (want > 0).sum() > 20
+    assert np.allclose(got, want.to_numpy(), rtol=1e-5, atol=1e-4)

@@ -11,14 +11,15 @@ spend in the next H days). Users without a purchase yet are predicted 0 spend.
 from __future__ import annotations
 
 import logging
-from typing import Dict, Iterator, Sequence
+from typing import Callable, Dict, Iterator, Optional, Sequence
 
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from .dates import parse_date
-from .ml import btyd
+from .ml import btyd, stacking
+from .ml.features import PURCHASE_COLUMNS
 from .sequences import exact_sum
 
 log = logging.getLogger(__name__)
@@ -72,12 +73,13 @@ def _grouped(df: DataFrame, cols: Sequence[str], max_rows: int, seed: int) -> pd
     return g.toPandas().sort_values(list(cols), kind="mergesort").reset_index(drop=True)
 
 
-def fit(summ: DataFrame, max_rows: int = 200_000, seed: int = 0) -> Dict[str, Dict[str, float]]:
-    """Fitted parameters: ``active`` and ``purchase`` BG/NBD, ``spend`` Gamma-Gamma
-    (``purchase``/``spend`` absent when there are no purchases to fit)."""
+def fit(summ: DataFrame, max_rows: int = 200_000, seed: int = 0, active: bool = True) -> Dict[str, Dict[str, float]]:
+    """Fitted parameters: ``active`` (unless not ``active``) and ``purchase`` BG/NBD,
+    ``spend`` Gamma-Gamma (``purchase``/``spend`` absent when there are no purchases to fit)."""
     out: Dict[str, Dict[str, float]] = {}
-    a = _grouped(summ, ["x_active", "t_active", "age_active"], max_rows, seed)
-    out["active"] = btyd.fit_bgnbd(a.x_active, a.t_active, a.age_active, a.n).to_dict()
+    if active:
+        a = _grouped(summ, ["x_active", "t_active", "age_active"], max_rows, seed)
+        out["active"] = btyd.fit_bgnbd(a.x_active, a.t_active, a.age_active, a.n).to_dict()
     p = _grouped(summ.where(F.col("age_purchase").isNotNull()), ["x_purchase", "t_purchase", "age_purchase"], max_rows,
                  seed)
     if len(p):
@@ -104,20 +106,29 @@ def predict(summ: DataFrame, params: Dict[str, Dict[str, float]], horizon_days: 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for b in batches:
             x, t, T = b.x_active.to_numpy(), b.t_active.to_numpy(), b.age_active.to_numpy()
-            value = pd.Series(0.0, index=b.index)
-            bought = b.age_purchase.notna().to_numpy()
-            if pur is not None and bought.any():
-                xp, tp, Tp = (b[c].to_numpy()[bought] for c in ("x_purchase", "t_purchase", "age_purchase"))
-                n_next = btyd.expected_transactions(pur, H, xp, tp, Tp)
-                m = b.m_purchase.fillna(0.0).to_numpy()[bought]
-                per = btyd.expected_spend(spend, xp, m) if spend is not None else m
-                value[bought] = n_next * per
+            value = btyd.expected_value(pur, spend, H, b.x_purchase.to_numpy(), b.t_purchase.to_numpy(),
+                                        b.age_purchase.to_numpy(dtype=float), b.m_purchase.to_numpy(dtype=float))
             yield pd.DataFrame({"user_id": b.user_id, "bgnbd_p_churn": btyd.p_no_transaction(act, H, x, t, T),
                                 "bgnbd_p_alive": btyd.p_alive(act, x, t, T),
                                 "bgnbd_expected_days": btyd.expected_transactions(act, H, x, t, T),
-                                "bgnbd_gg_value": value.to_numpy()})
+                                "bgnbd_gg_value": value})
 
     return summ.mapInPandas(run, PREDICTION_SCHEMA)
+
+
+def with_purchases(users: DataFrame, summ: DataFrame) -> DataFrame:
+    """User rows with their purchase-days summary (``PURCHASE_COLUMNS`` of
+    :func:`summaries` at the users' D; null for a user without events there): the
+    input of the stack's BG/NBD x Gamma-Gamma value (``ml.features.spend_features``)."""
+    return users.join(summ.select("user_id", *PURCHASE_COLUMNS), "user_id", "left")
+
+
+def scoring_rows(users: DataFrame, stack: Optional[Dict], summ: Callable[[], DataFrame]) -> DataFrame:
+    """The user rows to score of D: with the purchase-days summary of D (``summ()``:
+    :func:`summaries` at D) where the artifact's stack blends BG/NBD x Gamma-Gamma's
+    value in (``ml.stacking.uses_baseline_value``), else as they are (no pass over
+    the events)."""
+    return with_purchases(users, summ()) if stacking.uses_baseline_value(stack) else users
 
 
 def sequence_summaries(sequences: DataFrame) -> DataFrame:

@@ -273,14 +273,14 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
                              F.col("value_next_horizon").alias("y_value"), "value_last_horizon",
                              "days_since_last_event")
     has_items = art.vocab.n_items > 2
-    scored = score_users(users_with_stage(seq_t, life_t), art.path, cfg.recommend, cfg.train.device) \
-        .persist(StorageLevel.MEMORY_AND_DISK)
+    summ = btyd.summaries(tables.read(spark, cfg, "events"), T, cfg.sequences.value_event_types)
+    users_t = btyd.scoring_rows(users_with_stage(seq_t, life_t), art.config.get("stack"), lambda: summ)
+    scored = score_users(users_t, art.path, cfg.recommend, cfg.train.device).persist(StorageLevel.MEMORY_AND_DISK)
     to_free = [scored]
     rows: List[Dict] = []
     now = utc_now()
     try:
         # BG/NBD + Gamma-Gamma fitted on the history up to T (every user of T), predicted for the evaluated
-        summ = btyd.summaries(tables.read(spark, cfg, "events"), T, cfg.sequences.value_event_types)
         params = btyd.fit(summ, ec.btyd_max_rows, ec.seed)
         bg = btyd.predict(summ.join(truth.select("user_id"), "user_id", "inner"), params, H)
         per_user = (truth.join(scored.select("user_id", "churn_probability", "predicted_value", "strategy"),
@@ -297,7 +297,7 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
                                            F.col("ndcg").alias("pop_ndcg")), "user_id", "left"))
             # the plain personalised ranking for the users a lifecycle strategy served
             special = truth.join(scored.where(F.col("strategy") != STRATEGY_PERSONALIZED).select("user_id"), "user_id")
-            plain = score_users(users_with_stage(seq_t, life_t).join(special.select("user_id"), "user_id"), art.path,
+            plain = score_users(users_t.join(special.select("user_id"), "user_id"), art.path,
                                 plain_policy(cfg.recommend), cfg.train.device)
             plain_r = ranking_per_user(_recs(plain), special, k)
             ltv = spark.createDataFrame(  # one row per catalog item: small

@@ -24,7 +24,6 @@ def reference_score(pdf: pd.DataFrame, sc, conf) -> pd.DataFrame:
     ex = encode_users(pdf, vocab, sc.art.max_len, "last", btyd_params=sc.art.config.get("btyd"))
     arrays = {k: np.stack(ex[k].to_numpy()) for k in ("items", "events", "gaps", "values", "feats")}
     arrays["length"] = np.maximum(ex["length"].to_numpy(), 1)
-    arrays["feats"] = arrays["feats"][:, :model.spec.n_user_features]
     b = Batch.from_arrays(arrays).to(dev)
     out = model(b)
     user = out["user"].float()
@@ -57,10 +56,11 @@ def reference_score(pdf: pd.DataFrame, sc, conf) -> pd.DataFrame:
     chosen_i, chosen_s = recommend.recommend(final, torch.as_tensor(seen_rows, dtype=torch.long),
                                              torch.as_tensor(seen_cols, dtype=torch.long), items, conf)
 
-    ref = sc.feature_reference if sc.feature_reference is not None else torch.zeros(b.feats.shape[1])
+    own = b.feats[:, :model.spec.n_user_features]  # explanations: the model's features, not the stack's inputs
+    ref = sc.feature_reference if sc.feature_reference is not None else torch.zeros(own.shape[1])
     effects = []
-    for j in range(b.feats.shape[1]):
-        f2 = b.feats.clone()
+    for j in range(own.shape[1]):
+        f2 = own.clone()
         f2[:, j] = ref[j]
         effects.append(churn - torch.sigmoid(churn_logit(model.heads(user, f2)["churn_logit"], f2)))
     effects = torch.stack(effects, 1).numpy()

@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from lifecycle_recs.ml.features import USER_FEATURES, Batch, encode_last, encode_users, user_features
+from lifecycle_recs.ml.features import STACK_FEATURES, USER_FEATURES, Batch, encode_last, encode_users, user_features
 from lifecycle_recs.ml.vocab import UNK, Vocab
 from tests.helpers import users_frame
 
@@ -40,10 +40,29 @@ def test_vectorised_encoder_matches_row_encoder():
 def test_user_features_are_the_one_ordered_list():
     df = users_frame(3)
     f = user_features(df, 50)
-    assert f.shape == (3, len(USER_FEATURES)) and USER_FEATURES[5] == "sequence_length"
+    assert f.shape == (3, len(USER_FEATURES) + len(STACK_FEATURES)) and USER_FEATURES[5] == "sequence_length"
     assert np.allclose(f[:, 0], np.log1p(df["days_since_last_event"]))
     assert np.allclose(f[:, 5], df["sequence_length"] / 50)
-    assert (f[:, 6:] == 0).all()  # no BG/NBD fit: its features are 0
+    assert (f[:, 6:] == 0).all()  # no BG/NBD fit: its features (and the stack's baseline value) are 0
+
+
+def test_spend_feature_is_bgnbd_times_gamma_gamma_of_the_purchase_summary():
+    """The stack's input after the model's features: log1p(E[spend in H]) from the
+    purchase-days columns joined to the rows; 0 for a user who never bought, and 0
+    for everyone without the columns or the purchase fit."""
+    from lifecycle_recs.ml import btyd
+
+    df = users_frame(4).assign(x_purchase=[2.0, 0.0, 5.0, 0.0], t_purchase=[20.0, 0.0, 40.0, 0.0],
+                               age_purchase=[30.0, 10.0, 50.0, np.nan], m_purchase=[12.5, np.nan, 40.0, np.nan])
+    prm = {"purchase": {"r": 0.5, "alpha": 8.0, "a": 0.7, "b": 2.5}, "spend": {"p": 6.0, "q": 4.0, "v": 15.0},
+           "horizon_days": 30}
+    f = user_features(df, 50, prm)[:, len(USER_FEATURES)]
+    pur, gg = btyd.BGNBD(**prm["purchase"]), btyd.GammaGamma(**prm["spend"])
+    want = btyd.expected_transactions(pur, 30, df.x_purchase[:3], df.t_purchase[:3], df.age_purchase[:3]) * \
+        btyd.expected_spend(gg, df.x_purchase[:3], df.m_purchase[:3].fillna(0))
+    assert np.allclose(f[:3], np.log1p(want), atol=1e-5) and f[3] == 0 and (f[:3] > 0).all()
+    assert (user_features(df.drop(columns="age_purchase"), 50, prm)[:, len(USER_FEATURES)] == 0).all()
+    assert (user_features(df, 50, {"horizon_days": 30})[:, len(USER_FEATURES)] == 0).all()
 
 
 def test_btyd_features_are_the_bgnbd_predictions_of_the_rounded_history():

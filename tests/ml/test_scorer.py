@@ -113,9 +113,12 @@ def test_fast_path_equals_the_reference_implementation(tmp_path, name, n_items):
     if name == "default":  # with a second stage (ml/stacking.py) fitted on generated users
         from tests.ml.test_stacking import users
         from lifecycle_recs.ml import stacking
-        z, v, f, y, yv = users(600, 1)
+        z, v, f, y, yv = users(600, 1, baseline=True)
         extra = {"stack": stacking.fit(z, v, f, y, yv, np.arange(600) % 4 == 0, 30)}
         extra["stack"]["churn"]["kept"] = extra["stack"]["value"]["kept"] = True  # both parts applied
+        assert stacking.uses_baseline_value(extra["stack"])  # with BG/NBD x Gamma-Gamma's value in the blend
+        extra["btyd"] = {"purchase": {"r": 0.5, "alpha": 8.0, "a": 0.7, "b": 2.5},
+                         "spend": {"p": 6.0, "q": 4.0, "v": 15.0}, "horizon_days": 30}
         # and the lapsed users' silence model (ml/lapsed.py) on top of the stacked churn
         extra["lapsed"] = {"min_silence_days": 20.0, "min_log_silence": float(np.log1p(20.0)), "intercept": -1.5,
                            "slope": 0.8}
@@ -126,6 +129,11 @@ def test_fast_path_equals_the_reference_implementation(tmp_path, name, n_items):
         longer[c] = longer[c].map(lambda x: x * 2)  # sequences longer than the model's window
     users = pd.concat([scoring_users(30, seed=5), longer], ignore_index=True)
     users["days_since_last_event"] = np.linspace(0.0, 90.0, len(users))  # on both sides of a lapsed threshold
+    rng = np.random.default_rng(7)  # purchase-days summaries (btyd.with_purchases); a third never bought
+    users["x_purchase"] = rng.integers(0, 6, len(users)).astype(float)
+    users["t_purchase"] = users["x_purchase"] * 5.0
+    users["age_purchase"] = np.where(np.arange(len(users)) % 3 == 0, np.nan, users["t_purchase"] + 10.0)
+    users["m_purchase"] = np.where(users["x_purchase"] > 0, rng.uniform(5, 50, len(users)), np.nan)
     conf = RecommendConf(**EQUIVALENCE_CONFS[name])
     got, want = score_batch(users, sc, conf), reference_score(users, sc, conf)
     assert list(got.columns) == list(want.columns)

@@ -17,10 +17,13 @@ from tests.helpers import make_artifact, scoring_users
 F = {n: i for i, n in enumerate(USER_FEATURES)}
 
 
-def users(n, seed):
+def users(n, seed, baseline=False):
     """Generated users whose churn depends on recency *and* activity jointly (a rate
     story: a frequent user silent for 20 days is more likely gone than a rare one),
-    a noisy 'model' logit that knows only half of it, and a value driven by spend rate."""
+    a noisy 'model' logit that knows only half of it, and a value driven by spend rate.
+    With ``baseline``, the feats carry a BG/NBD x Gamma-Gamma value column
+    (``STACK_FEATURES``): ``"sharp"`` knows the spend of the users who stay, else it
+    sees some of what the features miss, not who stays, off by a factor."""
     rng = np.random.default_rng(seed)
     rec = rng.exponential(20, n)
     active = 1 + rng.poisson(rng.lognormal(1.5, 0.8, n))
@@ -41,8 +44,15 @@ def users(n, seed):
     y = (rng.random(n) < 1 / (1 + np.exp(-true))).astype(np.float32)
     logit = (0.5 * true + rng.normal(0, 1.0, n)).astype(np.float32)
     spend_rate = money / tenure * 30
-    y_value = ((1 - y) * spend_rate * rng.lognormal(0, 0.3, n)).astype(np.float32)
+    luck = rng.lognormal(0, 0.3, n)  # the part of future spend the features do not show
+    y_value = ((1 - y) * spend_rate * luck).astype(np.float32)
     value = (0.3 * spend_rate + rng.exponential(5, n)).astype(np.float32)  # a biased, noisy model value
+    if baseline == "sharp":  # knows who stays and how much they spend
+        gg = (1 - y) * spend_rate * luck * rng.lognormal(0, 0.1, n) + y * spend_rate * rng.uniform(0, 0.3, n)
+    elif baseline:  # sees some of the luck, not who stays, and is off by a factor
+        gg = 0.5 * spend_rate * luck * rng.lognormal(0, 0.2, n)
+    if baseline:
+        feats = np.concatenate([feats, np.log1p(gg)[:, None].astype(np.float32)], axis=1)
     return logit, value, feats, y, y_value
 
 
@@ -64,6 +74,50 @@ def test_stack_beats_its_inputs_on_new_users_and_is_json():
     assert (v >= 0).all()
     rmse = lambda a: float(np.sqrt(np.mean((a - t_yv) ** 2)))  # noqa: E731
     assert rmse(v) < 0.9 * rmse(t_value)
+
+
+def test_value_blend_takes_the_btyd_baseline_where_the_rows_carry_it():
+    """The BG/NBD x Gamma-Gamma prediction (the column after the model's features)
+    joins the value blend with a non-negative weight, and on new users the stack
+    with it beats the stack without it and the baseline alone."""
+    logit, value, feats, y, yv = users(4000, 5, baseline=True)
+    held = np.random.default_rng(6).random(4000) < 0.25
+    with_b = stacking.fit(logit, value, feats, y, yv, held, 30)
+    without = stacking.fit(logit, value, feats[:, :len(USER_FEATURES)], y, yv, held, 30)
+    assert len(with_b["value"]["blend"]) == 3 and with_b["value"]["blend"][2] > 0
+    assert min(with_b["value"]["blend"]) >= 0 and with_b["value"]["kept"]
+    assert len(without["value"]["blend"]) == 2
+    assert stacking.uses_baseline_value(with_b) and not stacking.uses_baseline_value(without)
+    assert not stacking.uses_baseline_value({**with_b, "value": {**with_b["value"], "kept": False}})
+    t_logit, t_value, t_feats, t_y, t_yv = users(4000, 7, baseline=True)
+    rmse = lambda a: float(np.sqrt(np.mean((np.asarray(a) - t_yv) ** 2)))  # noqa: E731
+    v_with = stacking.value(with_b, torch.tensor(t_value), torch.tensor(t_feats)).numpy()
+    v_without = stacking.value(without, torch.tensor(t_value), torch.tensor(t_feats)).numpy()
+    baseline = np.expm1(t_feats[:, -1])
+    assert np.allclose(stacking.baseline_value(torch.tensor(t_feats)).numpy(), baseline, rtol=1e-5)
+    assert rmse(v_with) < 0.97 * rmse(v_without) and rmse(v_with) < rmse(baseline)
+    # an artifact fitted without the column scores rows that carry it as before
+    assert np.allclose(stacking.value(without, torch.tensor(t_value), torch.tensor(t_feats)).numpy(),
+                       stacking.value(without, torch.tensor(t_value),
+                                      torch.tensor(t_feats[:, :len(USER_FEATURES)])).numpy())
+
+
+def test_a_baseline_better_than_any_blend_is_chosen_alone():
+    """Where BG/NBD x Gamma-Gamma alone beats the model and the blend out of fold (here
+    it is the value up to 10% noise, and the model and the features know nothing), the
+    value is the baseline's own: the blend's fitted weights would only add noise."""
+    rng, n = np.random.default_rng(3), 300
+    yv = rng.lognormal(3, 1, n) * (rng.random(n) < 0.7)
+    feats = np.zeros((n, len(USER_FEATURES) + 1), np.float32)
+    feats[:, -1] = np.log1p(yv * rng.lognormal(0, 0.1, n))
+    p = stacking.fit(rng.normal(size=n), rng.exponential(10, n), feats, (yv == 0).astype(float), yv,
+                     np.ones(n, bool), 30)
+    oof = p["value"]["out_of_fold"]
+    assert oof["chosen"] == "baseline" and oof["baseline_rmse"] < min(oof["model_rmse"], oof["stack_rmse"])
+    assert p["value"]["kept"] and stacking.uses_baseline_value(p)
+    t = torch.tensor(feats)
+    assert np.allclose(stacking.value(p, torch.tensor(rng.exponential(10, n)), t).numpy(),
+                       np.expm1(feats[:, -1]), rtol=1e-5)
 
 
 def test_blend_falls_back_to_all_users_when_few_are_held_out():

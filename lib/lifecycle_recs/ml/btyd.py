@@ -160,3 +160,20 @@ def expected_spend(g: GammaGamma, x, m) -> np.ndarray:
     m = np.where(x > 0, m, 0.0)
     w = (g.q - 1.0) / (g.p * x + g.q - 1.0)
     return np.where(x > 0, w * pop + (1 - w) * m, pop)
+
+
+def expected_value(purchase: Optional[BGNBD], spend: Optional[GammaGamma], t: float, x, t_x, T, m) -> np.ndarray:
+    """E[spend in (T, T + t]]: the purchase-days BG/NBD's expected purchase days times
+    Gamma-Gamma's spend per purchase day (the customer's own mean ``m`` without a
+    Gamma-Gamma fit). ``T`` NaN (never bought) or no purchase fit: 0."""
+    x, t_x, T = _arrays(x, t_x, T)
+    m = np.nan_to_num(np.asarray(m, np.float64))
+    out = np.zeros(len(x), np.float64)
+    bought = np.isfinite(T)
+    if purchase is None or not bought.any():
+        return out
+    xb = np.nan_to_num(x[bought])
+    n_next = expected_transactions(purchase, t, xb, np.nan_to_num(t_x[bought]), T[bought])
+    per = expected_spend(spend, xb, m[bought]) if spend is not None else m[bought]
+    out[bought] = n_next * per
+    return out

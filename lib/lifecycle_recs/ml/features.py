@@ -25,6 +25,13 @@ RFM_FEATURES = ("days_since_last_event", "n_events", "tenure_days", "monetary_to
 # predates them reads only the first ``spec.n_user_features`` columns.
 BTYD_FEATURES = ("bgnbd_p_alive", "bgnbd_expected_days")
 USER_FEATURES = (*RFM_FEATURES, "sequence_length", *BTYD_FEATURES)
+# After the model's features, inputs of the second stage only (``stacking``; the
+# model reads the first ``spec.n_user_features`` columns): log1p of BG/NBD x
+# Gamma-Gamma's expected spend in the next H days, from the purchase-days summary
+# columns (``btyd.PURCHASE_COLUMNS``) joined to the user rows and the artifact's
+# purchase/spend fit (0 where either is absent).
+STACK_FEATURES = ("bgnbd_gg_value",)
+PURCHASE_COLUMNS = ("x_purchase", "t_purchase", "age_purchase", "m_purchase")
 STEP_ARRAYS = ("items", "events", "gaps", "values", "targets")
 
 
@@ -123,8 +130,23 @@ def btyd_features(users, btyd_params: Optional[Dict]) -> np.ndarray:
     return np.stack([np.nan_to_num(pa_), log1p_features(ed)], axis=1).astype(np.float32)
 
 
+def spend_features(users, btyd_params: Optional[Dict]) -> np.ndarray:
+    """[B, len(STACK_FEATURES)]: log1p(BG/NBD x Gamma-Gamma's expected spend in H), as
+    ``btyd.predict`` computes ``bgnbd_gg_value`` (0 without the columns or the fit)."""
+    n = _n_users(users)
+    cols = [_column(users, c) for c in PURCHASE_COLUMNS]
+    if not btyd_params or "purchase" not in btyd_params or any(c is None for c in cols) or not n:
+        return np.zeros((n, len(STACK_FEATURES)), np.float32)
+    from . import btyd
+
+    spend = btyd.GammaGamma(**btyd_params["spend"]) if "spend" in btyd_params else None
+    v = btyd.expected_value(btyd.BGNBD(**btyd_params["purchase"]), spend,
+                            float(btyd_params.get("horizon_days", 30)), *cols)
+    return log1p_features(v)[:, None]
+
+
 def user_features(users, max_len: int, btyd_params: Optional[Dict] = None) -> np.ndarray:
-    """[B, len(USER_FEATURES)] float32, in ``USER_FEATURES`` order (absent columns are 0).
+    """[B, len(USER_FEATURES) + len(STACK_FEATURES)] float32, in that order (absent columns are 0).
     ``users``: a pandas frame of user rows or ``columns.UserColumns``."""
     n = _n_users(users)
     cols = [_column(users, c) for c in RFM_FEATURES]
@@ -133,8 +155,8 @@ def user_features(users, max_len: int, btyd_params: Optional[Dict] = None) -> np
     seq_len = _column(users, "sequence_length")
     # float32 before the division, as the features were always computed (bit-identical models)
     seq_len = np.zeros(n) if seq_len is None else np.nan_to_num(seq_len).astype(np.float32)
-    return np.concatenate([f, (seq_len / max_len)[:, None].astype(np.float32), btyd_features(users, btyd_params)],
-                          axis=1)
+    return np.concatenate([f, (seq_len / max_len)[:, None].astype(np.float32), btyd_features(users, btyd_params),
+                           spend_features(users, btyd_params)], axis=1)
 
 
 def encode_columns(cols, vocab: Vocab, max_len: int,

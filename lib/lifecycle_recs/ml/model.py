@@ -142,7 +142,11 @@ class SequenceModel(nn.Module):
         return {"user": user, "attention": torch.softmax(e, dim=1), **self.heads(user, batch.feats)}
 
     def heads(self, user: torch.Tensor, feats: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Churn logit and value (hurdle logit, mu) from user vectors and user features."""
+        """Churn logit and value (hurdle logit, mu) from user vectors and user features
+        (the first ``spec.n_user_features`` columns: the second stage's inputs follow them)."""
+        n = self.spec.n_user_features
+        if feats.shape[-1] != n:
+            feats = feats[..., :n].contiguous()
         z = torch.cat([user, self.feat(feats)], dim=-1)
         v = self.value_head(z)
         return {"churn_logit": self.churn_head(z).squeeze(-1), "value_logit": v[:, 0], "value_mu": v[:, 1]}

@@ -116,7 +116,6 @@ def prepare(rb, sc: Scorer, steps=_no_steps) -> Prepared:
         cols = columns.from_record_batch(rb)
     with steps("encode"):
         enc, all_items = encode_columns(cols, sc.art.vocab, sc.art.max_len, sc.art.config.get("btyd"))
-        enc["feats"] = enc["feats"][:, :sc.art.model.spec.n_user_features]  # an older artifact has fewer
         ne = cols.numeric.get("n_events")
         n_events = ne if ne is not None else enc["length"].astype(np.float64)
         enc["length"] = np.maximum(enc["length"], 1)  # an empty sequence scores from padding alone
@@ -172,7 +171,9 @@ def run_prepared(p: Prepared, sc: Scorer, conf: RecommendConf, steps=_no_steps) 
         rec_i, rec_s, cat_w, cat_i = (torch.cat(x) for x in zip(*parts))
     with steps("explanations"):
         z_user = user.to(next(model.churn_head.parameters()).dtype)
-        f_codes, f_eff = explain.top_features(explain.feature_effects(model, z_user, b.feats, churn,
+        # the model's own features (an older artifact has fewer; the stack's value inputs follow them)
+        f_codes, f_eff = explain.top_features(explain.feature_effects(model, z_user,
+                                                                      b.feats[:, :model.spec.n_user_features], churn,
                                                                       sc.feature_reference, stack, lapsed_params),
                                               conf.top_features)
         because_i, because_w, because_keep = explain.because_items(out["attention"], b.items, conf.because_items)

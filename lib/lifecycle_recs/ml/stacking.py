@@ -12,12 +12,16 @@ fitted in the train stage on the training snapshot (never on the night evaluated
    error is what it minimises); fitted on all labelled training users for scoring,
    and cross-fitted (K folds) for the blend's inputs;
 2. a *blend* of the model's output and the feature model, 3 coefficients each
-   (value: non-negative weights), fitted on the users held out of the model's
+   (value: non-negative weights, plus a 4th for BG/NBD x Gamma-Gamma's own
+   prediction where the rows carry it, ``features.STACK_FEATURES``), fitted on the
+   users held out of the model's
    training (the sequence model's outputs there are out of sample); too few
    held-out labels -> all users;
 3. a *check*: each part is kept only where its blend, fitted out of fold on the
    blend users, beats the model's own output there; otherwise scoring passes the
-   model's output through (``kept: false``, the figures in ``out_of_fold``).
+   model's output through (``kept: false``, the figures in ``out_of_fold``). Where
+   BG/NBD x Gamma-Gamma is a blend input and alone beats both the model and the
+   blend there, the value is the baseline's (weights 0, 0, 1; ``chosen: baseline``).
 
 Everything is a small JSON dict in the artifact (``config.json`` key ``stack``) and
 is applied in torch on the scoring device (:func:`churn_logit`, :func:`value`).
@@ -29,9 +33,10 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from .features import USER_FEATURES
+from .features import STACK_FEATURES, USER_FEATURES
 
 _F = {name: i for i, name in enumerate(USER_FEATURES)}
+_GG = len(USER_FEATURES) + STACK_FEATURES.index("bgnbd_gg_value")  # the feats column of BG/NBD x GG
 # the held-out users must hold this many of each churn class (and positive values)
 # for the blend to be fitted on them alone
 MIN_HELD_OUT = 20
@@ -68,6 +73,23 @@ def value_basis(feats: torch.Tensor, horizon_days: float) -> torch.Tensor:
     rate = money / (tenure + 1.0) * float(horizon_days)
     per_day = money / active
     return torch.stack([rate, rate * alive, per_day * exp_days, per_day * alive], dim=1)
+
+
+def baseline_value(feats):
+    """[B]: BG/NBD x Gamma-Gamma's expected spend (``features.spend_features``, the
+    column after the model's features; 0 where the feats do not carry it)."""
+    if isinstance(feats, torch.Tensor):
+        f = feats.float()
+        return torch.expm1(f[:, _GG]) if f.shape[1] > _GG else torch.zeros(f.shape[0], device=f.device)
+    f = np.asarray(feats, np.float64)
+    return np.expm1(f[:, _GG]) if f.shape[1] > _GG else np.zeros(len(f))
+
+
+def uses_baseline_value(params: Optional[Dict]) -> bool:
+    """Whether the stack's value blend, as kept, reads BG/NBD x Gamma-Gamma (so the
+    scoring rows need the purchase-days summary columns)."""
+    v = (params or {}).get("value") or {}
+    return bool(v.get("kept", True)) and len(v.get("blend", ())) > 2 and v["blend"][2] > 0
 
 
 def _standardise(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -184,7 +206,9 @@ def fit(churn_logit: np.ndarray, value: np.ndarray, feats: np.ndarray, y_churn: 
     b_fit = lambda x, y: _logistic(x, y, BLEND_C)  # noqa: E731
     b_coef, b_int = b_fit(bx, by)
     von = held_out if int((y_value[held_out] > 0).sum()) >= MIN_HELD_OUT else np.ones(n, bool)
-    vx, vy = np.stack([value, h], 1)[von], y_value[von]
+    gg = baseline_value(feats)
+    # the standard baseline's own prediction joins the blend where the rows carry it
+    vx, vy = np.stack([value, h, gg] if (gg > 0).any() else [value, h], 1)[von], y_value[von]
     w_coef, w_int = _nonneg(vx, vy)
     # 3. keep a part only where its blend beats the model out of fold on the blend users
     k_on = _folds(len(by), min(K_FOLDS, len(by)), seed + 1)
@@ -201,6 +225,11 @@ def fit(churn_logit: np.ndarray, value: np.ndarray, feats: np.ndarray, y_churn: 
     if oof_v is not None:
         value_oof["stack_rmse"] = float(np.sqrt(np.mean((np.maximum(oof_v, 0) - vy) ** 2)))
     keep_value = oof_v is not None and value_oof["stack_rmse"] < value_oof["model_rmse"]
+    if vx.shape[1] > 2:  # the baseline alone is a candidate too: the blend must beat it out of fold
+        value_oof["baseline_rmse"] = float(np.sqrt(np.mean((vx[:, 2] - vy) ** 2)))
+        if value_oof["baseline_rmse"] < min(value_oof["model_rmse"], value_oof.get("stack_rmse", np.inf)):
+            w_coef, w_int, keep_value = np.array([0.0, 0.0, 1.0]), 0.0, True
+            value_oof["chosen"] = "baseline"
     js = lambda p: {k: (v.tolist() if isinstance(v, np.ndarray) else float(v)) for k, v in p.items()}  # noqa: E731
     return {"horizon_days": float(horizon_days),
             "churn": {**js(churn_p), "blend": b_coef.tolist(), "blend_intercept": b_int,
@@ -229,4 +258,7 @@ def value(params: Optional[Dict], model_value: torch.Tensor, feats: torch.Tensor
         return model_value.float().clamp(min=0)
     p = params["value"]
     h = _linear(p, value_basis(feats, params["horizon_days"]))
-    return (float(p["blend_intercept"]) + p["blend"][0] * model_value.float() + p["blend"][1] * h).clamp(min=0)
+    out = float(p["blend_intercept"]) + p["blend"][0] * model_value.float() + p["blend"][1] * h
+    if len(p["blend"]) > 2:
+        out = out + p["blend"][2] * baseline_value(feats)
+    return out.clamp(min=0)

@@ -6,7 +6,7 @@ from typing import Dict
 
 from pyspark import StorageLevel
 
-from .. import tables, tracking
+from .. import btyd, tables, tracking
 from ..context import RunContext
 from ..dates import utc_now
 from ..lifecycle import users_with_stage
@@ -20,7 +20,10 @@ def run(ctx: RunContext) -> Dict[str, object]:
     spark, cfg, d = ctx.spark, ctx.cfg, ctx.require_date()
     art_dir = tracking.artifact_for(cfg, d)
     art = artifacts.load(art_dir)
-    users = users_with_stage(tables.read(spark, cfg, "user_sequences", d), tables.read(spark, cfg, "user_lifecycle", d))
+    users = btyd.scoring_rows(
+        users_with_stage(tables.read(spark, cfg, "user_sequences", d), tables.read(spark, cfg, "user_lifecycle", d)),
+        art.config.get("stack"),
+        lambda: btyd.summaries(tables.read(spark, cfg, "events"), d, cfg.sequences.value_event_types))
     scored = score_users(users, art_dir, cfg.recommend, cfg.train.device).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         n = scored.count()

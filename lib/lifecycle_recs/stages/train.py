@@ -17,6 +17,7 @@ from typing import Dict, Optional
 
 import numpy as np
 import torch
+from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from .. import btyd, tables, tracking
@@ -26,6 +27,7 @@ from ..ml import artifacts
 from ..ml.feed import batches
 from ..ml.metrics import binary_metrics
 from ..ml import lapsed, stacking
+from ..ml.features import PURCHASE_COLUMNS
 from ..ml.trainer import fit, fit_heads, stack_inputs
 from ..splits import holdout_flag
 
@@ -142,7 +144,15 @@ def run(ctx: RunContext) -> Dict[str, object]:
     # the BG/NBD of T's active days: its P(alive) and expected days are model features (stacking)
     bg = btyd.fit_activity(tables.read(spark, cfg, "user_sequences", t_date), cfg.lifecycle.horizon_days,
                            cfg.evaluation.btyd_max_rows, cfg.train.seed)
-    feeds = []
+    feeds, purchases = [], None
+    if cfg.model.stacking:
+        # the purchase-days BG/NBD x Gamma-Gamma of T: its expected spend is an input of the stack's value
+        # blend (not of the model); the artifact keeps the fit, score joins the same summary of D
+        summ = btyd.summaries(tables.read(spark, cfg, "events"), t_date, cfg.sequences.value_event_types)
+        purchases = summ.select("user_id", *PURCHASE_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
+        bg = {**bg, **btyd.fit(summ, cfg.evaluation.btyd_max_rows, cfg.train.seed, active=False),
+              "horizon_days": int(cfg.lifecycle.horizon_days)}
+        frame = btyd.with_purchases(frame, purchases)
     try:
         train_f = example_feed(spark, cfg, examples(frame.where(~F.col("_val")), vocab, L, "last", btyd_params=bg), "train", True)
         val_f = example_feed(spark, cfg, examples(frame.where(F.col("_val")), vocab, L, "loo", btyd_params=bg), "val", False)
@@ -166,6 +176,8 @@ def run(ctx: RunContext) -> Dict[str, object]:
             lapsed_params["held_out"] = metrics.pop("lapsed_held_out", {})
             log.info("lapsed churn on the held-out lapsed users: %s", lapsed_params["held_out"])
     finally:
+        if purchases is not None:
+            purchases.unpersist()
         for f in feeds:
             getattr(f, "close", lambda: None)()
         if cfg.train.feeder == "parquet":
