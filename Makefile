@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(PY) jobs/nightly.py --conf conf/local.yaml --warm-up --demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 clean:
 	rm -rf lakehouse artifacts reports spark-warehouse mlruns

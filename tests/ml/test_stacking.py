@@ -61,7 +61,9 @@ def test_stack_beats_its_inputs_on_new_users_and_is_json():
     held = np.random.default_rng(1).random(4000) < 0.25
     p = stacking.fit(logit, value, feats, y, yv, held, 30)
     json.dumps(p)  # stored in the artifact's config.json
-    assert p["churn"]["blend_users"] == int(held.sum()) and p["value"]["blend_users"] == int(held.sum())
+    # churn blends on the held-out users; value on all: they hold fewer than MIN_HELD_OUT_VALUE spenders
+    assert int((yv[held] > 0).sum()) < stacking.MIN_HELD_OUT_VALUE
+    assert p["churn"]["blend_users"] == int(held.sum()) and p["value"]["blend_users"] == 4000
     assert p["churn"]["kept"] and p["value"]["kept"]  # its blends beat the model out of fold
     assert p["churn"]["out_of_fold"]["stack_auc"] > p["churn"]["out_of_fold"]["model_auc"]
     assert min(p["value"]["blend"]) >= 0  # non-negative blend weights
@@ -118,6 +120,14 @@ def test_a_baseline_better_than_any_blend_is_chosen_alone():
     t = torch.tensor(feats)
     assert np.allclose(stacking.value(p, torch.tensor(rng.exponential(10, n)), t).numpy(),
                        np.expm1(feats[:, -1]), rtol=1e-5)
+
+
+def test_value_blend_on_the_held_out_users_where_they_hold_enough_spenders():
+    logit, value, feats, y, yv = users(10000, 9)
+    held = np.arange(10000) % 2 == 0
+    assert int((yv[held] > 0).sum()) >= stacking.MIN_HELD_OUT_VALUE
+    p = stacking.fit(logit, value, feats, y, yv, held, 30)
+    assert p["value"]["blend_users"] == 5000 == p["value"]["out_of_fold"]["users"]
 
 
 def test_blend_falls_back_to_all_users_when_few_are_held_out():

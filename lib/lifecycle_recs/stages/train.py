@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import shutil
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -50,9 +50,9 @@ def promotion_refusal(root: str, night: str, metrics: Dict, max_drop: float) -> 
     return None
 
 
-def _held_out_churn(model, val_labels, lapsed_params: Optional[Dict] = None) -> Dict[str, object]:
-    """Churn ROC AUC of the held-out users (for the log and the artifact), and the
-    lapsed users' silence model against the model's own churn on those users."""
+def _held_out_churn(model, val_labels) -> Tuple[Dict[str, object], list]:
+    """Churn ROC AUC of the held-out users (for the log and the artifact), and their
+    (churn logit, feats, churn, weight) batches for the lapsed users' check."""
     dev = next(model.parameters()).device
     ys, ps, ws, pairs = [], [], [], []
     with torch.no_grad():
@@ -63,14 +63,11 @@ def _held_out_churn(model, val_labels, lapsed_params: Optional[Dict] = None) -> 
             ws.append(b.label_w.numpy())
             pairs.append((logit, b.feats, b.churn, b.label_w))
     if not ys:
-        return {}
-    out: Dict[str, object] = {}
-    if lapsed_params:
-        out["lapsed_held_out"] = lapsed.held_out_check({**lapsed_params, "applied": True}, pairs)
+        return {}, pairs
     y, p, m = np.concatenate(ys), np.concatenate(ps), np.concatenate(ws) > 0
     if m.sum() and 0 < y[m].mean() < 1:
-        out["val_churn_auc"] = binary_metrics(y[m], p[m])["roc_auc"]
-    return out
+        return {"val_churn_auc": binary_metrics(y[m], p[m])["roc_auc"]}, pairs
+    return {}, pairs
 
 
 def feature_reference(feed, tail: Optional[lapsed.TailCounts] = None) -> list:
@@ -89,9 +86,9 @@ def feature_reference(feed, tail: Optional[lapsed.TailCounts] = None) -> list:
 
 def fit_lapsed(tail: lapsed.TailCounts, min_silence_days: float) -> Optional[Dict]:
     """``ml.lapsed`` on the lapsed labelled training users (None: too few to fit)."""
-    params = lapsed.fit(*tail.arrays(), min_silence_days)
+    x, n, k = tail.arrays()
+    params = lapsed.fit(x, n, k, min_silence_days)
     if params is None:
-        x, n, k = tail.arrays()
         log.info("lapsed churn: not fitted (%d users silent > %g days, %d came back): the model's churn applies "
                  "to every user", int(n.sum()), min_silence_days, int((n - k).sum()))
     elif not params["applied"]:
@@ -170,11 +167,13 @@ def run(ctx: RunContext) -> Dict[str, object]:
         tail = lapsed.TailCounts(cfg.lifecycle.churn_days) if cfg.model.lapsed_churn else None
         reference = feature_reference(train_f, tail)
         lapsed_params = fit_lapsed(tail, cfg.lifecycle.churn_days) if tail is not None else None
-        metrics = {"train_rows": train_f.rows, "val_rows": val_f.rows, **info,
-                   **_held_out_churn(model, val_labels, lapsed_params)}
+        held_auc, held_pairs = _held_out_churn(model, val_labels)
+        metrics = {"train_rows": train_f.rows, "val_rows": val_f.rows, **info, **held_auc}
         if lapsed_params:  # figures in the artifact's config.json with the parameters, not metrics
-            lapsed_params["held_out"] = metrics.pop("lapsed_held_out", {})
+            lapsed_params["held_out"] = lapsed.held_out_check({**lapsed_params, "applied": True}, held_pairs) \
+                if held_pairs else {}
             log.info("lapsed churn on the held-out lapsed users: %s", lapsed_params["held_out"])
+        del held_pairs
     finally:
         if purchases is not None:
             purchases.unpersist()
