@@ -25,13 +25,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lib"))
 
 
-def conf_for(dataset: str, work: str, users: int, stacking: bool = False):
+def conf_for(dataset: str, work: str, users: int, stacking=None):
     from lifecycle_recs.config import load_config, merge_dicts
 
     paths = {"lakehouse": os.path.join(work, "lake"), "artifacts": os.path.join(work, "artifacts"),
              "reports": os.path.join(work, "reports"), "mlflow": {"enabled": False}}
-    if stacking:  # the second stage of ml/stacking.py (off by default)
-        paths["model"] = {"stacking": True}
+    if stacking is not None:  # the second stage of ml/stacking.py (on by default)
+        paths["model"] = {"stacking": bool(stacking)}
     if dataset == "demo":
         return load_config(os.path.join(ROOT, "conf", "local.yaml"), paths)
     if dataset == "synthetic":
@@ -66,7 +66,9 @@ def main():
     p.add_argument("--dataset", required=True, choices=["demo", "synthetic", "movielens", "orders"])
     p.add_argument("--users", type=int, default=None, help="synthetic: 6000; orders: 4000")
     p.add_argument("--work", default=None)
-    p.add_argument("--stacking", action="store_true", help="train with model.stacking (ml/stacking.py)")
+    p.add_argument("--stacking", dest="stacking", action="store_true", default=None,
+                   help="train with model.stacking (ml/stacking.py; the default)")
+    p.add_argument("--no-stacking", dest="stacking", action="store_false", help="train without the second stage")
     args = p.parse_args()
     users = args.users or {"synthetic": 6000, "orders": 4000}.get(args.dataset, 0)
     work = args.work or os.path.join(ROOT, ".bench", f"quality_{args.dataset}")
