@@ -28,8 +28,8 @@ USER_FEATURES = (*RFM_FEATURES, "sequence_length", *BTYD_FEATURES)
 # After the model's features, inputs of the second stage only (``stacking``; the
 # model reads the first ``spec.n_user_features`` columns): log1p of BG/NBD x
 # Gamma-Gamma's expected spend in the next H days, from the purchase-days summary
-# columns (``btyd.PURCHASE_COLUMNS``) joined to the user rows and the artifact's
-# purchase/spend fit (0 where either is absent).
+# columns (``PURCHASE_COLUMNS``, joined by ``btyd.with_purchases``) and the
+# artifact's purchase/spend fit (0 where either is absent).
 STACK_FEATURES = ("bgnbd_gg_value",)
 PURCHASE_COLUMNS = ("x_purchase", "t_purchase", "age_purchase", "m_purchase")
 STEP_ARRAYS = ("items", "events", "gaps", "values", "targets")
