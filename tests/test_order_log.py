@@ -131,3 +131,19 @@ def test_stack_value_input_equals_the_baseline_prediction(spark, make_cfg, order
     got = np.expm1(spend_features(rows, {**params, "horizon_days": 30})[:, 0].astype(np.float64))
     assert (want > 0).sum() > 20
     assert np.allclose(got, want.to_numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_scoring_reads_the_events_only_when_the_kept_value_blend_uses_the_baseline():
+    """``btyd.scoring_rows`` joins the purchase summary of D (a pass over the events)
+    only for an artifact whose kept value blend gives BG/NBD x Gamma-Gamma a weight."""
+    users = object()
+
+    def events_read():
+        raise AssertionError("the events were read")
+
+    for stack in (None, {}, {"value": {"kept": True, "blend": [1.0, 0.5]}},
+                  {"value": {"kept": False, "blend": [1.0, 0.5, 0.3]}},
+                  {"value": {"kept": True, "blend": [1.0, 0.5, 0.0]}}):
+        assert btyd.scoring_rows(users, stack, events_read) is users, stack
+    with pytest.raises(AssertionError, match="events were read"):
+        btyd.scoring_rows(users, {"value": {"kept": True, "blend": [0.6, 0.0, 0.55]}}, events_read)
