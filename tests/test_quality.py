@@ -77,3 +77,33 @@ def test_undefined_auc_is_left_out_not_nan(spark):
     rep = quality.replicate(quality.quantile_bins(df, ["p"]), 5, seed=1)
     got = quality.collect(quality.binary_metrics(rep, "y", {"m": "p"}, ["m"]))
     assert ("m", "roc_auc") not in got and ("m", "brier") in got
+
+
+def test_each_part_is_one_aggregate_holding_exactly_its_keys(users):
+    """A part is collected in one job: it holds every metric of its aggregate, and its
+    keys name exactly the (model, metric)s its rows carry."""
+    df, _ = users
+    rep = quality.replicate(df, 2, seed=1)
+    parts = (quality.binary_metrics(rep, "y", {"m": "p", "r": "days"}, ["m"])
+             + quality.regression_metrics(rep, "v", {"m": "vhat"})
+             + quality.mean_metrics(rep, {("m", "mean_v"): "v", ("r", "mean_v"): "vhat"}))
+    assert len(parts) == 5  # AUCs x 2 models, Brier + calibration of m, regression of m, the means
+    for part in parts:
+        got = {(r["model"], r["metric"]): r["n"] for r in part.df.collect()}
+        assert set(got) == set(part.keys) and len(part.df.collect()) == 3 * len(part.keys)
+
+
+def test_churn_curves_equal_pandas(users):
+    from lifecycle_recs.evaluation import churn_curves
+
+    df, a = users
+    got = churn_curves(df, "y", {"m": "p", "r": "days"}, ["m"])
+    pdf = df.select("y", "p", "days", "p__bin", "days__bin").toPandas()
+    for model, col in (("m", "p"), ("r", "days")):
+        g = pdf.groupby(f"{col}__bin").agg(pos=("y", "sum"), n=("y", "size")).sort_index(ascending=False)
+        want = list(zip(g["n"].cumsum() / len(pdf), g["pos"].cumsum() / pdf["y"].sum()))
+        assert np.allclose(got[model]["gain"], want, rtol=0, atol=1e-12)
+    b = np.minimum(np.floor(pdf["p"] * 10), 9)
+    c = pdf.groupby(b).agg(p=("p", "mean"), o=("y", "mean"), n=("y", "size")).sort_index()
+    assert np.allclose(got["m"]["calibration"], np.column_stack([c["p"], c["o"], c["n"]]), rtol=0, atol=1e-12)
+    assert got["r"]["calibration"] == [] and np.allclose(got["m"]["gain"][-1], (1.0, 1.0))

@@ -165,21 +165,32 @@ def write_report(out_dir: str, title: str, rows: List[Dict], curves: Optional[Di
 
 def churn_curves(per_user: DataFrame, y: str, scores: Dict[str, str], probabilities: Sequence[str]) -> Dict:
     """Calibration (10 bins; probability models) and cumulative gain (score quantile
-    bins) per model, as Spark aggregates: at most ``quality.AUC_BINS`` rows each."""
-    out = {}
+    bins) per model, as one Spark aggregate (each user exploded into one row per
+    model and curve): at most ``quality.AUC_BINS`` rows per model and curve."""
+    rows = []
     for model, col in scores.items():
-        g = per_user.where(F.col(col).isNotNull()).groupBy(F.col(f"{col}__bin").alias("b")).agg(
-            F.sum(F.col(y)).alias("pos"), F.count("*").alias("n")).orderBy(F.desc("b")).collect()
-        total_pos, total = sum(r["pos"] for r in g), sum(r["n"] for r in g)
+        bins = [("gain", F.col(f"{col}__bin"))]
+        if model in probabilities:
+            bins.append(("calibration", F.least(F.floor(F.col(col) * 10), F.lit(9))))
+        rows += [F.struct(F.lit(model).alias("model"), F.lit(kind).alias("kind"), b.cast("double").alias("b"),
+                          F.col(col).cast("double").alias("s")) for kind, b in bins]
+    if not rows:
+        return {}
+    g = (per_user.select(F.col(y).cast("double").alias("y"), F.explode(F.array(*rows)).alias("r"))
+         .where(F.col("r.s").isNotNull())
+         .groupBy(F.col("r.model").alias("model"), F.col("r.kind").alias("kind"), F.col("r.b").alias("b"))
+         .agg(F.sum("y").alias("pos"), F.avg("r.s").alias("p"), F.avg("y").alias("o"), F.count("*").alias("n"))
+         .collect())
+    out = {}
+    for model in scores:
+        gains = sorted((r for r in g if r["model"] == model and r["kind"] == "gain"), key=lambda r: -r["b"])
+        total_pos, total = sum(r["pos"] for r in gains), sum(r["n"] for r in gains)
         gain, cp, cn = [], 0.0, 0
-        for r in g:
+        for r in gains:
             cp, cn = cp + r["pos"], cn + r["n"]
             gain.append((cn / max(total, 1), cp / max(total_pos, 1.0)))
-        cal = []
-        if model in probabilities:
-            cal = [(r["p"], r["o"], r["n"]) for r in per_user.where(F.col(col).isNotNull()).groupBy(
-                F.least(F.floor(F.col(col) * 10), F.lit(9)).alias("b")).agg(
-                F.avg(col).alias("p"), F.avg(y).alias("o"), F.count("*").alias("n")).orderBy("b").collect()]
+        cal = [(r["p"], r["o"], r["n"]) for r in sorted((r for r in g if r["model"] == model and r["kind"] ==
+                                                         "calibration"), key=lambda r: r["b"])]
         out[model] = {"calibration": cal, "gain": gain}
     return out
 
@@ -273,10 +284,14 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
                              F.col("value_next_horizon").alias("y_value"), "value_last_horizon",
                              "days_since_last_event")
     has_items = art.vocab.n_items > 2
-    summ = btyd.summaries(tables.read(spark, cfg, "events"), T, cfg.sequences.value_event_types)
+    # one row per user of T, read by the BG/NBD fit, its prediction and (where the kept value blend
+    # weighs BG/NBD x Gamma-Gamma) the scoring rows: persisted, so the events are aggregated once
+    summ = btyd.summaries(tables.read(spark, cfg, "events"), T, cfg.sequences.value_event_types) \
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    to_free = [summ]
     users_t = btyd.scoring_rows(users_with_stage(seq_t, life_t), art.config.get("stack"), lambda: summ)
     scored = score_users(users_t, art.path, cfg.recommend, cfg.train.device).persist(StorageLevel.MEMORY_AND_DISK)
-    to_free = [scored]
+    to_free.append(scored)
     rows: List[Dict] = []
     now = utc_now()
     try:

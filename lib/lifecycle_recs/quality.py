@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from pyspark.ml.feature import Bucketizer
@@ -73,29 +73,43 @@ def quantile_bins(df: DataFrame, cols: Sequence[str], bins: int = AUC_BINS) -> D
 
 
 # -- per-replicate aggregates --------------------------------------------------------
-def _long(df: DataFrame, model: str, metric: str, value: Column, n: Column) -> DataFrame:
-    return df.select("rep", F.lit(model).alias("model"), F.lit(metric).alias("metric"),
+class Part(NamedTuple):
+    """The metrics computed from one per-replicate aggregate: ``df`` has one row per
+    (rep, model, metric) with ``value`` and ``n`` (users), ``keys`` its (model, metric)s."""
+    df: DataFrame
+    keys: Tuple[Tuple[str, str], ...]
+
+
+def _long(df: DataFrame, metrics: Sequence[Tuple[str, str, Column, Column]]) -> Part:
+    """One part from the aggregate ``df`` (one row per rep) and its metrics (model,
+    metric, value, n): the rows are made by exploding an array of structs, so
+    collecting the part is one job however many metrics it holds."""
+    rows = [F.struct(F.lit(model).alias("model"), F.lit(metric).alias("metric"),
                      value.cast("double").alias("value"), n.cast("long").alias("n"))
+            for model, metric, value, n in metrics]
+    out = df.select("rep", F.explode(F.array(*rows)).alias("m")).select(
+        "rep", "m.model", "m.metric", "m.value", "m.n")
+    return Part(out, tuple((model, metric) for model, metric, _, _ in metrics))
 
 
-def mean_metrics(rep: DataFrame, columns: Dict[Tuple[str, str], str]) -> List[DataFrame]:
+def mean_metrics(rep: DataFrame, columns: Dict[Tuple[str, str], str]) -> List[Part]:
     """Weighted means per replicate: {(model, metric): column} (null values skipped)."""
-    aggs, out = [], []
+    aggs = []
     for i, ((model, metric), c) in enumerate(columns.items()):
         aggs += [F.sum(F.col("w") * F.col(c)).alias(f"s{i}"), F.sum(F.when(F.col(c).isNotNull(), F.col("w"))).alias(f"n{i}"),
                  F.count(F.col(c)).alias(f"u{i}")]
     if not aggs:
-        return out
+        return []
     g = rep.groupBy("rep").agg(*aggs)
-    for i, (model, metric) in enumerate(columns):
-        out.append(_long(g, model, metric, F.try_divide(F.col(f"s{i}"), F.col(f"n{i}")), F.col(f"u{i}")))
-    return out
+    return [_long(g, [(model, metric, F.try_divide(F.col(f"s{i}"), F.col(f"n{i}")), F.col(f"u{i}"))
+                      for i, (model, metric) in enumerate(columns)])]
 
 
-def binary_metrics(rep: DataFrame, y: str, scores: Dict[str, str], probabilities: Sequence[str]) -> List[DataFrame]:
+def binary_metrics(rep: DataFrame, y: str, scores: Dict[str, str], probabilities: Sequence[str]) -> List[Part]:
     """ROC AUC and PR AUC (average precision) from the binned scores (``<col>__bin``),
     and, for the models in ``probabilities``, Brier score and calibration error
-    (expected calibration error over 10 equal-width bins)."""
+    (expected calibration error over 10 equal-width bins). One part per model
+    for the AUCs and one per probability model for Brier and calibration."""
     out = []
     for model, col in scores.items():
         g = rep.where(F.col(col).isNotNull()).groupBy("rep", F.col(f"{col}__bin").alias("bin")).agg(
@@ -111,20 +125,21 @@ def binary_metrics(rep: DataFrame, y: str, scores: Dict[str, str], probabilities
             F.sum("pos").alias("P"), F.sum("neg").alias("N"), F.sum("users").alias("users"),
             F.sum(F.when(F.col("pos") > 0, F.col("pos") * F.try_divide(F.col("cum_pos"), F.col("cum_all")))).alias("ap"))
         defined = (F.col("P") > 0) & (F.col("N") > 0)
-        out.append(_long(t, model, "roc_auc", F.when(defined, F.try_divide(F.col("s"), F.col("P") * F.col("N"))), F.col("users")))
-        out.append(_long(t, model, "pr_auc", F.when(F.col("P") > 0, F.try_divide(F.col("ap"), F.col("P"))), F.col("users")))
+        out.append(_long(t, [
+            (model, "roc_auc", F.when(defined, F.try_divide(F.col("s"), F.col("P") * F.col("N"))), F.col("users")),
+            (model, "pr_auc", F.when(F.col("P") > 0, F.try_divide(F.col("ap"), F.col("P"))), F.col("users"))]))
     for model in probabilities:
         col = scores[model]
         base = rep.where(F.col(col).isNotNull())
-        b = base.groupBy("rep").agg(F.sum(F.col("w") * (F.col(col) - F.col(y)) ** 2).alias("se"),
-                                    F.sum("w").alias("W"), F.count("*").alias("users"))
-        out.append(_long(b, model, "brier", F.try_divide(F.col("se"), F.col("W")), F.col("users")))
+        # Brier from the calibration bins' sums: one aggregate for both
         cal = base.groupBy("rep", F.least(F.floor(F.col(col) * 10), F.lit(9)).alias("b")).agg(
             F.sum(F.col("w") * F.col(col)).alias("sp"), F.sum(F.col("w") * F.col(y)).alias("sy"),
+            F.sum(F.col("w") * (F.col(col) - F.col(y)) ** 2).alias("se"),
             F.sum("w").alias("W"), F.count("*").alias("users"))
-        e = cal.groupBy("rep").agg(F.sum(F.abs(F.col("sp") - F.col("sy"))).alias("gap"), F.sum("W").alias("W"),
-                                   F.sum("users").alias("users"))
-        out.append(_long(e, model, "calibration_error", F.try_divide(F.col("gap"), F.col("W")), F.col("users")))
+        e = cal.groupBy("rep").agg(F.sum(F.abs(F.col("sp") - F.col("sy"))).alias("gap"), F.sum("se").alias("se"),
+                                   F.sum("W").alias("W"), F.sum("users").alias("users"))
+        out.append(_long(e, [(model, "brier", F.try_divide(F.col("se"), F.col("W")), F.col("users")),
+                             (model, "calibration_error", F.try_divide(F.col("gap"), F.col("W")), F.col("users"))]))
     return out
 
 
@@ -138,9 +153,9 @@ def midranks(df: DataFrame, col: str) -> DataFrame:
     return df.join(F.broadcast(ranks), f"{col}__bin", "left")
 
 
-def regression_metrics(rep: DataFrame, y: str, preds: Dict[str, str]) -> List[DataFrame]:
+def regression_metrics(rep: DataFrame, y: str, preds: Dict[str, str]) -> List[Part]:
     """RMSE, MAE, Spearman (from ``<col>__rank``), total predicted / actual and its
-    distance from 1 (``total_ratio_error``), per model."""
+    distance from 1 (``total_ratio_error``): one part per model."""
     out = []
     for model, col in preds.items():
         r = rep.where(F.col(col).isNotNull() & F.col(y).isNotNull())
@@ -159,11 +174,13 @@ def regression_metrics(rep: DataFrame, y: str, preds: Dict[str, str]) -> List[Da
         vx = per_w(F.col("sxx")) - per_w(F.col("sx")) ** 2
         vy = per_w(F.col("syy")) - per_w(F.col("sy")) ** 2
         ratio = F.when(F.col("ty") > 0, F.try_divide(F.col("tp"), F.col("ty")))
-        out += [_long(t, model, "rmse", F.sqrt(F.try_divide(F.col("se"), F.col("W"))), F.col("users")),
-                _long(t, model, "mae", F.try_divide(F.col("ae"), F.col("W")), F.col("users")),
-                _long(t, model, "spearman", F.when((vx > 1e-12) & (vy > 1e-12), F.try_divide(cov, F.sqrt(vx * vy))), F.col("users")),
-                _long(t, model, "total_ratio", ratio, F.col("users")),
-                _long(t, model, "total_ratio_error", F.abs(ratio - 1.0), F.col("users"))]
+        users = F.col("users")
+        out.append(_long(t, [(model, "rmse", F.sqrt(F.try_divide(F.col("se"), F.col("W"))), users),
+                             (model, "mae", F.try_divide(F.col("ae"), F.col("W")), users),
+                             (model, "spearman", F.when((vx > 1e-12) & (vy > 1e-12),
+                                                        F.try_divide(cov, F.sqrt(vx * vy))), users),
+                             (model, "total_ratio", ratio, users),
+                             (model, "total_ratio_error", F.abs(ratio - 1.0), users)]))
     return out
 
 
@@ -180,16 +197,18 @@ class Summary:
     verdict: Optional[str] = None
 
 
-def collect(parts: List[DataFrame]) -> Dict[Tuple[str, str], Dict[int, Tuple[float, int]]]:
+def collect(parts: List[Part]) -> Dict[Tuple[str, str], Dict[int, Tuple[float, int]]]:
     """{(model, metric): {rep: (value, users)}}; undefined values (null) left out.
 
-    One small job per part: a union of the parts would be one job, but Spark
-    re-analyses the growing union at each ``unionByName``, and every part carries
-    the whole lineage of the evaluated users (scoring, joins, bins), so planning
-    that union cost ~3 s per part on any data size (``benchmarks/evaluate_collect.py``)."""
+    One small job per part (per aggregate, all its metrics exploded into rows): a
+    union of the parts would be one job, but Spark re-analyses the growing union at
+    each ``unionByName``, and every part carries the whole lineage of the evaluated
+    users (scoring, joins, bins), so planning that union cost ~3 s per part on any
+    data size; and each job costs ~0.7 s on 2 cores however small, so a job per
+    metric cost more than the metrics (``benchmarks/evaluate_collect.py``)."""
     out: Dict[Tuple[str, str], Dict[int, Tuple[float, int]]] = {}
     for part in parts:
-        for r in part.where(F.col("value").isNotNull() & ~F.isnan("value")).collect():
+        for r in part.df.where(F.col("value").isNotNull() & ~F.isnan("value")).collect():
             out.setdefault((r["model"], r["metric"]), {})[r["rep"]] = (float(r["value"]), int(r["n"]))
     return out
 
