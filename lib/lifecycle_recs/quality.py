@@ -60,16 +60,14 @@ def quantile_bins(df: DataFrame, cols: Sequence[str], bins: int = AUC_BINS) -> D
               for q in qs]
     if not cols:
         return df
-    filled = df
-    for c in cols:  # Bucketizer wants doubles without nulls; nulls get their own bin -1 below
-        filled = filled.withColumn(f"__{c}", F.coalesce(F.col(c).cast("double"), F.lit(0.0)))
+    # Bucketizer wants doubles without nulls; nulls get their own bin -1 below. One
+    # withColumns per step: each withColumn re-analyses the whole (long) lineage
+    filled = df.withColumns({f"__{c}": F.coalesce(F.col(c).cast("double"), F.lit(0.0)) for c in cols})
     b = Bucketizer(splitsArray=splits, inputCols=[f"__{c}" for c in cols], outputCols=[f"{c}__bin" for c in cols],
                    handleInvalid="keep")
     out = b.transform(filled)
-    for c in cols:
-        out = out.withColumn(f"{c}__bin", F.when(F.col(c).isNull(), F.lit(-1.0)).otherwise(F.col(f"{c}__bin"))) \
-            .drop(f"__{c}")
-    return out
+    return out.withColumns({f"{c}__bin": F.when(F.col(c).isNull(), F.lit(-1.0)).otherwise(F.col(f"{c}__bin"))
+                            for c in cols}).drop(*[f"__{c}" for c in cols])
 
 
 # -- per-replicate aggregates --------------------------------------------------------
@@ -117,9 +115,8 @@ def binary_metrics(rep: DataFrame, y: str, scores: Dict[str, str], probabilities
             F.count("*").alias("users"))
         asc = Window.partitionBy("rep").orderBy("bin").rowsBetween(Window.unboundedPreceding, -1)
         desc = Window.partitionBy("rep").orderBy(F.desc("bin")).rowsBetween(Window.unboundedPreceding, 0)
-        g = g.withColumn("neg_below", F.coalesce(F.sum("neg").over(asc), F.lit(0.0))) \
-            .withColumn("cum_pos", F.sum("pos").over(desc)).withColumn("cum_all", F.sum(F.col("pos") + F.col("neg"))
-                                                                      .over(desc))
+        g = g.withColumns({"neg_below": F.coalesce(F.sum("neg").over(asc), F.lit(0.0)),
+                           "cum_pos": F.sum("pos").over(desc), "cum_all": F.sum(F.col("pos") + F.col("neg")).over(desc)})
         t = g.groupBy("rep").agg(
             F.sum(F.col("pos") * (F.col("neg_below") + 0.5 * F.col("neg"))).alias("s"),
             F.sum("pos").alias("P"), F.sum("neg").alias("N"), F.sum("users").alias("users"),
