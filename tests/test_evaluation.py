@@ -56,5 +56,5 @@ def test_explanation_metrics_measure_entropy_and_peak_attention(spark):
     got = explanation_metrics(scored, seq, max_len=24, min_steps=20)
     ours, uniform, n = got["top_category_entropy"]
     assert n == 2 and ours == pytest.approx(np.log(2) / 2) and uniform == pytest.approx((np.log(2) + np.log(3)) / 2)
-    ours, uniform, n = got["attention_top_weight_x_steps[steps>=20]"]
+    ours, uniform, n = got["because_top_weight_x_steps[steps>=20]"]
     assert n == 2 and uniform == 1.0 and ours == pytest.approx((0.2 * 24 + 0.04 * 24) / 2)

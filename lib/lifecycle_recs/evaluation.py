@@ -230,8 +230,9 @@ def explanation_metrics(scored: DataFrame, seq: DataFrame, max_len: int, min_ste
     """Point figures (Spark aggregates) of how personal the interests and explanations are:
     the mean entropy of each user's top-category weights (renormalised) against the
     entropy of a uniform distribution over as many categories, and, for users with at
-    least ``min_steps`` steps in the model's window, the largest attention weight of
-    ``because_items`` times the number of steps (1 for uniform attention).
+    least ``min_steps`` steps in the model's window, the largest weight of
+    ``because_items`` (``ml.explain.step_relevance``) times the number of steps (1 for
+    weights spread evenly, as raw attention over a long window nearly is).
     Returns name -> (ours, uniform, n)."""
     w = F.col("top_category_weights")
     total = F.aggregate(w, F.lit(0.0), lambda a, x: a + x)
@@ -246,7 +247,7 @@ def explanation_metrics(scored: DataFrame, seq: DataFrame, max_len: int, min_ste
     if ent[2]:
         out["top_category_entropy"] = (float(ent[0]), float(ent[1]), int(ent[2]))
     if att[1]:
-        out[f"attention_top_weight_x_steps[steps>={min_steps}]"] = (float(att[0]), 1.0, int(att[1]))
+        out[f"because_top_weight_x_steps[steps>={min_steps}]"] = (float(att[0]), 1.0, int(att[1]))
     return out
 
 

@@ -65,7 +65,20 @@ def reference_score(pdf: pd.DataFrame, sc, conf) -> pd.DataFrame:
         effects.append(churn - torch.sigmoid(churn_logit(model.heads(user, f2)["churn_logit"], f2)))
     effects = torch.stack(effects, 1).numpy()
 
-    att = out["attention"].float().masked_fill(b.items <= UNK, -1.0)
+    # because items: per user, each step's term a_s (W_pool h_s) . v of the user vector's score for v, the
+    # mean vector of the user's recommended items; weights are the shares of the positive terms
+    h, _, _ = model._steps(b.items, b.events, b.gaps, b.values, b.length)
+    w_pool = model.out.weight[:, h.shape[-1]:].float()
+    vectors = model.item_vectors().float()
+    relevance = torch.zeros_like(out["attention"], dtype=torch.float32)
+    for r in range(B):
+        shown = [int(i) for i, v in zip(chosen_i[r], chosen_s[r]) if np.isfinite(float(v))]
+        v = vectors[shown].mean(0) if shown else torch.zeros(vectors.shape[1])
+        terms = torch.stack([out["attention"][r, t].float() * torch.dot(w_pool @ h[r, t].float(), v)
+                             for t in range(h.shape[1])])
+        pos = terms.clamp(min=0)
+        relevance[r] = pos / pos.sum() if pos.sum() > 0 else out["attention"][r].float()
+    att = relevance.masked_fill(b.items <= UNK, -1.0)
     bw, bi = att.topk(min(conf.because_items, att.shape[1]), dim=1)
     rows = []
     for r in range(B):

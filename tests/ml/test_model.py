@@ -50,3 +50,45 @@ def test_loss_weights_and_parts():
 def test_unknown_encoder_is_a_clear_error():
     with pytest.raises(ValueError, match="lstm, gru or transformer"):
         model_of("rnn")
+
+
+@pytest.mark.parametrize("encoder", ["lstm", "transformer"])
+def test_step_relevance_splits_the_pooled_part_of_the_score_exactly(encoder):
+    """because_items weigh each step by its term a_s (W_pool h_s) . v of the user vector's
+    score for v: the terms add up to the pooled part of that score, and the weights are
+    the shares of the positive terms."""
+    from lifecycle_recs.ml import explain
+
+    torch.manual_seed(0)
+    m = model_of(encoder).eval()
+    b = Batch.from_frame(encode_users(users_frame(), VOCAB, 6, "last"))
+    b = b._replace(length=b.length.clamp(min=1))
+    with torch.no_grad():
+        out = m.infer(b)
+        v = torch.randn(out["user"].shape)
+        w = explain.step_relevance(m, out["steps"], out["attention"], v)
+        H = out["steps"].shape[-1]
+        last = out["steps"][torch.arange(len(b.length)), b.length - 1]
+        pooled_part = ((out["user"] - m.out(torch.cat([last, torch.zeros_like(last)], -1))) * v).sum(1)
+        terms = out["attention"] * (out["steps"] @ m.out.weight[:, H:].T * v[:, None, :]).sum(-1)
+    assert torch.allclose(terms.sum(1), pooled_part, atol=1e-5)
+    pos = terms.clamp(min=0)
+    has = pos.sum(1) > 0
+    assert has.any() and torch.allclose(w[has], pos[has] / pos[has].sum(1, keepdim=True), atol=1e-6)
+    assert torch.all(w >= 0) and torch.allclose(w.sum(1), torch.ones(len(w)), atol=1e-5)
+
+
+def test_step_relevance_names_the_step_that_raises_the_recommendations():
+    """Uniform attention over three steps; only the first step's state points towards the
+    recommended items: it gets all the weight. No direction: the attention itself."""
+    from lifecycle_recs.ml import explain
+
+    class Out:  # the output layer [W_last | W_pool], with W_pool the identity
+        out = torch.nn.Linear(4, 2)
+
+    with torch.no_grad():
+        Out.out.weight.copy_(torch.tensor([[9.0, 9.0, 1.0, 0.0], [9.0, 9.0, 0.0, 1.0]]))
+    steps = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])
+    att = torch.full((1, 3), 1 / 3)
+    assert explain.step_relevance(Out, steps, att, torch.tensor([[1.0, 0.0]])).tolist() == [[1.0, 0.0, 0.0]]
+    assert torch.equal(explain.step_relevance(Out, steps, att, torch.zeros(1, 2)), att)

@@ -5,8 +5,16 @@
   without one): one batched pass of the heads over every (user, feature) pair.
   A fixed reference, not the batch mean: a user's explanation must not depend on
   which users share its batch (partitioning, task retries, a lost executor).
-* ``because_items``: the steps with the most attention (known items only), each
-  item named once, highest attention first.
+* ``because_items``: the history steps that raised the user's recommendations the
+  most through the attention pooling (known items only), each item named once,
+  highest first. The user vector is ``out([h_last, sum_s a_s h_s])``, a linear
+  layer, so its score for the mean vector ``v`` of the user's recommended items
+  holds the exact term ``sum_s a_s (W_pool h_s) . v``: step s's contribution is
+  ``a_s (W_pool h_s) . v``, and its weight is its share of the positive
+  contributions (:func:`step_relevance`). Raw attention alone spreads nearly
+  evenly over a long window (the softmax of similar logits), which named no item;
+  weighing it by what each pooled step does to the scores is the norm-based view
+  of attention (Kobayashi et al., 2020) projected on the recommendations.
 """
 from __future__ import annotations
 
@@ -46,11 +54,29 @@ def top_features(effects_fb: torch.Tensor, n: int) -> Tuple[torch.Tensor, torch.
     return order, eff.gather(1, order)
 
 
-def because_items(attention: torch.Tensor, items: torch.Tensor, n: int):
+@torch.no_grad()
+def step_relevance(model, steps: torch.Tensor, attention: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """[B, L] weights in [0, 1]: each step's share of the positive contributions
+    ``a_s (W_pool h_s) . direction`` to the user vector's score for ``direction``
+    [B, item_dim] (the mean vector of the recommended items). ``steps`` are the
+    per-step hidden states [B, L, H] the attention ``attention`` [B, L] pools, and
+    ``W_pool`` the pooled half of the model's output layer. A user whose steps
+    contribute nothing positive (no recommendations, a zero direction) keeps the
+    attention itself."""
+    H = steps.shape[-1]
+    towards = direction.float() @ model.out.weight[:, H:].float()          # [B, H]: W_pool^T direction
+    c = attention.float() * (steps.float() * towards[:, None, :]).sum(-1)  # [B, L]
+    pos = c.clamp(min=0)
+    total = pos.sum(1, keepdim=True)
+    return torch.where(total > 0, pos / total.clamp(min=1e-30), attention.float())
+
+
+def because_items(weights: torch.Tensor, items: torch.Tensor, n: int):
     """(item indices [B, m], weights [B, m], keep [B, m]) with m = min(n, steps):
-    the ``n`` steps with the most attention; ``keep`` drops unknown items / padding
-    and a repeat of an item already named by a step with more attention."""
-    att = attention.float().masked_fill(items <= UNK, -1.0)
+    the ``n`` steps with the largest weight (``step_relevance``); ``keep`` drops
+    unknown items / padding and a repeat of an item already named by a step with
+    more weight."""
+    att = weights.float().masked_fill(items <= UNK, -1.0)
     w, pos = att.topk(min(n, att.shape[1]), dim=1)
     idx = items.gather(1, pos)
     valid = w >= 0

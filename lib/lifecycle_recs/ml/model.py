@@ -129,7 +129,8 @@ class SequenceModel(nn.Module):
 
     def infer(self, batch: Batch, item_vectors: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """Scoring: what :meth:`forward` returns for the last step only (``user``,
-        ``attention``, the heads), without the per-step user vectors every earlier
+        ``attention``, the heads; and ``steps``, the per-step hidden states the attention
+        pools, for ``explain.step_relevance``), without the per-step user vectors every earlier
         step would need for training. ``item_vectors``: :meth:`item_vectors`
         computed once by the caller (it projects every item's text vector)."""
         lengths = batch.length
@@ -139,7 +140,7 @@ class SequenceModel(nn.Module):
         w = torch.exp(e - e.max(dim=1, keepdim=True).values) * mask
         pooled = ((w.unsqueeze(-1) * h.float()).sum(1) / w.sum(1).clamp(min=1e-9).unsqueeze(-1)).to(h.dtype)
         user = self.out(torch.cat([h[rows, last], pooled], dim=-1))
-        return {"user": user, "attention": torch.softmax(e, dim=1), **self.heads(user, batch.feats)}
+        return {"user": user, "attention": torch.softmax(e, dim=1), "steps": h, **self.heads(user, batch.feats)}
 
     def heads(self, user: torch.Tensor, feats: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Churn logit and value (hurdle logit, mu) from user vectors and user features
