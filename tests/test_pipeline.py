@@ -4,7 +4,7 @@ import math
 import pytest
 from pyspark.sql import functions as F
 
-from tests.helpers import ML100K, CrashAfterCommit, InjectedCrash, sorted_rows
+from tests.helpers import ML100K, CrashAfterCommit, InjectedCrash, assert_close, sorted_rows
 from lifecycle_recs import runs, schemas, tables, tracking
 from lifecycle_recs.names import PIPELINE_STAGES
 from lifecycle_recs.pipeline import REGISTRY, run_nightly
@@ -128,12 +128,19 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys, tm
 
     volatile = ("ingested_at", "updated_at", "scored_at", "evaluated_at")
     names = ("events", "user_sequences", "user_lifecycle", "item_embeddings", "user_interests",
-             "retention_scores", "recommendations", "evaluation_metrics")  # the evaluate stage reruns too
+             "retention_scores", "recommendations")
+    metric_key = ("snapshot_date", "dataset", "model", "task", "metric")
+
+    def metrics_rows():
+        return sorted_rows(tables.read(spark, cfg, "evaluation_metrics").drop(*volatile), *metric_key)
     before = {n: sorted_rows(tables.read(spark, cfg, n).drop(*volatile)) for n in names}
+    before_metrics = metrics_rows()
     run_nightly(spark, cfg, d)
     after = {n: sorted_rows(tables.read(spark, cfg, n).drop(*volatile)) for n in names}
     for n in names:
         assert after[n] == before[n], n
+    # the evaluate stage reruns too: the same rows, sums of doubles within the order a shuffle merges them in
+    assert_close(metrics_rows(), before_metrics, 1e-9, "evaluation_metrics")
 
 
 @pytest.mark.skipif(not ML100K.exists(), reason=f"MovieLens-100K not found at {ML100K} "
