@@ -31,3 +31,15 @@ def make_cfg(tmp_path):
                 "mlflow": {"enabled": False}, "evaluation": {"bootstrap": 20}}
         return config_from_dict(merge_dicts(data, overrides), base=str(ROOT))
     return _make
+
+
+@pytest.fixture(autouse=True)
+def torch_threads_unchanged():
+    """A test must leave torch's (process-wide) thread count as it found it: a later test
+    that trains would otherwise train other weights in the suite than alone (float sums
+    split over another number of threads)."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    assert torch.get_num_threads() == before, f"the test left torch at {torch.get_num_threads()} threads, not {before}"

@@ -180,7 +180,7 @@ def churn_curves(per_user: DataFrame, y: str, scores: Dict[str, str], probabilit
          .where(F.col("r.s").isNotNull())
          .groupBy(F.col("r.model").alias("model"), F.col("r.kind").alias("kind"), F.col("r.b").alias("b"))
          .agg(F.sum("y").alias("pos"), F.avg("r.s").alias("p"), F.avg("y").alias("o"), F.count("*").alias("n"))
-         .collect())
+         .collect())  # small: one row per (model, curve, bin), at most 1,000 bins each
     out = {}
     for model in scores:
         gains = sorted((r for r in g if r["model"] == model and r["kind"] == "gain"), key=lambda r: -r["b"])

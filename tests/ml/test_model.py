@@ -92,3 +92,13 @@ def test_step_relevance_names_the_step_that_raises_the_recommendations():
     att = torch.full((1, 3), 1 / 3)
     assert explain.step_relevance(Out, steps, att, torch.tensor([[1.0, 0.0]])).tolist() == [[1.0, 0.0, 0.0]]
     assert torch.equal(explain.step_relevance(Out, steps, att, torch.zeros(1, 2)), att)
+
+
+def test_recommended_direction_is_the_mean_of_the_shown_items():
+    from lifecycle_recs.ml import explain
+
+    vectors = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [6.0, 6.0]])
+    rec_i = torch.tensor([[1, 2, 3], [3, 0, 0], [0, 0, 0]])
+    rec_s = torch.tensor([[0.9, 0.5, 0.1], [0.7, -float("inf"), -float("inf")], [-float("inf")] * 3])
+    got = explain.recommended_direction(vectors, rec_i, rec_s)
+    assert torch.allclose(got, torch.tensor([[8 / 3, 10 / 3], [6.0, 6.0], [0.0, 0.0]]))

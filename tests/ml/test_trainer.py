@@ -15,10 +15,17 @@ MC = ModelConf(hidden_dim=32, item_dim=16, dropout=0.0, use_text=False,
 
 
 def test_tiny_overfit():
+    # one thread for this test only: the count is process-wide, and a later test that trains
+    # with a different count than alone would train (bit-)different weights
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    b = Batch.from_frame(encode_users(users_frame(6), VOCAB, 12, "last"))
-    tc = TrainConf(seed=1, epochs=300, patience=300, batch_size=64, lr=0.02, device="cpu")
-    model, info = fit(b, None, VOCAB, None, MC, tc)
+    try:
+        b = Batch.from_frame(encode_users(users_frame(6), VOCAB, 12, "last"))
+        tc = TrainConf(seed=1, epochs=300, patience=300, batch_size=64, lr=0.02, device="cpu")
+        model, info = fit(b, None, VOCAB, None, MC, tc)
+    finally:
+        torch.set_num_threads(threads)
+    assert info["torch_threads"] == 1
     first, last = info["history"][0]["train_loss"], info["history"][-1]["train_loss"]
     assert last < 0.05 * first and last < 0.1
 

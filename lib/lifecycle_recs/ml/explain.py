@@ -54,6 +54,14 @@ def top_features(effects_fb: torch.Tensor, n: int) -> Tuple[torch.Tensor, torch.
     return order, eff.gather(1, order)
 
 
+def recommended_direction(item_vectors: torch.Tensor, rec_i: torch.Tensor, rec_s: torch.Tensor) -> torch.Tensor:
+    """[B, item_dim]: the mean model vector of each user's recommended items
+    ``rec_i`` [B, K] (a slot whose score ``rec_s`` is not finite is empty); a
+    user with no recommendation gets a zero direction."""
+    shown = torch.isfinite(rec_s).float()
+    return (item_vectors.float()[rec_i] * shown[..., None]).sum(1) / shown.sum(1, keepdim=True).clamp(min=1)
+
+
 @torch.no_grad()
 def step_relevance(model, steps: torch.Tensor, attention: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     """[B, L] weights in [0, 1]: each step's share of the positive contributions

@@ -176,10 +176,8 @@ def run_prepared(p: Prepared, sc: Scorer, conf: RecommendConf, steps=_no_steps) 
                                                                       b.feats[:, :model.spec.n_user_features], churn,
                                                                       sc.feature_reference, stack, lapsed_params),
                                               conf.top_features)
-        # the mean model vector of each user's recommended items (none: a zero direction)
-        shown = torch.isfinite(rec_s).to(user.dtype)
-        direction = (sc.item_vectors.float()[rec_i] * shown[..., None]).sum(1) / shown.sum(1, keepdim=True).clamp(min=1)
-        relevance = explain.step_relevance(model, out["steps"], out["attention"], direction)
+        relevance = explain.step_relevance(model, out["steps"], out["attention"],
+                                           explain.recommended_direction(sc.item_vectors, rec_i, rec_s))
         because_i, because_w, because_keep = explain.because_items(relevance, b.items, conf.because_items)
     with steps("output"):
         return _output(p.cols, sc, is_new, at_risk, user, churn, value, rec_i, rec_s, cat_w, cat_i, f_codes, f_eff,

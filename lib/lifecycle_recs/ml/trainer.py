@@ -174,7 +174,10 @@ def fit(train, val, vocab: Vocab, text_vectors: Optional[np.ndarray],
             break
     stopper.restore(model)
     return model, {"history": history, "best_score": stopper.best, "epochs_run": len(history),
-                   "device": str(device), "next_item_head": next_item}
+                   "device": str(device), "next_item_head": next_item,
+                   # float reductions depend on it: the same seed and data give the same weights
+                   # for the same count (in metrics.json, to explain a differing version)
+                   "torch_threads": torch.get_num_threads()}
 
 
 @torch.no_grad()
