@@ -73,7 +73,7 @@ def step_relevance(model, steps: torch.Tensor, attention: torch.Tensor, directio
     attention itself."""
     H = steps.shape[-1]
     towards = direction.float() @ model.out.weight[:, H:].float()          # [B, H]: W_pool^T direction
-    c = attention.float() * (steps.float() * towards[:, None, :]).sum(-1)  # [B, L]
+    c = attention.float() * torch.bmm(steps.float(), towards[:, :, None]).squeeze(-1)  # [B, L], no [B, L, H] temporary
     pos = c.clamp(min=0)
     total = pos.sum(1, keepdim=True)
     return torch.where(total > 0, pos / total.clamp(min=1e-30), attention.float())
