@@ -2,6 +2,9 @@
 shuffle partitions, UI off, two task retries allowed (local[2,3]: fault-injection tests fail a task once)."""
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
 import pytest
 
 from lifecycle_recs.config import SparkSettings, config_from_dict, merge_dicts
@@ -20,17 +23,56 @@ def spark(tmp_path_factory):
     s.stop()
 
 
+def cfg_under(root, **overrides):
+    """A Config whose lakehouse, artifacts and reports are under ``root``. Fixtures are
+    small and mostly bad rows, so the quarantine-rate expectation only warns unless a
+    test sets it (sections are merged, not replaced)."""
+    data = {"lakehouse": str(root / "lake"), "artifacts": str(root / "artifacts"),
+            "reports": str(root / "reports"), "validation": {"on_quarantine_excess": "warn"},
+            "mlflow": {"enabled": False}, "evaluation": {"bootstrap": 20}}
+    return config_from_dict(merge_dicts(data, overrides), base=str(ROOT))
+
+
 @pytest.fixture
 def make_cfg(tmp_path):
-    """Build a Config whose lakehouse is a fresh temp dir. Fixtures are small and
-    mostly bad rows, so the quarantine-rate expectation only warns unless a test
-    sets it (sections are merged, not replaced)."""
-    def _make(**overrides):
-        data = {"lakehouse": str(tmp_path / "lake"), "artifacts": str(tmp_path / "artifacts"),
-                "reports": str(tmp_path / "reports"), "validation": {"on_quarantine_excess": "warn"},
-                "mlflow": {"enabled": False}, "evaluation": {"bootstrap": 20}}
-        return config_from_dict(merge_dicts(data, overrides), base=str(ROOT))
-    return _make
+    """Build a Config whose lakehouse is a fresh temp dir (:func:`cfg_under`)."""
+    return lambda **overrides: cfg_under(tmp_path, **overrides)
+
+
+@dataclass
+class Reference:
+    """A clean night of the fault and deployment tests' data: ``conf`` (synthetic raw
+    files, a promoted small artifact) is what every lake compared with it uses, ``cfg``
+    its lake, ``date`` the night D (with its training snapshot T), ``stages`` what ran."""
+    conf: dict
+    cfg: object
+    date: str
+    stages: tuple
+
+
+REFERENCE_STAGES = ("ingest", "sequences", "lifecycle", "score")
+
+
+@pytest.fixture(scope="session")
+def reference(spark, tmp_path_factory):
+    """One clean run (ingest .. score, D and T) shared by the tests that compare a
+    crashed, killed, clustered or catalog-table run with a clean one: they only read it.
+    Every such lake reads the same raw files (quarantine ids include the file name)."""
+    from lifecycle_recs.ml import artifacts
+    from lifecycle_recs.pipeline import run_nightly
+    from tests.helpers import make_artifact
+
+    root = tmp_path_factory.mktemp("reference")
+    art_root = root / "artifacts"
+    version = os.path.basename(make_artifact(art_root))
+    artifacts.promote_version(str(art_root), version, "2000-01-01")  # valid for any night
+    conf = {"source": {"kind": "synthetic", "raw_path": str(root / "raw")},
+            "synthetic": {"seed": 6, "n_users": 40, "n_items": 60, "days": 90, "partitions": 2},
+            "artifacts": str(art_root), "recommend": {"k": 5}, "train": {"device": "cpu"}}
+    # its own stages in the conf: the night is published when they have all succeeded
+    cfg = cfg_under(root, **{**conf, "lakehouse": str(root / "clean"), "stages": list(REFERENCE_STAGES)})
+    d = run_nightly(spark, cfg, stages=list(REFERENCE_STAGES), training_snapshot=True).snapshot_date
+    return Reference(conf, cfg, d, REFERENCE_STAGES)
 
 
 @pytest.fixture(autouse=True)

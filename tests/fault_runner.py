@@ -57,6 +57,8 @@ def main() -> int:
     ap.add_argument("--master", default="local-cluster[2,1,1024]")
     ap.add_argument("--stages")
     ap.add_argument("--date", default=None)
+    ap.add_argument("--training-snapshot", action="store_true", default=None,
+                    help="also build T (as the nightly job's flag)")
     ap.add_argument("--kill-before", default="", help="tables: kill an executor before the first commit to each")
     ap.add_argument("--die-after", default="", help="SIGKILL this driver right after the first commit to this table")
     ap.add_argument("--die-in-artifact-save", default="", choices=["", "rename", "replace"],
@@ -95,7 +97,7 @@ def main() -> int:
                 print(f"FAULT SIGKILL of the driver after the commit to {table}", flush=True)
                 os.kill(os.getpid(), signal.SIGKILL)
         tables.COMMIT_HOOKS.append(die)
-    run = run_nightly(spark, cfg, args.date, args.stages.split(","))
+    run = run_nightly(spark, cfg, args.date, args.stages.split(","), args.training_snapshot)
     print(f"DONE {run.snapshot_date} pending={pending}", flush=True)
     spark.stop()
     return 1 if pending else 0

@@ -24,16 +24,14 @@ def test_table_names_and_paths_are_told_apart():
 
 
 @pytest.mark.slow
-def test_a_nightly_run_on_catalog_tables_equals_one_on_paths(spark, make_cfg, tmp_path):
+def test_a_nightly_run_on_catalog_tables_equals_one_on_paths(spark, make_cfg, reference, tmp_path):
     db = f"lc_{uuid.uuid4().hex[:8]}"
     spark.sql(f"CREATE DATABASE {db}")
     try:
-        conf = {"source": {"kind": "synthetic", "raw_path": str(tmp_path / "raw")}, "stages": STAGES,
-                "synthetic": {"seed": 10, "n_users": 30, "n_items": 40, "days": 90, "partitions": 2}}
-        on_paths = make_cfg(lakehouse=str(tmp_path / "lake"), **conf)
-        d = run_nightly(spark, on_paths, stages=STAGES, training_snapshot=True).snapshot_date
+        on_paths, d = reference.cfg, reference.date  # the shared clean night on paths (D and T)
         named = make_cfg(lakehouse=str(tmp_path / "unused"), table_schema=f"spark_catalog.{db}",
-                         tables={"pipeline_runs": f"spark_catalog.{db}.nightly_runs"}, **conf)
+                         tables={"pipeline_runs": f"spark_catalog.{db}.nightly_runs"}, stages=STAGES,
+                         **reference.conf)
         assert tables.path(named, "events") == f"spark_catalog.{db}.events"
         assert run_nightly(spark, named, stages=STAGES, training_snapshot=True).snapshot_date == d
         volatile = ("ingested_at", "updated_at")

@@ -11,11 +11,8 @@ import pytest
 import yaml
 
 from lifecycle_recs import tables
-from lifecycle_recs.ml import artifacts
-from lifecycle_recs.pipeline import run_nightly
-from tests.helpers import ROOT, assert_close, make_artifact, sorted_rows
+from tests.helpers import ROOT, assert_close, sorted_rows
 
-SMALL = {"seed": 6, "n_users": 40, "n_items": 60, "days": 90, "partitions": 2}
 STAGES = ["ingest", "sequences", "lifecycle", "score"]
 VOLATILE = ("ingested_at", "updated_at", "scored_at", "evaluated_at")
 COMPARED = ("events", "events_quarantine", "items", "user_sequences", "user_lifecycle", "user_interests",
@@ -23,14 +20,10 @@ COMPARED = ("events", "events_quarantine", "items", "user_sequences", "user_life
 
 
 @pytest.mark.slow
-def test_executors_killed_during_the_events_merge_and_scoring_change_nothing(spark, make_cfg, tmp_path):
-    art_root = tmp_path / "artifacts"
-    version = os.path.basename(make_artifact(art_root))
-    artifacts.promote_version(str(art_root), version, "2000-01-01")  # valid for any night
-    conf = {"source": {"kind": "synthetic", "raw_path": str(tmp_path / "raw")}, "synthetic": SMALL,
-            "artifacts": str(art_root), "recommend": {"k": 5}, "train": {"device": "cpu"}}
-    clean = make_cfg(lakehouse=str(tmp_path / "clean"), **conf)
-    d = run_nightly(spark, clean, stages=STAGES).snapshot_date
+def test_executors_killed_during_the_events_merge_and_scoring_change_nothing(spark, make_cfg, reference, tmp_path):
+    conf = reference.conf  # the clean night is the shared reference (ingest .. score, D and T)
+    assert set(STAGES) <= set(reference.stages)
+    clean, d = reference.cfg, reference.date
 
     conf_file = tmp_path / "faulty.yaml"
     conf_file.write_text(yaml.safe_dump({**conf, "lakehouse": str(tmp_path / "faulty"),
@@ -38,7 +31,8 @@ def test_executors_killed_during_the_events_merge_and_scoring_change_nothing(spa
                                          "validation": {"on_quarantine_excess": "warn"}}))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "lib")]))
     p = subprocess.run([sys.executable, str(ROOT / "tests" / "fault_runner.py"), "--conf", str(conf_file),
-                        "--stages", ",".join(STAGES), "--date", d, "--kill-before", "events,user_interests"],
+                        "--stages", ",".join(STAGES), "--date", d, "--training-snapshot",
+                        "--kill-before", "events,user_interests"],
                        cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
     assert p.stdout.count("FAULT killed executor") == 2, p.stdout

@@ -42,16 +42,11 @@ def test_a_driver_killed_during_an_artifact_save_leaves_no_half_artifact_and_a_r
 
 
 @pytest.mark.slow
-def test_a_driver_killed_between_the_commits_of_score_then_a_rerun_equals_a_clean_run(spark, make_cfg, tmp_path):
-    art_root = tmp_path / "artifacts"
-    version = os.path.basename(make_artifact(art_root))
-    artifacts.promote_version(str(art_root), version, "2000-01-01")
-    conf = {"source": {"kind": "synthetic", "raw_path": str(tmp_path / "raw")},
-            "synthetic": {"seed": 7, "n_users": 30, "n_items": 40, "days": 90, "partitions": 2},
-            "artifacts": str(art_root), "recommend": {"k": 5}, "train": {"device": "cpu"},
-            "stages": ["ingest", "sequences", "lifecycle", "score"]}
-    clean = make_cfg(lakehouse=str(tmp_path / "clean"), **conf)
-    d = run_nightly(spark, clean, stages=["ingest", "sequences", "lifecycle", "score"]).snapshot_date
+def test_a_driver_killed_between_the_commits_of_score_then_a_rerun_equals_a_clean_run(spark, make_cfg, reference,
+                                                                                     tmp_path):
+    # the clean night is the shared reference (ingest .. score, same raw files and promoted artifact)
+    conf = {**reference.conf, "stages": ["ingest", "sequences", "lifecycle", "score"]}
+    clean, d = reference.cfg, reference.date
     cfg = make_cfg(lakehouse=str(tmp_path / "killed"), **conf)
     run_nightly(spark, cfg, d, stages=["ingest", "sequences", "lifecycle"])
 

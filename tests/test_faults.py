@@ -10,7 +10,6 @@ from lifecycle_recs import runs, tables
 from lifecycle_recs.pipeline import run_nightly
 from tests.helpers import CrashAfterCommit, InjectedCrash, sorted_rows
 
-SMALL = {"seed": 4, "n_users": 40, "n_items": 60, "days": 120, "partitions": 2}
 STAGES = ["ingest", "sequences", "lifecycle"]
 VOLATILE = ("ingested_at", "updated_at", "scored_at", "evaluated_at")
 DATA = ("events", "events_quarantine", "items", "user_sequences", "user_lifecycle")
@@ -25,22 +24,21 @@ def _runs(spark, cfg):
 
 
 @pytest.mark.slow
-def test_a_crash_between_the_commits_of_each_stage_then_a_rerun_equals_a_clean_run(spark, make_cfg, tmp_path):
-    # both lakes read the same raw files (quarantine ids include the file name)
-    source = {"kind": "synthetic", "raw_path": str(tmp_path / "raw")}
-    clean = make_cfg(synthetic=SMALL, source=source, stages=STAGES, lakehouse=str(tmp_path / "clean"))
-    ref = run_nightly(spark, clean, stages=STAGES, training_snapshot=True)
-    d = ref.snapshot_date
+def test_a_crash_between_the_commits_of_each_stage_then_a_rerun_equals_a_clean_run(spark, make_cfg, reference,
+                                                                                   tmp_path):
+    # the clean night is the shared reference (same raw files; it also ran score, which these lakes do not)
+    clean, d = reference.cfg, reference.date
     assert runs.last_published_date(spark, clean) == d
     run_rows = _runs(spark, clean)
-    assert [(r["stage"], r["status"]) for r in run_rows] == [(s, "succeeded") for s in STAGES] + [("run", "published")]
+    assert [(r["stage"], r["status"]) for r in run_rows] == \
+        [(s, "succeeded") for s in reference.stages] + [("run", "published")]
     assert len({r["run_id"] for r in run_rows}) == 1
     ingest_row = run_rows[0]
     assert {"events", "events_quarantine", "items"} <= set(ingest_row["output_versions"])
     assert json.loads(ingest_row["counts"])["rows_in"] > 0
     want = _state(spark, clean)
 
-    cfg = make_cfg(synthetic=SMALL, source=source, stages=STAGES, lakehouse=str(tmp_path / "crashed"))
+    cfg = make_cfg(**reference.conf, stages=STAGES, lakehouse=str(tmp_path / "crashed"))
     # ingest commits quarantine, then events, then items; sequences and lifecycle commit D, then T
     for table, failed_stage in (("events_quarantine", "ingest"), ("events", "ingest"),
                                 ("user_sequences", "sequences"), ("user_lifecycle", "lifecycle")):
@@ -64,7 +62,7 @@ def test_a_crash_between_the_commits_of_each_stage_then_a_rerun_equals_a_clean_r
     assert runs.last_published_date(spark, cfg) == d
     assert tables.read(spark, cfg, "pipeline_runs").where(F.col("status") == "failed").count() == 5
     # a night split over two jobs is published when its last stage succeeds, not before
-    split = make_cfg(synthetic=SMALL, source=source, stages=STAGES, lakehouse=str(tmp_path / "split"))
+    split = make_cfg(**reference.conf, stages=STAGES, lakehouse=str(tmp_path / "split"))
     run_nightly(spark, split, d, stages=["ingest", "sequences"], training_snapshot=True)
     assert runs.last_published_date(spark, split) is None
     assert [r["status"] for r in _runs(spark, split) if r["stage"] == "run"] == ["partial"]

@@ -14,11 +14,9 @@ import pytest
 import yaml
 
 from lifecycle_recs import tables
-from lifecycle_recs.pipeline import run_nightly
 from tests.helpers import ROOT, sorted_rows
 
 STAGES = ["ingest", "sequences", "lifecycle"]
-SMALL = {"seed": 8, "n_users": 40, "n_items": 60, "days": 90, "partitions": 2}
 DELTA = "io.delta:delta-spark_2.13:4.0.0"
 
 
@@ -47,11 +45,10 @@ def spark_home():
 
 
 @pytest.mark.slow
-def test_spark_submit_to_a_standalone_cluster_lands_the_same_tables(spark, make_cfg, tmp_path):
-    conf = {"source": {"kind": "synthetic", "raw_path": str(tmp_path / "raw")}, "synthetic": SMALL,
-            "stages": STAGES, "validation": {"on_quarantine_excess": "warn"}}
-    local = make_cfg(lakehouse=str(tmp_path / "local"), **conf)
-    d = run_nightly(spark, local, stages=STAGES).snapshot_date
+def test_spark_submit_to_a_standalone_cluster_lands_the_same_tables(spark, make_cfg, reference, tmp_path):
+    # the test session's run of the same conf is the shared clean night (D and T)
+    conf = {**reference.conf, "stages": STAGES, "validation": {"on_quarantine_excess": "warn"}}
+    local, d = reference.cfg, reference.date
 
     home, port = spark_home(), _free_port()
     env = dict(os.environ, SPARK_HOME=home, PYSPARK_PYTHON=sys.executable, SPARK_LOCAL_IP="127.0.0.1",
@@ -85,7 +82,7 @@ def test_spark_submit_to_a_standalone_cluster_lands_the_same_tables(spark, make_
                   "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
                   "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
                   "--conf", "spark.executor.memory=1g", "--conf", "spark.sql.shuffle.partitions=2",
-                  str(ROOT / "jobs" / "nightly.py"), "--conf", str(conf_file), "--date", d]
+                  str(ROOT / "jobs" / "nightly.py"), "--conf", str(conf_file), "--date", d, "--training-snapshot"]
         p = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-6000:]
         # the worker launched this application's executors (its work dir has the app's folder)
