@@ -72,7 +72,12 @@ def reference(spark, tmp_path_factory):
     # its own stages in the conf: the night is published when they have all succeeded
     cfg = cfg_under(root, **{**conf, "lakehouse": str(root / "clean"), "stages": list(REFERENCE_STAGES)})
     d = run_nightly(spark, cfg, stages=list(REFERENCE_STAGES), training_snapshot=True).snapshot_date
-    return Reference(conf, cfg, d, REFERENCE_STAGES)
+    from lifecycle_recs import tables
+
+    before = tables.versions(spark, cfg, tables.TABLE_NAMES)  # every table it has, at its version
+    yield Reference(conf, cfg, d, REFERENCE_STAGES)
+    # the tests that share it only read it: a commit to it (or a new table) would make later comparisons moot
+    assert tables.versions(spark, cfg, tables.TABLE_NAMES) == before, "a test wrote to the shared reference lake"
 
 
 @pytest.fixture(autouse=True)
