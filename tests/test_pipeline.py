@@ -75,6 +75,8 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys, tm
     assert (info["embeddings"]["embedded"], info["embeddings"]["skipped"]) == (0, 60)
     assert tables.read(spark, cfg, "item_embeddings").count() == 60
     assert info["train"]["train_rows"] > 0
+    # the crashed night trained from the same rows, config and code: its artifact is reused
+    assert info["train"]["reused"] is True
     for name in ("item_embeddings", "user_interests", "retention_scores", "recommendations", "evaluation_metrics"):
         check_schema(spark, cfg, name)
     n_users = tables.read(spark, cfg, "user_sequences", d).count()
@@ -135,7 +137,9 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys, tm
         return sorted_rows(tables.read(spark, cfg, "evaluation_metrics").drop(*volatile), *metric_key)
     before = {n: sorted_rows(tables.read(spark, cfg, n).drop(*volatile)) for n in names}
     before_metrics = metrics_rows()
-    run_nightly(spark, cfg, d)
+    rerun = {r.stage: r.info for r in run_nightly(spark, cfg, d).results}
+    assert rerun["train"]["reused"] and rerun["train"]["artifact"] == info["train"]["artifact"]
+    assert rerun["train"]["mlflow_run"] == info["train"]["mlflow_run"]
     after = {n: sorted_rows(tables.read(spark, cfg, n).drop(*volatile)) for n in names}
     for n in names:
         assert after[n] == before[n], n

@@ -55,3 +55,22 @@ def test_training_is_logged_registered_and_served_by_alias(tmp_path):
     art2 = make_artifact(tmp_path / "artifacts", seed=1)
     tracking.log_training(cfg, art2, {}, {}, False, "2026-01-02")
     assert client.get_model_version_by_alias("lc_model", "champion").version == mv.version
+
+
+def test_a_reused_artifact_keeps_its_run_and_takes_the_alias_back(tmp_path):
+    cfg = _cfg(tmp_path, registered_model="lc_model", alias="champion")
+    first = make_artifact(tmp_path / "artifacts")
+    run_id = tracking.log_training(cfg, first, {}, {"train_rows": 10}, True, "2026-01-01")
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias("lc_model", "champion").version
+    other = make_artifact(tmp_path / "artifacts", seed=1)
+    tracking.log_training(cfg, other, {}, {"train_rows": 10}, True, "2026-01-02")
+    assert client.get_model_version_by_alias("lc_model", "champion").version != champion
+    # the night is rerun and reuses the first artifact: no new run, the alias comes back to it
+    assert tracking.log_reuse(cfg, first, {}, {"train_rows": 10}, True, "2026-01-02") == run_id
+    assert client.get_model_version_by_alias("lc_model", "champion").version == champion
+    assert len(client.search_model_versions("name = 'lc_model'")) == 2
+    # an artifact whose first run stopped before logging gets its training run now
+    third = make_artifact(tmp_path / "artifacts", seed=2)
+    new_run = tracking.log_reuse(cfg, third, {}, {"train_rows": 10}, False, "2026-01-03")
+    assert new_run and tracking.remembered_run(cfg, os.path.basename(third)) == new_run

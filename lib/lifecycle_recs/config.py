@@ -201,6 +201,9 @@ class TrainConf:
     # promotion: a new artifact is scored with only when its heads were trained and its
     # held-out churn AUC is at most this much below the currently promoted one's
     max_metric_drop: float = 0.02
+    # a rerun whose training inputs (rows of T, vocabulary, text vectors, configuration, code)
+    # have the fingerprint of an intact artifact of T reuses it instead of training again
+    reuse_same_inputs: bool = True
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,32 @@ def log_training(cfg: Config, art_dir: str, info: Dict, metrics: Dict, promoted:
         return run.info.run_id
 
 
+def log_reuse(cfg: Config, art_dir: str, info: Dict, metrics: Dict, promoted: bool, night: str) -> Optional[str]:
+    """A reused artifact (train found one from the same inputs): its remembered training
+    run, with the alias moved to its registered version when it is promoted again; a
+    new training run when none is remembered (the first run stopped before logging)."""
+    conf = cfg.mlflow
+    if not enabled(conf):
+        return None
+    run_id = remembered_run(cfg, os.path.basename(art_dir))
+    if run_id is None:
+        return log_training(cfg, art_dir, info, metrics, promoted, night)
+    if promoted and conf.registered_model and conf.alias:
+        client = _mlflow(conf).MlflowClient()
+        versions = [v for v in client.search_model_versions(f"run_id = '{run_id}'") if v.name == conf.registered_model]
+        if versions:
+            client.set_registered_model_alias(conf.registered_model, conf.alias, versions[0].version)
+    return run_id
+
+
+def remembered_run(cfg: Config, version: str) -> Optional[str]:
+    """The latest training run of ``version`` (None when none was logged)."""
+    if not os.path.exists(_run_file(cfg, version)):
+        return None
+    with open(_run_file(cfg, version)) as fh:
+        return fh.read().strip() or None
+
+
 def _run_file(cfg: Config, version: str) -> str:
     return os.path.join(cfg.artifacts, "_mlflow_runs", version)
 
@@ -150,10 +176,7 @@ def log_evaluation(cfg: Config, version: str, rows: List[Dict]) -> Optional[str]
         return None
     mlflow = _mlflow(conf)
     # the latest run that trained this version (a rerun trains the same version again)
-    run_id = None
-    if os.path.exists(_run_file(cfg, version)):
-        with open(_run_file(cfg, version)) as fh:
-            run_id = fh.read().strip() or None
+    run_id = remembered_run(cfg, version)
     found = [mlflow.get_run(run_id)] if run_id else []
     figures = _numeric({f"eval.{r['task']}.{r['model']}.{r['metric']}": r["value"] for r in rows})
     with mlflow.start_run(run_id=found[0].info.run_id if found else None,

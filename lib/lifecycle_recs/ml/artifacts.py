@@ -23,7 +23,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -168,17 +168,38 @@ def resolve(path: str, as_of: Optional[str] = None) -> str:
     return path
 
 
-def load(path: str, device: str = "cpu", verify: bool = True) -> Artifact:
-    """Load an artifact directory, or the LATEST one under an artifacts root
-    (weights only: no pickled code is executed; checksums verified)."""
-    path = resolve(path)
+def check(path: str) -> None:
+    """Raise when a file of the artifact at ``path`` does not match its checksums."""
     sums_path = os.path.join(path, "checksums.json")
-    if verify and os.path.exists(sums_path):
+    if os.path.exists(sums_path):
         with open(sums_path) as fh:
             sums = json.load(fh)
         bad = [f for f, s in sums.items() if f in FILES and _sha256(os.path.join(path, f)) != s]
         if bad:
             raise ValueError(f"artifact {path}: file(s) {bad} do not match checksums.json")
+
+
+def trained_from(root: str, training_date: str, inputs: str) -> List[str]:
+    """Versions under ``root`` trained at ``training_date`` from inputs with the
+    fingerprint ``inputs`` (``config.json``'s ``inputs_fingerprint``), oldest first."""
+    found = []
+    for name in os.listdir(root) if os.path.isdir(root) else []:
+        conf = os.path.join(root, name, "config.json")
+        if name.startswith((".", "_")) or not _VERSION.match(name) or not os.path.isfile(conf):
+            continue
+        with open(conf) as fh:
+            c = json.load(fh)
+        if c.get("training_date") == training_date and c.get("inputs_fingerprint") == inputs:
+            found.append((os.path.getmtime(conf), name))
+    return [name for _, name in sorted(found)]
+
+
+def load(path: str, device: str = "cpu", verify: bool = True) -> Artifact:
+    """Load an artifact directory, or the LATEST one under an artifacts root
+    (weights only: no pickled code is executed; checksums verified)."""
+    path = resolve(path)
+    if verify:
+        check(path)
     with open(os.path.join(path, "config.json")) as fh:
         cfg = json.load(fh)
     _check_version(cfg["version"], os.path.join(path, "config.json"))

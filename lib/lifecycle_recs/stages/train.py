@@ -20,7 +20,7 @@ import torch
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
-from .. import btyd, tables, tracking
+from .. import btyd, fingerprint, tables, tracking
 from ..context import RunContext
 from ..feeding import build_vocab, example_feed, examples, feed_root, item_stats, training_frame
 from ..ml import artifacts
@@ -125,6 +125,20 @@ def fit_stack(model, vectors: Dict[str, tuple], info: Dict, cfg) -> Dict:
     return stack
 
 
+def reusable(cfg, t_date: str, inputs: str) -> Optional[str]:
+    """The newest intact artifact of ``t_date`` trained from inputs with the
+    fingerprint ``inputs`` (None: train)."""
+    if not cfg.train.reuse_same_inputs:
+        return None
+    for version in reversed(artifacts.trained_from(cfg.artifacts, t_date, inputs)):
+        try:
+            artifacts.check(os.path.join(cfg.artifacts, version))
+            return version
+        except (OSError, ValueError) as e:
+            log.warning("artifact %s has the same training inputs but is not intact (%s): not reused", version, e)
+    return None
+
+
 def run(ctx: RunContext) -> Dict[str, object]:
     spark, cfg = ctx.spark, ctx.cfg
     t_date = ctx.training_date
@@ -136,12 +150,10 @@ def run(ctx: RunContext) -> Dict[str, object]:
     if frame.limit(1).count() == 0:
         raise ValueError(f"no training examples: user_sequences/user_lifecycle of the training snapshot {t_date} "
                          "have no users (run sequences and lifecycle with train, or --training-snapshot)")
-    frame = frame.withColumn("_val", holdout_flag(cfg.train.validation_fraction, cfg.train.seed))
-    L = cfg.sequences.max_length
     # the BG/NBD of T's active days: its P(alive) and expected days are model features (stacking)
     bg = btyd.fit_activity(tables.read(spark, cfg, "user_sequences", t_date), cfg.lifecycle.horizon_days,
                            cfg.evaluation.btyd_max_rows, cfg.train.seed)
-    feeds, purchases = [], None
+    purchases = None
     if cfg.model.stacking:
         # the purchase-days BG/NBD x Gamma-Gamma of T: its expected spend is an input of the stack's value
         # blend (not of the model); the artifact keeps the fit, score joins the same summary of D
@@ -150,6 +162,44 @@ def run(ctx: RunContext) -> Dict[str, object]:
         bg = {**bg, **btyd.fit(summ, cfg.evaluation.btyd_max_rows, cfg.train.seed, active=False),
               "horizon_days": int(cfg.lifecycle.horizon_days)}
         frame = btyd.with_purchases(frame, purchases)
+    try:
+        inputs = fingerprint.training_inputs(fingerprint.frame_digest(frame), vocab, text, bg, cfg)
+        version = reusable(cfg, t_date, inputs)
+        reused = version is not None
+        if reused:
+            log.info("training inputs of %s unchanged (fingerprint %s): artifact %s is reused, not trained again",
+                     t_date, inputs, version)
+            d = os.path.join(cfg.artifacts, version)
+            with open(os.path.join(d, "metrics.json")) as fh:
+                metrics = json.load(fh)
+            info = metrics
+        else:
+            d, info, metrics = train_and_save(ctx, frame, vocab, text, bg, inputs)
+    finally:
+        if purchases is not None:
+            purchases.unpersist()
+    version, night = os.path.basename(d), ctx.require_date()
+    refusal = promotion_refusal(cfg.artifacts, night, metrics, cfg.train.max_metric_drop)
+    if refusal is None:
+        artifacts.promote_version(cfg.artifacts, version, night)
+        log.info("artifact %s promoted for %s", version, night)
+    else:
+        log.warning("artifact %s saved but NOT promoted: %s; night %s scores with %s", version, refusal, night,
+                    artifacts.promoted_version(cfg.artifacts, as_of=night) or "no model (score will fail)")
+    run_id = (tracking.log_reuse if reused else tracking.log_training)(cfg, d, info, metrics, refusal is None, night)
+    return {"artifact": version, "promoted": refusal is None, "not_promoted_because": refusal, "mlflow_run": run_id,
+            "reused": reused, "inputs_fingerprint": inputs,
+            "train_rows": metrics["train_rows"], "val_rows": metrics["val_rows"],
+            "epochs": info["epochs_run"], "val_churn_auc": metrics.get("val_churn_auc")}
+
+
+def train_and_save(ctx: RunContext, frame, vocab, text, bg: Dict, inputs: str) -> Tuple[str, Dict, Dict]:
+    """Train on ``frame`` (the training frame of T with its purchases) and save the
+    artifact (not promoted); its directory, the training info and the metrics."""
+    spark, cfg = ctx.spark, ctx.cfg
+    t_date, L = ctx.training_date, cfg.sequences.max_length
+    frame = frame.withColumn("_val", holdout_flag(cfg.train.validation_fraction, cfg.train.seed))
+    feeds = []
     try:
         train_f = example_feed(spark, cfg, examples(frame.where(~F.col("_val")), vocab, L, "last", btyd_params=bg), "train", True)
         val_f = example_feed(spark, cfg, examples(frame.where(F.col("_val")), vocab, L, "loo", btyd_params=bg), "val", False)
@@ -175,8 +225,6 @@ def run(ctx: RunContext) -> Dict[str, object]:
             log.info("lapsed churn on the held-out lapsed users: %s", lapsed_params["held_out"])
         del held_pairs
     finally:
-        if purchases is not None:
-            purchases.unpersist()
         for f in feeds:
             getattr(f, "close", lambda: None)()
         if cfg.train.feeder == "parquet":
@@ -185,17 +233,6 @@ def run(ctx: RunContext) -> Dict[str, object]:
                        tables.read(spark, cfg, "user_lifecycle", t_date), vocab, cfg.recommend.ltv_prior_users)
     d = artifacts.save(cfg.artifacts, model, vocab, L, metrics, stats, t_date,
                        {"embedding_model": cfg.embedding.model_name, "feature_reference": reference, "btyd": bg,
-                        "stack": stack, "lapsed": lapsed_params or {}},
+                        "stack": stack, "lapsed": lapsed_params or {}, "inputs_fingerprint": inputs},
                        promote=False)
-    version, night = os.path.basename(d), ctx.require_date()
-    refusal = promotion_refusal(cfg.artifacts, night, metrics, cfg.train.max_metric_drop)
-    if refusal is None:
-        artifacts.promote_version(cfg.artifacts, version, night)
-        log.info("artifact %s promoted for %s", version, night)
-    else:
-        log.warning("artifact %s saved but NOT promoted: %s; night %s scores with %s", version, refusal, night,
-                    artifacts.promoted_version(cfg.artifacts, as_of=night) or "no model (score will fail)")
-    run_id = tracking.log_training(cfg, d, info, metrics, refusal is None, night)
-    return {"artifact": version, "promoted": refusal is None, "not_promoted_because": refusal, "mlflow_run": run_id,
-            "train_rows": metrics["train_rows"], "val_rows": metrics["val_rows"],
-            "epochs": info["epochs_run"], "val_churn_auc": metrics.get("val_churn_auc")}
+    return d, info, metrics

@@ -1,0 +1,93 @@
+"""Training-input fingerprints: a rerun reuses an artifact only when what it was
+trained from is unchanged (rows, configuration that shapes it, code)."""
+import dataclasses
+import json
+import logging
+import os
+
+from pyspark.sql import types as T
+
+from lifecycle_recs import fingerprint
+from lifecycle_recs.config import Config, TrainConf
+from lifecycle_recs.ml import artifacts
+from lifecycle_recs.ml.vocab import Vocab
+from lifecycle_recs.stages.train import reusable
+from tests.helpers import make_artifact
+
+SCHEMA = T.StructType([T.StructField("user_id", T.StringType()), T.StructField("a", T.StringType()),
+                       T.StructField("b", T.StringType()), T.StructField("x", T.DoubleType()),
+                       T.StructField("gaps", T.ArrayType(T.DoubleType()))])
+ROWS = [("u1", "p", None, 1.5, [0.0, 2.25]), ("u2", None, "q", 3.0, []), ("u3", "r", "s", -2.0, None)]
+
+
+def digest(spark, rows, partitions=1):
+    return fingerprint.frame_digest(spark.createDataFrame(rows, SCHEMA).repartition(partitions))
+
+
+def test_the_digest_is_of_the_rows_not_their_order(spark):
+    base = digest(spark, ROWS)
+    assert digest(spark, list(reversed(ROWS)), partitions=3) == base
+    # a sum merged in another order differs in its last bits: not a change of the data
+    assert digest(spark, [ROWS[0][:3] + (1.5 + 1e-12, [0.0, 2.25 - 1e-13])] + ROWS[1:]) == base
+
+
+def test_the_digest_changes_with_any_row(spark):
+    base = digest(spark, ROWS)
+    changed = {
+        "a value": [ROWS[0][:3] + (1.6, ROWS[0][4])] + ROWS[1:],
+        "an array element": [ROWS[0][:4] + ([0.0, 2.5],)] + ROWS[1:],
+        "a null moved to the other column": [ROWS[0], ("u2", "q", None, 3.0, []), ROWS[2]],
+        "a row dropped": ROWS[:2],
+        "a row duplicated": ROWS + ROWS[:1],
+        "an empty array made null": [ROWS[0], ROWS[1][:4] + (None,), ROWS[2]],
+    }
+    for what, rows in changed.items():
+        assert digest(spark, rows) != base, what
+
+
+def test_the_fingerprint_follows_the_shaping_configuration_only():
+    vocab = Vocab(["i1", "i2"], ["view", "purchase"], ["c1", "c2"])
+    cfg = Config()
+
+    def fp(c):
+        return fingerprint.training_inputs("rows", vocab, None, {"r": 0.25}, c)
+
+    base = fp(cfg)
+    assert fp(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=cfg.train.epochs + 1))) != base
+    assert fp(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, hidden_dim=cfg.model.hidden_dim * 2))) \
+        != base
+    assert fingerprint.training_inputs("other rows", vocab, None, {"r": 0.25}, cfg) != base
+    assert fingerprint.training_inputs("rows", vocab, None, {"r": 0.26}, cfg) != base
+    # where files go and whether promotion is allowed do not shape the model
+    for where in ({"feed_dir": "/elsewhere"}, {"max_metric_drop": 0.5}, {"reuse_same_inputs": False}):
+        assert fp(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **where))) == base, where
+    assert fp(dataclasses.replace(cfg, lakehouse="/other/lake", artifacts="/other/artifacts")) == base
+
+
+def test_every_train_setting_is_either_shaping_or_named_as_not(tmp_path):
+    # a new train setting is shaping unless someone decides otherwise (NOT_SHAPING)
+    names = {f.name for f in dataclasses.fields(TrainConf)}
+    assert set(fingerprint.NOT_SHAPING["train"]) <= names
+    assert set(fingerprint.shaping_config(Config())["train"]) == names - set(fingerprint.NOT_SHAPING["train"])
+
+
+def test_only_an_intact_artifact_of_the_same_date_and_inputs_is_reused(tmp_path, caplog):
+    root = str(tmp_path)
+    cfg = Config(artifacts=root)
+    d = make_artifact(root, config={"inputs_fingerprint": "abc"})  # trained at 2026-01-01
+    make_artifact(root, seed=1, config={"inputs_fingerprint": "other"})
+    version = os.path.basename(d)
+    assert artifacts.trained_from(root, "2026-01-01", "abc") == [version]
+    assert reusable(cfg, "2026-01-01", "abc") == version
+    assert reusable(cfg, "2026-01-02", "abc") is None
+    assert reusable(cfg, "2026-01-01", "abd") is None
+    no_reuse = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, reuse_same_inputs=False))
+    assert reusable(no_reuse, "2026-01-01", "abc") is None
+    # a damaged artifact is trained again, with a warning that says why
+    with open(os.path.join(d, "model.pt"), "ab") as fh:
+        fh.write(b"x")
+    with caplog.at_level(logging.WARNING, logger="lifecycle_recs.stages.train"):
+        assert reusable(cfg, "2026-01-01", "abc") is None
+    assert "not intact" in caplog.text and version in caplog.text
+    with open(os.path.join(d, "config.json")) as fh:
+        assert json.load(fh)["inputs_fingerprint"] == "abc"
