@@ -71,26 +71,23 @@ def per_metric_curves(per_user, y, scores, probabilities):
     return out
 
 
-def main():
-    from lifecycle_recs import evaluation, quality, tracking
+def small_lake(users: int):
+    """The benchmark's lakehouse (built once under .bench/, ingest -> train): the
+    session, config, training snapshot T and the artifact evaluated."""
+    from lifecycle_recs import tracking
     from lifecycle_recs.config import config_from_dict
-    from lifecycle_recs.evaluation import nightly_metrics
     from lifecycle_recs.ml import artifacts
     from lifecycle_recs.pipeline import run_nightly
     from lifecycle_recs.spark import get_spark
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--users", type=int, default=80)
-    p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args()
-    work = os.path.join(ROOT, ".bench", f"evaluate_collect_{args.users}")
+    work = os.path.join(ROOT, ".bench", f"evaluate_collect_{users}")
     cfg = config_from_dict({
         "lakehouse": os.path.join(work, "lake"), "artifacts": os.path.join(work, "artifacts"),
         "reports": os.path.join(work, "reports"), "mlflow": {"enabled": False},
         "validation": {"on_quarantine_excess": "warn"}, "evaluation": {"bootstrap": 20},
         "spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "3g"},
         "source": {"kind": "synthetic", "raw_path": os.path.join(work, "raw")},
-        "synthetic": {"seed": 5, "n_users": args.users, "n_items": 60, "days": 120, "partitions": 2},
+        "synthetic": {"seed": 5, "n_users": users, "n_items": 60, "days": 120, "partitions": 2},
         "train": {"epochs": 2, "patience": 2, "batch_size": 64}, "model": {"hidden_dim": 16, "item_dim": 16},
         "recommend": {"k": 5}}, base=ROOT)
     spark = get_spark(cfg.spark)
@@ -99,8 +96,31 @@ def main():
         ctx = run_nightly(spark, cfg, stages=stages)
     else:
         ctx = run_nightly(spark, cfg, stages=["sequences"])  # resolves D and T; rewrites nothing new
-    T = ctx.context.training_date
     art = artifacts.load(tracking.artifact_for(cfg, ctx.context.snapshot_date))
+    return spark, cfg, ctx.context.training_date, art
+
+
+def same_rows(a, b):
+    """The two runs' metric rows agree (to 1e-9 relative), with the same n."""
+    ka = {(r["model"], r["task"], r["metric"]): r for r in a}
+    kb = {(r["model"], r["task"], r["metric"]): r for r in b}
+    assert set(ka) == set(kb), "the two ways gave different metric rows"
+    for k, r in ka.items():
+        for f in ("value", "ci_low", "ci_high"):
+            x, y = r[f], kb[k][f]
+            assert (x is None and y is None) or math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12), (k, f, x, y)
+        assert r["n_users"] == kb[k]["n_users"], k
+
+
+def main():
+    from lifecycle_recs import evaluation, quality
+    from lifecycle_recs.evaluation import nightly_metrics
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--users", type=int, default=80)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    spark, cfg, T, art = small_lake(args.users)
 
     product = quality.collect, evaluation.churn_curves
     spent = {"collect": 0.0}
@@ -123,22 +143,12 @@ def main():
         finally:
             quality.collect, evaluation.churn_curves = product
 
-    def same(a, b):
-        ka = {(r["model"], r["task"], r["metric"]): r for r in a}
-        kb = {(r["model"], r["task"], r["metric"]): r for r in b}
-        assert set(ka) == set(kb), "the two ways gave different metric rows"
-        for k, r in ka.items():
-            for f in ("value", "ci_low", "ci_high"):
-                x, y = r[f], kb[k][f]
-                assert (x is None and y is None) or math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12), (k, f, x, y)
-            assert r["n_users"] == kb[k]["n_users"], k
-
     nightly_metrics(spark, cfg, T, art)  # warm-up: JIT, worker start, scorer cache
     base_s, prod_s = [], []
     for i in range(args.repeats):
         b_total, b_collect, b_rows, b_cur, n = one(per_metric_collect, per_metric_curves)
         p_total, p_collect, p_rows, p_cur, _ = one(*product)
-        same(b_rows, p_rows)
+        same_rows(b_rows, p_rows)
         assert b_cur == p_cur or all(
             all(math.isclose(u, v, rel_tol=1e-9) for x, y in zip(b_cur[m][c], p_cur[m][c]) for u, v in zip(x, y))
             for m in b_cur for c in ("gain", "calibration")), "the churn curves differ"

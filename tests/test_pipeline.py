@@ -1,11 +1,12 @@
 """End-to-end: the nightly job on small synthetic data, every table read back."""
 import math
+import os
 
 import pytest
 from pyspark.sql import functions as F
 
 from tests.helpers import ML100K, CrashAfterCommit, InjectedCrash, assert_close, sorted_rows
-from lifecycle_recs import runs, schemas, tables, tracking
+from lifecycle_recs import runs, schemas, scratch, tables, tracking
 from lifecycle_recs.names import PIPELINE_STAGES
 from lifecycle_recs.pipeline import REGISTRY, run_nightly
 from lifecycle_recs.report import print_run
@@ -145,6 +146,8 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys, tm
         assert after[n] == before[n], n
     # the evaluate stage reruns too: the same rows, sums of doubles within the order a shuffle merges them in
     assert_close(metrics_rows(), before_metrics, 1e-9, "evaluation_metrics")
+    # the training feeds and the evaluated users' files of every run were removed
+    assert os.listdir(scratch.root(cfg)) == []
 
 
 @pytest.mark.skipif(not ML100K.exists(), reason=f"MovieLens-100K not found at {ML100K} "

@@ -16,7 +16,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from . import btyd, quality, tables
+from . import btyd, quality, scratch, tables
 from .config import Config, RecommendConf
 from .dates import parse_date, utc_now
 from .lifecycle import users_with_stage
@@ -295,89 +295,94 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
     to_free.append(scored)
     rows: List[Dict] = []
     now = utc_now()
-    try:
-        # BG/NBD + Gamma-Gamma fitted on the history up to T (every user of T), predicted for the evaluated
-        params = btyd.fit(summ, ec.btyd_max_rows, ec.seed)
-        bg = btyd.predict(summ.join(truth.select("user_id"), "user_id", "inner"), params, H)
-        per_user = (truth.join(scored.select("user_id", "churn_probability", "predicted_value", "strategy"),
-                               "user_id", "inner")
-                    .join(bg, "user_id", "left")
-                    .withColumn("same_as_last_h_churn", (F.col("days_since_last_event") > H).cast("double")))
-        if has_items:
-            all_recs = _recs(scored)
-            ours_r = ranking_per_user(all_recs.join(truth.select("user_id"), "user_id"), truth, k)
-            pop_r = ranking_per_user(most_popular_recs(seq_t, truth, k, cfg.recommend.filter_seen), truth, k)
-            per_user = (per_user.join(ours_r.select("user_id", F.col("recall").alias("ours_recall"),
-                                                    F.col("ndcg").alias("ours_ndcg")), "user_id", "left")
-                        .join(pop_r.select("user_id", F.col("recall").alias("pop_recall"),
-                                           F.col("ndcg").alias("pop_ndcg")), "user_id", "left"))
-            # the plain personalised ranking for the users a lifecycle strategy served
-            special = truth.join(scored.where(F.col("strategy") != STRATEGY_PERSONALIZED).select("user_id"), "user_id")
-            plain = score_users(users_t.join(special.select("user_id"), "user_id"), art.path,
-                                plain_policy(cfg.recommend), cfg.train.device)
-            plain_r = ranking_per_user(_recs(plain), special, k)
-            ltv = spark.createDataFrame(  # one row per catalog item: small
-                [(str(i), float(v)) for i, v in zip(art.vocab.item_ids, art.item_stats.ltv[2:])],
-                "item_id string, ltv double")
-            ours_ltv = all_recs.join(F.broadcast(ltv), "item_id").groupBy("user_id").agg(F.avg("ltv").alias("ours_ltv"))
-            plain_ltv = _recs(plain).join(F.broadcast(ltv), "item_id").groupBy("user_id").agg(
-                F.avg("ltv").alias("plain_ltv"))
-            per_user = (per_user.join(plain_r.select("user_id", F.col("recall").alias("plain_recall"),
-                                                     F.col("ndcg").alias("plain_ndcg")), "user_id", "left")
-                        .join(ours_ltv, "user_id", "left").join(plain_ltv, "user_id", "left"))
-        churn_scores = {"ours": "churn_probability", "bgnbd": "bgnbd_p_churn", "recency": "days_since_last_event",
-                        "same_as_last_h": "same_as_last_h_churn"}
-        value_preds = {"ours": "predicted_value", "bgnbd_gamma_gamma": "bgnbd_gg_value",
-                       "same_as_last_h": "value_last_horizon"}
-        per_user = quality.quantile_bins(per_user, [*churn_scores.values(), *value_preds.values(), "y_value"])
-        for c in (*value_preds.values(), "y_value"):
-            per_user = quality.midranks(per_user, c)
-        per_user = per_user.persist(StorageLevel.MEMORY_AND_DISK)
-        to_free.append(per_user)
-        n_eval = per_user.count()
-        rep = quality.replicate(per_user, ec.bootstrap, ec.seed).persist(StorageLevel.MEMORY_AND_DISK)
-        to_free.append(rep)
-        summaries: List[quality.Summary] = []
-        probs = ("ours", "bgnbd", "same_as_last_h")
-        if n_eval:
-            summaries += quality.summarise("churn", quality.collect(
-                quality.binary_metrics(rep, "y_churn", churn_scores, probs)))
-            summaries += quality.summarise("value", quality.collect(quality.regression_metrics(rep, "y_value",
-                                                                                               value_preds)))
+    with scratch.directory(cfg, f"evaluate-{T}") as path:
+        try:
+            # BG/NBD + Gamma-Gamma fitted on the history up to T (every user of T), predicted for the evaluated
+            params = btyd.fit(summ, ec.btyd_max_rows, ec.seed)
+            bg = btyd.predict(summ.join(truth.select("user_id"), "user_id", "inner"), params, H)
+            per_user = (truth.join(scored.select("user_id", "churn_probability", "predicted_value", "strategy"),
+                                   "user_id", "inner")
+                        .join(bg, "user_id", "left")
+                        .withColumn("same_as_last_h_churn", (F.col("days_since_last_event") > H).cast("double")))
             if has_items:
-                summaries += quality.summarise("long_horizon", quality.collect(quality.mean_metrics(rep, {
-                    ("ours", f"recall@{k}"): "ours_recall", ("ours", f"ndcg@{k}"): "ours_ndcg",
-                    ("most_popular", f"recall@{k}"): "pop_recall", ("most_popular", f"ndcg@{k}"): "pop_ndcg"})))
-                for strat in (STRATEGY_NEW_USER, STRATEGY_AT_RISK):
-                    sub = rep.where(F.col("strategy") == strat)
-                    summaries += quality.summarise(f"strategy[{strat}]", quality.collect(quality.mean_metrics(sub, {
+                all_recs = _recs(scored)
+                ours_r = ranking_per_user(all_recs.join(truth.select("user_id"), "user_id"), truth, k)
+                pop_r = ranking_per_user(most_popular_recs(seq_t, truth, k, cfg.recommend.filter_seen), truth, k)
+                per_user = (per_user.join(ours_r.select("user_id", F.col("recall").alias("ours_recall"),
+                                                        F.col("ndcg").alias("ours_ndcg")), "user_id", "left")
+                            .join(pop_r.select("user_id", F.col("recall").alias("pop_recall"),
+                                               F.col("ndcg").alias("pop_ndcg")), "user_id", "left"))
+                # the plain personalised ranking for the users a lifecycle strategy served
+                special = truth.join(scored.where(F.col("strategy") != STRATEGY_PERSONALIZED).select("user_id"),
+                                     "user_id")
+                plain = score_users(users_t.join(special.select("user_id"), "user_id"), art.path,
+                                    plain_policy(cfg.recommend), cfg.train.device)
+                plain_r = ranking_per_user(_recs(plain), special, k)
+                ltv = spark.createDataFrame(  # one row per catalog item: small
+                    [(str(i), float(v)) for i, v in zip(art.vocab.item_ids, art.item_stats.ltv[2:])],
+                    "item_id string, ltv double")
+                ours_ltv = all_recs.join(F.broadcast(ltv), "item_id").groupBy("user_id").agg(
+                    F.avg("ltv").alias("ours_ltv"))
+                plain_ltv = _recs(plain).join(F.broadcast(ltv), "item_id").groupBy("user_id").agg(
+                    F.avg("ltv").alias("plain_ltv"))
+                per_user = (per_user.join(plain_r.select("user_id", F.col("recall").alias("plain_recall"),
+                                                         F.col("ndcg").alias("plain_ndcg")), "user_id", "left")
+                            .join(ours_ltv, "user_id", "left").join(plain_ltv, "user_id", "left"))
+            churn_scores = {"ours": "churn_probability", "bgnbd": "bgnbd_p_churn", "recency": "days_since_last_event",
+                            "same_as_last_h": "same_as_last_h_churn"}
+            value_preds = {"ours": "predicted_value", "bgnbd_gamma_gamma": "bgnbd_gg_value",
+                           "same_as_last_h": "value_last_horizon"}
+            # one row per evaluated user, written once: the metrics below plan against its files
+            per_user = scratch.materialised(per_user.drop("items"), os.path.join(path, "per_user"))
+            per_user = quality.quantile_bins(per_user, [*churn_scores.values(), *value_preds.values(), "y_value"])
+            for c in (*value_preds.values(), "y_value"):
+                per_user = quality.midranks(per_user, c)
+            per_user = per_user.persist(StorageLevel.MEMORY_AND_DISK)
+            to_free.append(per_user)
+            n_eval = per_user.count()
+            rep = quality.replicate(per_user, ec.bootstrap, ec.seed).persist(StorageLevel.MEMORY_AND_DISK)
+            to_free.append(rep)
+            summaries: List[quality.Summary] = []
+            probs = ("ours", "bgnbd", "same_as_last_h")
+            if n_eval:
+                summaries += quality.summarise("churn", quality.collect(
+                    quality.binary_metrics(rep, "y_churn", churn_scores, probs)))
+                summaries += quality.summarise("value", quality.collect(quality.regression_metrics(rep, "y_value",
+                                                                                                   value_preds)))
+                if has_items:
+                    summaries += quality.summarise("long_horizon", quality.collect(quality.mean_metrics(rep, {
                         ("ours", f"recall@{k}"): "ours_recall", ("ours", f"ndcg@{k}"): "ours_ndcg",
-                        ("ours", "mean_item_ltv"): "ours_ltv", (PLAIN_MODEL, f"recall@{k}"): "plain_recall",
-                        (PLAIN_MODEL, f"ndcg@{k}"): "plain_ndcg", (PLAIN_MODEL, "mean_item_ltv"): "plain_ltv"})))
-        rows += summary_rows(T, dataset, version, summaries, now)
-        curves = churn_curves(per_user, "y_churn", churn_scores, probs) if n_eval else {}
-        if has_items:  # catalog metrics of the lists of all users of T (point figures)
-            n_catalog = art.vocab.n_items - 2
-            cats = spark.createDataFrame([(str(i), c) for i, c in zip(art.vocab.item_ids, art.vocab.categories
-                                                                      or [None] * n_catalog)],
-                                         "item_id string, category string")  # one row per item: small
-            cat = all_recs.join(F.broadcast(cats), "item_id", "left")
-            n_users = scored.count()
-            per_list = cat.groupBy("user_id").agg(F.countDistinct("category").alias("c"), F.count("*").alias("n"))
-            cov = cat.select("item_id").distinct().count() / max(1, n_catalog)
-            div = per_list.agg(F.avg(F.col("c") / F.col("n"))).first()[0]
-            jac, n_pairs = _jaccard(all_recs, ec.jaccard_pairs, ec.seed)
-            rows += metric_rows(T, dataset, "ours", version, "catalog",
-                                {"coverage": cov, "category_diversity": div}, now, n_users)
-            if jac is not None:
-                rows += metric_rows(T, dataset, "ours", version, "catalog", {"mean_pairwise_jaccard": jac}, now,
-                                    n_pairs)
-            for metric, (ours, uniform, n) in explanation_metrics(scored, seq_t, art.max_len).items():
-                rows += metric_rows(T, dataset, "ours", version, "explanations", {metric: ours}, now, n)
-                rows += metric_rows(T, dataset, "uniform", version, "explanations", {metric: uniform}, now, n)
-    finally:
-        for df in reversed(to_free):
-            df.unpersist()
+                        ("most_popular", f"recall@{k}"): "pop_recall", ("most_popular", f"ndcg@{k}"): "pop_ndcg"})))
+                    for strat in (STRATEGY_NEW_USER, STRATEGY_AT_RISK):
+                        sub = rep.where(F.col("strategy") == strat)
+                        summaries += quality.summarise(f"strategy[{strat}]", quality.collect(quality.mean_metrics(sub, {
+                            ("ours", f"recall@{k}"): "ours_recall", ("ours", f"ndcg@{k}"): "ours_ndcg",
+                            ("ours", "mean_item_ltv"): "ours_ltv", (PLAIN_MODEL, f"recall@{k}"): "plain_recall",
+                            (PLAIN_MODEL, f"ndcg@{k}"): "plain_ndcg", (PLAIN_MODEL, "mean_item_ltv"): "plain_ltv"})))
+            rows += summary_rows(T, dataset, version, summaries, now)
+            curves = churn_curves(per_user, "y_churn", churn_scores, probs) if n_eval else {}
+            if has_items:  # catalog metrics of the lists of all users of T (point figures)
+                n_catalog = art.vocab.n_items - 2
+                cats = spark.createDataFrame([(str(i), c) for i, c in zip(art.vocab.item_ids, art.vocab.categories
+                                                                          or [None] * n_catalog)],
+                                             "item_id string, category string")  # one row per item: small
+                cat = all_recs.join(F.broadcast(cats), "item_id", "left")
+                n_users = scored.count()
+                per_list = cat.groupBy("user_id").agg(F.countDistinct("category").alias("c"), F.count("*").alias("n"))
+                cov = cat.select("item_id").distinct().count() / max(1, n_catalog)
+                div = per_list.agg(F.avg(F.col("c") / F.col("n"))).first()[0]
+                jac, n_pairs = _jaccard(all_recs, ec.jaccard_pairs, ec.seed)
+                rows += metric_rows(T, dataset, "ours", version, "catalog",
+                                    {"coverage": cov, "category_diversity": div}, now, n_users)
+                if jac is not None:
+                    rows += metric_rows(T, dataset, "ours", version, "catalog", {"mean_pairwise_jaccard": jac}, now,
+                                        n_pairs)
+                for metric, (ours, uniform, n) in explanation_metrics(scored, seq_t, art.max_len).items():
+                    rows += metric_rows(T, dataset, "ours", version, "explanations", {metric: ours}, now, n)
+                    rows += metric_rows(T, dataset, "uniform", version, "explanations", {metric: uniform}, now, n)
+        finally:
+            for df in reversed(to_free):
+                df.unpersist()
     info = {"evaluated_users": n_eval, "protocol": "all labelled users, earlier model" if all_labelled
             else "held-out users", "btyd": params}
     return rows, curves, info

@@ -119,22 +119,19 @@ def write_examples(df: DataFrame, path: str, files: int, row_group_bytes: int = 
     return path
 
 
-def example_feed(spark: SparkSession, cfg: Config, df: DataFrame, name: str, shuffle: bool):
+def example_feed(spark: SparkSession, cfg: Config, df: DataFrame, name: str, shuffle: bool, root: str):
     """Example rows -> a source of Batches for the trainer, by ``train.feeder``:
-    ``parquet`` writes them once under ``train.feed_dir/<name>`` and streams them;
-    ``petastorm`` converts them with petastorm (pyarrow < 15 environments)."""
+    ``parquet`` writes them once under ``<root>/<name>`` (``root``: the run's
+    ``scratch.directory``) and streams them; ``petastorm`` converts them with
+    petastorm (pyarrow < 15 environments)."""
     tconf = cfg.train
     if tconf.feeder == "petastorm":
         cache = tconf.petastorm_cache_dir or os.path.join(cfg.artifacts, "_petastorm")
         return PetastormStream(spark, df, cache, tconf.batch_size, shuffle, tconf.seed)
-    path = os.path.join(feed_root(cfg), name)
+    path = os.path.join(root, name)
     write_examples(df, path, cfg.spark.shuffle_partitions)
     return ParquetExampleStream(path, tconf.batch_size, shuffle=shuffle, seed=tconf.seed,
                                 buffer_rows=tconf.shuffle_buffer_rows)
-
-
-def feed_root(cfg: Config) -> str:
-    return cfg.train.feed_dir or os.path.join(cfg.artifacts, "_feed")
 
 
 # -- petastorm (optional) ------------------------------------------------------------------

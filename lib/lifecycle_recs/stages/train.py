@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -20,9 +19,9 @@ import torch
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
-from .. import btyd, fingerprint, tables, tracking
+from .. import btyd, fingerprint, scratch, tables, tracking
 from ..context import RunContext
-from ..feeding import build_vocab, example_feed, examples, feed_root, item_stats, training_frame
+from ..feeding import build_vocab, example_feed, examples, item_stats, training_frame
 from ..ml import artifacts
 from ..ml.feed import batches
 from ..ml.metrics import binary_metrics
@@ -200,35 +199,36 @@ def train_and_save(ctx: RunContext, frame, vocab, text, bg: Dict, inputs: str) -
     t_date, L = ctx.training_date, cfg.sequences.max_length
     frame = frame.withColumn("_val", holdout_flag(cfg.train.validation_fraction, cfg.train.seed))
     feeds = []
-    try:
-        train_f = example_feed(spark, cfg, examples(frame.where(~F.col("_val")), vocab, L, "last", btyd_params=bg), "train", True)
-        val_f = example_feed(spark, cfg, examples(frame.where(F.col("_val")), vocab, L, "loo", btyd_params=bg), "val", False)
-        val_labels = example_feed(spark, cfg, examples(frame.where(F.col("_val")), vocab, L, "last", btyd_params=bg),
-                                  "val_labels", False)
-        feeds = [train_f, val_f, val_labels]
-        # without items there are no next-item targets: early stopping on the labels' loss
-        model, info = fit(train_f, val_f if vocab.n_items > 2 else val_labels, vocab, text, cfg.model, cfg.train)
-        vectors: Dict[str, tuple] = {}
-        info.update(fit_heads(model, train_f, val_labels, cfg.model.loss_weights, steps=cfg.train.heads_steps,
-                              lr=cfg.train.heads_lr, seed=cfg.train.seed, max_rows=cfg.train.heads_max_rows,
-                              vectors=vectors if cfg.model.stacking else None))
-        stack = fit_stack(model, vectors, info, cfg) if cfg.model.stacking else {}
-        vectors.clear()
-        tail = lapsed.TailCounts(cfg.lifecycle.churn_days) if cfg.model.lapsed_churn else None
-        reference = feature_reference(train_f, tail)
-        lapsed_params = fit_lapsed(tail, cfg.lifecycle.churn_days) if tail is not None else None
-        held_auc, held_pairs = _held_out_churn(model, val_labels)
-        metrics = {"train_rows": train_f.rows, "val_rows": val_f.rows, **info, **held_auc}
-        if lapsed_params:  # figures in the artifact's config.json with the parameters, not metrics
-            lapsed_params["held_out"] = lapsed.held_out_check({**lapsed_params, "applied": True}, held_pairs) \
-                if held_pairs else {}
-            log.info("lapsed churn on the held-out lapsed users: %s", lapsed_params["held_out"])
-        del held_pairs
-    finally:
-        for f in feeds:
-            getattr(f, "close", lambda: None)()
-        if cfg.train.feeder == "parquet":
-            shutil.rmtree(feed_root(cfg), ignore_errors=True)
+    with scratch.directory(cfg, f"train-{t_date}") as root:
+        try:
+            train_f = example_feed(spark, cfg, examples(frame.where(~F.col("_val")), vocab, L, "last", btyd_params=bg),
+                                   "train", True, root)
+            val_f = example_feed(spark, cfg, examples(frame.where(F.col("_val")), vocab, L, "loo", btyd_params=bg),
+                                 "val", False, root)
+            val_labels = example_feed(spark, cfg, examples(frame.where(F.col("_val")), vocab, L, "last",
+                                                           btyd_params=bg), "val_labels", False, root)
+            feeds = [train_f, val_f, val_labels]
+            # without items there are no next-item targets: early stopping on the labels' loss
+            model, info = fit(train_f, val_f if vocab.n_items > 2 else val_labels, vocab, text, cfg.model, cfg.train)
+            vectors: Dict[str, tuple] = {}
+            info.update(fit_heads(model, train_f, val_labels, cfg.model.loss_weights, steps=cfg.train.heads_steps,
+                                  lr=cfg.train.heads_lr, seed=cfg.train.seed, max_rows=cfg.train.heads_max_rows,
+                                  vectors=vectors if cfg.model.stacking else None))
+            stack = fit_stack(model, vectors, info, cfg) if cfg.model.stacking else {}
+            vectors.clear()
+            tail = lapsed.TailCounts(cfg.lifecycle.churn_days) if cfg.model.lapsed_churn else None
+            reference = feature_reference(train_f, tail)
+            lapsed_params = fit_lapsed(tail, cfg.lifecycle.churn_days) if tail is not None else None
+            held_auc, held_pairs = _held_out_churn(model, val_labels)
+            metrics = {"train_rows": train_f.rows, "val_rows": val_f.rows, **info, **held_auc}
+            if lapsed_params:  # figures in the artifact's config.json with the parameters, not metrics
+                lapsed_params["held_out"] = lapsed.held_out_check({**lapsed_params, "applied": True}, held_pairs) \
+                    if held_pairs else {}
+                log.info("lapsed churn on the held-out lapsed users: %s", lapsed_params["held_out"])
+            del held_pairs
+        finally:
+            for f in feeds:
+                getattr(f, "close", lambda: None)()
     stats = item_stats(tables.read(spark, cfg, "user_sequences", t_date),
                        tables.read(spark, cfg, "user_lifecycle", t_date), vocab, cfg.recommend.ltv_prior_users)
     d = artifacts.save(cfg.artifacts, model, vocab, L, metrics, stats, t_date,
