@@ -1,12 +1,12 @@
 """Private scratch directories for one run's intermediate files (the training feed,
 the evaluated users), under ``train.feed_dir`` (default ``<artifacts>/_feed``): a
-path every node writes and reads like the artifacts, which the driver removes.
+path every node writes and reads like the artifacts (a local or mounted path, or a
+``pyarrow.fs`` URI: ``s3://``, ``gs://``, ``abfs://``), which the driver removes.
 Each run gets its own directory, so two nights at once never share files, and it
 is removed when the run's step ends, failed or not."""
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -14,6 +14,7 @@ from typing import Iterator
 from pyspark.sql import DataFrame
 
 from .config import Config
+from .ml.feed import remove_dir
 
 
 def root(cfg: Config) -> str:
@@ -27,7 +28,7 @@ def directory(cfg: Config, name: str) -> Iterator[str]:
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_dir(path)
 
 
 def materialised(df: DataFrame, path: str) -> DataFrame:

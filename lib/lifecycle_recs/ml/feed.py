@@ -33,6 +33,13 @@ def _filesystem(path: str) -> Tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), path
 
 
+def remove_dir(path: str) -> None:
+    """Remove the directory ``path`` and what it holds (nothing when it is absent)."""
+    fs, root = _filesystem(path)
+    if fs.get_file_info(root).type != pafs.FileType.NotFound:
+        fs.delete_dir(root)
+
+
 def parquet_files(path: str) -> Tuple[pafs.FileSystem, List[str]]:
     """The Parquet files under ``path`` (or ``path`` itself), sorted by name."""
     fs, root = _filesystem(path)
