@@ -112,15 +112,30 @@ def same_rows(a, b):
         assert r["n_users"] == kb[k]["n_users"], k
 
 
-def main():
-    from lifecycle_recs import evaluation, quality
-    from lifecycle_recs.evaluation import nightly_metrics
-
+def setup():
+    """The command line (--users, --repeats) and :func:`small_lake` of it."""
     p = argparse.ArgumentParser()
     p.add_argument("--users", type=int, default=80)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
-    spark, cfg, T, art = small_lake(args.users)
+    return (args, *small_lake(args.users))
+
+
+def report(base: str, prod: str, base_s, prod_s, args) -> None:
+    """The medians and the RESULT line: ratio of the medians, range of the per-pair ratios."""
+    ratios = [b / q for b, q in zip(base_s, prod_s)]
+    print(f"nightly_metrics median: {base} {statistics.median(base_s):.1f}s [{min(base_s):.1f}-{max(base_s):.1f}], "
+          f"{prod} {statistics.median(prod_s):.1f}s [{min(prod_s):.1f}-{max(prod_s):.1f}]")
+    print(f"RESULT {base.replace(' ', '_')}_over_{prod.replace(' ', '_')}="
+          f"{statistics.median(base_s) / statistics.median(prod_s):.2f} low={min(ratios):.2f} high={max(ratios):.2f} "
+          f"users={args.users} repeats={args.repeats}")
+
+
+def main():
+    from lifecycle_recs import evaluation, quality
+    from lifecycle_recs.evaluation import nightly_metrics
+
+    args, spark, cfg, T, art = setup()
 
     product = quality.collect, evaluation.churn_curves
     spent = {"collect": 0.0}
@@ -156,11 +171,8 @@ def main():
         prod_s.append(p_total)
         print(f"run {i + 1}: per metric {b_total:.1f}s (collect + curves {b_collect:.1f}s)  per aggregate "
               f"{p_total:.1f}s (collect + curves {p_collect:.1f}s)  {len(p_rows)} rows, {n} evaluated users", flush=True)
-    ratios = [b / q for b, q in zip(base_s, prod_s)]
-    print(f"nightly_metrics median: per metric {statistics.median(base_s):.1f}s, "
-          f"per aggregate {statistics.median(prod_s):.1f}s")
-    print(f"RESULT per_metric_over_per_aggregate={statistics.median(base_s) / statistics.median(prod_s):.2f} "
-          f"low={min(ratios):.2f} high={max(ratios):.2f} users={args.users} repeats={args.repeats}")
+    report("per metric", "per aggregate", base_s, prod_s, args)
+
 
 if __name__ == "__main__":
     main()

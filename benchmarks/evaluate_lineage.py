@@ -21,9 +21,7 @@ RESULT lineage_over_written=<median> low=<min> high=<max> users=<n> repeats=<r>
 """
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -33,15 +31,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def main():
-    from evaluate_collect import same_rows, small_lake
+    from evaluate_collect import report, same_rows, setup
     from lifecycle_recs import scratch
     from lifecycle_recs.evaluation import nightly_metrics
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--users", type=int, default=80)
-    p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args()
-    spark, cfg, T, art = small_lake(args.users)
+    args, spark, cfg, T, art = setup()
     product = scratch.materialised
 
     def one(materialise):
@@ -66,11 +60,7 @@ def main():
         prod_s.append(p_total)
         print(f"run {i + 1}: lineage {b_total:.1f}s  written {p_total:.1f}s  {len(p_rows)} rows, {n} evaluated users",
               flush=True)
-    ratios = [b / q for b, q in zip(base_s, prod_s)]
-    print(f"nightly_metrics median: lineage {statistics.median(base_s):.1f}s [{min(base_s):.1f}-{max(base_s):.1f}], "
-          f"written {statistics.median(prod_s):.1f}s [{min(prod_s):.1f}-{max(prod_s):.1f}]")
-    print(f"RESULT lineage_over_written={statistics.median(base_s) / statistics.median(prod_s):.2f} "
-          f"low={min(ratios):.2f} high={max(ratios):.2f} users={args.users} repeats={args.repeats}")
+    report("lineage", "written", base_s, prod_s, args)
 
 
 if __name__ == "__main__":
