@@ -5,6 +5,7 @@ import json
 import logging
 import os
 
+import pytest
 from pyspark.sql import types as T
 
 from lifecycle_recs import fingerprint
@@ -74,20 +75,30 @@ def test_every_train_setting_is_either_shaping_or_named_as_not(tmp_path):
 def test_only_an_intact_artifact_of_the_same_date_and_inputs_is_reused(tmp_path, caplog):
     root = str(tmp_path)
     cfg = Config(artifacts=root)
-    d = make_artifact(root, config={"inputs_fingerprint": "abc"})  # trained at 2026-01-01
-    make_artifact(root, seed=1, config={"inputs_fingerprint": "other"})
+    d = make_artifact(root)  # trained at 2026-01-01
     version = os.path.basename(d)
-    assert artifacts.trained_from(root, "2026-01-01", "abc") == [version]
-    assert reusable(cfg, "2026-01-01", "abc") == version
-    assert reusable(cfg, "2026-01-02", "abc") is None
-    assert reusable(cfg, "2026-01-01", "abd") is None
+    assert reusable(cfg, "2026-01-01", "abc123ef") is None
+    # a version saved before (without a fingerprint, or trained again to the same weights) is recorded beside it
+    artifacts.record_inputs(root, version, "abc123ef")
+    artifacts.record_inputs(root, os.path.basename(make_artifact(root, seed=1)), "fedcba98")
+    assert artifacts.trained_from(root, "2026-01-01", "abc123ef") == version
+    assert reusable(cfg, "2026-01-01", "abc123ef") == version
+    assert reusable(cfg, "2026-01-02", "abc123ef") is None
+    assert reusable(cfg, "2026-01-01", "abc123ee") is None
     no_reuse = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, reuse_same_inputs=False))
-    assert reusable(no_reuse, "2026-01-01", "abc") is None
+    assert reusable(no_reuse, "2026-01-01", "abc123ef") is None
+    # the artifact directory itself is never written again
+    with open(os.path.join(d, "config.json")) as fh:
+        assert "inputs_fingerprint" not in json.load(fh)
     # a damaged artifact is trained again, with a warning that says why
     with open(os.path.join(d, "model.pt"), "ab") as fh:
         fh.write(b"x")
     with caplog.at_level(logging.WARNING, logger="lifecycle_recs.stages.train"):
-        assert reusable(cfg, "2026-01-01", "abc") is None
-    assert "not intact" in caplog.text and version in caplog.text
-    with open(os.path.join(d, "config.json")) as fh:
-        assert json.load(fh)["inputs_fingerprint"] == "abc"
+        assert reusable(cfg, "2026-01-01", "abc123ef") is None
+    assert "not intact" in caplog.text and version in caplog.text and "training again" in caplog.text
+    # names read from the record are checked like every other pointer
+    with open(os.path.join(root, artifacts.INPUTS, "abc123ef"), "w") as fh:
+        fh.write("../elsewhere")
+    with pytest.raises(ValueError, match="not a valid artifact version"):
+        artifacts.trained_from(root, "2026-01-01", "abc123ef")
+    assert reusable(cfg, "2026-01-01", "abc123ef") is None

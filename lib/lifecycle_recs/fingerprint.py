@@ -5,9 +5,10 @@ version says nothing about whether the rows changed. The train stage instead
 fingerprints what it trains from: the rows of the training frame (one aggregate
 pass on the executors, nothing per user on the driver), the vocabulary and text
 vectors, the BG/NBD parameters of T, the configuration sections that shape the
-model, and the code. An artifact records its fingerprint; a rerun whose fingerprint
-matches an intact artifact of the same training date reuses it instead of training
-again (``train.reuse_same_inputs``)."""
+model, and the code. The train stage records the fingerprint of each artifact it
+trains (``ml.artifacts.record_inputs``); a rerun whose fingerprint names an intact
+artifact of the same training date reuses it instead of training again
+(``train.reuse_same_inputs``)."""
 from __future__ import annotations
 
 import dataclasses

@@ -23,7 +23,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from .vocab import Vocab
 
 LATEST = "LATEST"
 PROMOTED = "promoted"
+INPUTS = "_inputs"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 FILES = ("model.pt", "config.json", "vocab.json", "metrics.json", "item_stats.npz")
@@ -179,19 +180,35 @@ def check(path: str) -> None:
             raise ValueError(f"artifact {path}: file(s) {bad} do not match checksums.json")
 
 
-def trained_from(root: str, training_date: str, inputs: str) -> List[str]:
-    """Versions under ``root`` trained at ``training_date`` from inputs with the
-    fingerprint ``inputs`` (``config.json``'s ``inputs_fingerprint``), oldest first."""
-    found = []
-    for name in os.listdir(root) if os.path.isdir(root) else []:
-        conf = os.path.join(root, name, "config.json")
-        if name.startswith((".", "_")) or not _VERSION.match(name) or not os.path.isfile(conf):
-            continue
-        with open(conf) as fh:
-            c = json.load(fh)
-        if c.get("training_date") == training_date and c.get("inputs_fingerprint") == inputs:
-            found.append((os.path.getmtime(conf), name))
-    return [name for _, name in sorted(found)]
+def record_inputs(root: str, version: str, inputs: str) -> None:
+    """Remember that ``version`` was trained from inputs with the fingerprint ``inputs``
+    (``<root>/_inputs/<inputs>``, replaced atomically). Kept beside the artifacts, not in
+    them: a version that already existed (saved before fingerprints, or trained again
+    from other inputs to the same weights) is never written again."""
+    _check_version(version, "record_inputs")
+    if not re.fullmatch(r"[0-9a-f]{8,64}", inputs or ""):
+        raise ValueError(f"record_inputs: {inputs!r} is not a fingerprint")
+    idir = os.path.join(root, INPUTS)
+    os.makedirs(idir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{inputs}.", dir=idir)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(version)
+    os.replace(tmp, os.path.join(idir, inputs))
+
+
+def trained_from(root: str, training_date: str, inputs: str) -> Optional[str]:
+    """The version recorded as trained at ``training_date`` from inputs with the
+    fingerprint ``inputs`` (None when there is none, or it is gone)."""
+    f = os.path.join(root, INPUTS, inputs)
+    if not re.fullmatch(r"[0-9a-f]{8,64}", inputs or "") or not os.path.isfile(f):
+        return None
+    with open(f) as fh:
+        version = _check_version(fh.read().strip(), f)
+    conf = os.path.join(root, version, "config.json")
+    if not os.path.isfile(conf):
+        return None
+    with open(conf) as fh:
+        return version if json.load(fh).get("training_date") == training_date else None
 
 
 def load(path: str, device: str = "cpu", verify: bool = True) -> Artifact:

@@ -125,17 +125,18 @@ def fit_stack(model, vectors: Dict[str, tuple], info: Dict, cfg) -> Dict:
 
 
 def reusable(cfg, t_date: str, inputs: str) -> Optional[str]:
-    """The newest intact artifact of ``t_date`` trained from inputs with the
-    fingerprint ``inputs`` (None: train)."""
+    """The intact artifact of ``t_date`` trained from inputs with the fingerprint
+    ``inputs`` (None: train)."""
     if not cfg.train.reuse_same_inputs:
         return None
-    for version in reversed(artifacts.trained_from(cfg.artifacts, t_date, inputs)):
-        try:
+    try:
+        version = artifacts.trained_from(cfg.artifacts, t_date, inputs)
+        if version is not None:
             artifacts.check(os.path.join(cfg.artifacts, version))
-            return version
-        except (OSError, ValueError) as e:
-            log.warning("artifact %s has the same training inputs but is not intact (%s): not reused", version, e)
-    return None
+        return version
+    except (OSError, ValueError) as e:
+        log.warning("the artifact recorded for these training inputs is not intact (%s): training again", e)
+        return None
 
 
 def run(ctx: RunContext) -> Dict[str, object]:
@@ -235,4 +236,5 @@ def train_and_save(ctx: RunContext, frame, vocab, text, bg: Dict, inputs: str) -
                        {"embedding_model": cfg.embedding.model_name, "feature_reference": reference, "btyd": bg,
                         "stack": stack, "lapsed": lapsed_params or {}, "inputs_fingerprint": inputs},
                        promote=False)
+    artifacts.record_inputs(cfg.artifacts, os.path.basename(d), inputs)
     return d, info, metrics
