@@ -5,8 +5,13 @@ It is promoted for night D only when its churn/value heads were trained and its
 held-out churn AUC is not more than ``train.max_metric_drop`` below that of the
 model currently promoted for D; otherwise D keeps scoring with that one.
 
-The examples are written once per run and streamed (``train.feeder``); the feed's
-files are removed once the artifact is saved."""
+The examples are written once per run to a directory of its own and streamed
+(``train.feeder``); the feed's files are removed once the artifact is saved.
+
+A rerun whose training inputs (the rows of T, vocabulary, text vectors, BG/NBD of
+T, shaping configuration, code: ``fingerprint``) are those an intact artifact of T
+was trained from reuses that artifact instead of training again; promotion and
+MLflow are then decided as for a new one (``train.reuse_same_inputs``)."""
 from __future__ import annotations
 
 import json
@@ -189,8 +194,8 @@ def run(ctx: RunContext) -> Dict[str, object]:
     run_id = (tracking.log_reuse if reused else tracking.log_training)(cfg, d, info, metrics, refusal is None, night)
     return {"artifact": version, "promoted": refusal is None, "not_promoted_because": refusal, "mlflow_run": run_id,
             "reused": reused, "inputs_fingerprint": inputs,
-            "train_rows": metrics["train_rows"], "val_rows": metrics["val_rows"],
-            "epochs": info["epochs_run"], "val_churn_auc": metrics.get("val_churn_auc")}
+            "train_rows": metrics.get("train_rows"), "val_rows": metrics.get("val_rows"),
+            "epochs": info.get("epochs_run"), "val_churn_auc": metrics.get("val_churn_auc")}
 
 
 def train_and_save(ctx: RunContext, frame, vocab, text, bg: Dict, inputs: str) -> Tuple[str, Dict, Dict]:
