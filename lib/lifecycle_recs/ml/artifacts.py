@@ -129,13 +129,18 @@ def promote_version(root: str, version: str, night: str) -> str:
         raise ValueError(f"promote: night must be YYYY-MM-DD, got {night!r}")
     if not os.path.exists(os.path.join(root, version, "model.pt")):
         raise FileNotFoundError(f"promote: no artifact {version} under {root}")
-    pdir = os.path.join(root, PROMOTED)
-    os.makedirs(pdir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{night}.", dir=pdir)
+    _write_pointer(os.path.join(root, PROMOTED), str(night), version)
+    return version
+
+
+def _write_pointer(directory: str, name: str, version: str) -> None:
+    """``directory/name`` holds ``version``, replaced atomically (a private temp file per
+    call, so concurrent writers never share one)."""
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
     with os.fdopen(fd, "w") as fh:
         fh.write(version)
-    os.replace(tmp, os.path.join(pdir, str(night)))  # atomic switch
-    return version
+    os.replace(tmp, os.path.join(directory, name))  # atomic switch
 
 
 def promoted_version(root: str, as_of: Optional[str] = None) -> Optional[str]:
@@ -188,12 +193,7 @@ def record_inputs(root: str, version: str, inputs: str) -> None:
     _check_version(version, "record_inputs")
     if not re.fullmatch(r"[0-9a-f]{8,64}", inputs or ""):
         raise ValueError(f"record_inputs: {inputs!r} is not a fingerprint")
-    idir = os.path.join(root, INPUTS)
-    os.makedirs(idir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{inputs}.", dir=idir)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(version)
-    os.replace(tmp, os.path.join(idir, inputs))
+    _write_pointer(os.path.join(root, INPUTS), inputs, version)
 
 
 def trained_from(root: str, training_date: str, inputs: str) -> Optional[str]:
