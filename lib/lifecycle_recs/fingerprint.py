@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional
 
 import numpy as np
 from pyspark.sql import Column, DataFrame
@@ -23,7 +23,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from .config import Config
-from .ml.vocab import Vocab
+
+if TYPE_CHECKING:  # Spark-side module: the ml core only as a type (adapters alone import both)
+    from .ml.vocab import Vocab
 
 # doubles are compared to this many decimals: a sum merged in another order by a
 # shuffle differs in its last bits, which must not count as a change of the data
@@ -93,7 +95,7 @@ def _rounded(obj):
     return obj
 
 
-def training_inputs(rows_digest: str, vocab: Vocab, text: Optional[np.ndarray], btyd_params: Dict,
+def training_inputs(rows_digest: str, vocab: "Vocab", text: Optional[np.ndarray], btyd_params: Dict,
                     cfg: Config) -> str:
     """The fingerprint of one training: rows, vocabulary, text vectors, BG/NBD of T,
     shaping configuration and code."""

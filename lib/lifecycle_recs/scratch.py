@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import uuid
 from contextlib import contextmanager
-from typing import Iterator
-
-from pyspark.sql import DataFrame
+from typing import TYPE_CHECKING, Iterator
 
 from .config import Config
 from .ml.feed import remove_dir
+
+if TYPE_CHECKING:  # no pyspark import: a module importing the ml core is not another adapter
+    from pyspark.sql import DataFrame
 
 
 def root(cfg: Config) -> str:
@@ -31,7 +32,7 @@ def directory(cfg: Config, name: str) -> Iterator[str]:
         remove_dir(path)
 
 
-def materialised(df: DataFrame, path: str) -> DataFrame:
+def materialised(df: "DataFrame", path: str) -> "DataFrame":
     """``df`` written once as Parquet under ``path`` and read back: what follows plans
     against a file scan instead of the whole lineage (scoring, joins), which Spark
     re-analyses, and matches against every cached plan, at each step; unlike a local
