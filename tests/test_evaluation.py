@@ -58,3 +58,22 @@ def test_explanation_metrics_measure_entropy_and_peak_attention(spark):
     assert n == 2 and ours == pytest.approx(np.log(2) / 2) and uniform == pytest.approx((np.log(2) + np.log(3)) / 2)
     ours, uniform, n = got["because_top_weight_x_steps[steps>=20]"]
     assert n == 2 and uniform == 1.0 and ours == pytest.approx((0.2 * 24 + 0.04 * 24) / 2)
+
+
+def test_popularity_metrics_rank_items_by_events_and_split_head_from_tail(spark):
+    from lifecycle_recs.evaluation import popularity_metrics
+
+    # events: a 4, b 2, c 2, d 1, z 1 (not in the catalog), e 0 -> ranks e, d=z, b=c, a over 6 items
+    seqs = spark.createDataFrame([("s1", ["a", "a", "b", "c", None]), ("s2", ["a", "a", "b", "c", "d", "z"])],
+                                 "user_id string, item_ids array<string>")
+    catalog = spark.createDataFrame([(i,) for i in "abcde"], "item_id string")
+    lists = {"one": spark.createDataFrame([("u1", "a"), ("u1", "c"), ("u2", "e"), ("u2", "new")],
+                                          "user_id string, item_id string"),
+             "two": spark.createDataFrame([("u1", "b")], "user_id string, item_id string")}
+    # the head is ceil(0.3 x 6) = 2 items: a, then b before c (same events, by item id)
+    got = popularity_metrics(lists, repart(seqs), catalog, 0.3)
+    pct, tail, n = got["one"]
+    # percentiles a 1.0, c 0.6, e 0.0, and 0.0 for an item never seen; only a is in the head
+    assert n == 2 and pct == pytest.approx((1.0 + 0.6 + 0.0 + 0.0) / 4) and tail == pytest.approx(3 / 4)
+    assert got["two"] == (pytest.approx(0.6), 0.0, 1)
+    assert popularity_metrics({}, seqs, catalog, 0.3) == {}

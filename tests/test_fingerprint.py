@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import types as T
 
 from lifecycle_recs import fingerprint
-from lifecycle_recs.config import Config, TrainConf
+from lifecycle_recs.config import Config
 from lifecycle_recs.ml import artifacts
 from lifecycle_recs.ml.vocab import Vocab
 from lifecycle_recs.stages.train import reusable
@@ -65,11 +65,16 @@ def test_the_fingerprint_follows_the_shaping_configuration_only():
     assert fp(dataclasses.replace(cfg, lakehouse="/other/lake", artifacts="/other/artifacts")) == base
 
 
-def test_every_train_setting_is_either_shaping_or_named_as_not(tmp_path):
-    # a new train setting is shaping unless someone decides otherwise (NOT_SHAPING)
-    names = {f.name for f in dataclasses.fields(TrainConf)}
-    assert set(fingerprint.NOT_SHAPING["train"]) <= names
-    assert set(fingerprint.shaping_config(Config())["train"]) == names - set(fingerprint.NOT_SHAPING["train"])
+def test_every_setting_is_either_shaping_or_named_as_not(tmp_path):
+    # a new setting is shaping unless someone decides otherwise (NOT_SHAPING)
+    assert set(fingerprint.NOT_SHAPING) <= set(fingerprint.SECTIONS)
+    shaping = fingerprint.shaping_config(Config())
+    for section in fingerprint.SECTIONS:
+        names = {f.name for f in dataclasses.fields(getattr(Config(), section))}
+        assert set(fingerprint.NOT_SHAPING.get(section, ())) <= names, section
+        assert set(shaping[section]) == names - set(fingerprint.NOT_SHAPING.get(section, ())), section
+    # what train reads of the evaluation section stays shaping
+    assert "btyd_max_rows" in shaping["evaluation"] and "bootstrap" not in shaping["evaluation"]
 
 
 def test_only_an_intact_artifact_of_the_same_date_and_inputs_is_reused(tmp_path, caplog):

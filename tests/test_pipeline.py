@@ -110,6 +110,10 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys, tm
     assert 0 <= metrics[("ours", "long_horizon", "recall@5")] <= 1
     assert 0 <= metrics[("most_popular", "long_horizon", "recall@5")] <= 1
     assert 0 < metrics[("ours", "catalog", "coverage")] <= 1
+    for model in ("ours", "most_popular", "next_horizon_items"):  # popularity bias, with its reference lists
+        assert 0 <= metrics[(model, "catalog", "mean_popularity_percentile")] <= 1, model
+        assert 0 <= metrics[(model, "catalog", "long_tail_share")] <= 1, model
+        assert n_users[(model, "catalog", "long_tail_share")] > 0, model
     # evaluate scores T in memory: what was served (only D was scored) is never written for T
     for name in ("user_interests", "retention_scores", "recommendations"):
         assert tables.snapshots(spark, cfg, name) == [d], name

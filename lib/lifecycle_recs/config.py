@@ -247,6 +247,9 @@ class EvaluationConf:
     btyd_max_rows: int = 200000
     # user pairs for the mean Jaccard overlap of top-K lists
     jaccard_pairs: int = 20000
+    # popularity bias: the most frequent items making up this share of the catalog are its
+    # head; the long-tail share of a list is the share of its items outside the head
+    popularity_head_fraction: float = 0.2
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,8 @@ POSITIVE = ("spark.shuffle_partitions", "sequences.max_length", "lifecycle.horiz
             "lifecycle.new_days", "lifecycle.at_risk_days", "lifecycle.churn_days", "lifecycle.transition_step_days",
             "lifecycle.reactivation_window_days", "lifecycle.at_risk_gap_multiplier", "validation.max_id_length",
             "validation.max_value", "evaluation.bootstrap", "evaluation.btyd_max_rows", "evaluation.jaccard_pairs")
-FRACTIONS = ("validation.max_quarantine_fraction", "publish.max_shrink_fraction", "train.validation_fraction")
+FRACTIONS = ("validation.max_quarantine_fraction", "publish.max_shrink_fraction", "train.validation_fraction",
+             "evaluation.popularity_head_fraction")
 
 
 def cross_checks(cfg: Any) -> None:  # a config.Config

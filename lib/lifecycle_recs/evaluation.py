@@ -15,6 +15,7 @@ import numpy as np
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 from . import btyd, quality, scratch, tables
 from .config import Config, RecommendConf
@@ -197,6 +198,8 @@ def churn_curves(per_user: DataFrame, y: str, scores: Dict[str, str], probabilit
 
 # -- the nightly evaluation -------------------------------------------------------------
 PLAIN_MODEL = "plain_personalized"
+# the items the evaluated users touched in (T, T + H], as a list to compare ours with
+NEXT_HORIZON_ITEMS = "next_horizon_items"
 
 
 def plain_policy(conf: RecommendConf) -> RecommendConf:
@@ -224,6 +227,40 @@ def _jaccard(recs: DataFrame, pairs: int, seed: int) -> Tuple[Optional[float], i
     jac = F.size(F.array_intersect("a.s", "c.s")) / F.greatest(F.size(F.array_union("a.s", "c.s")), F.lit(1))
     row = j.select(jac.alias("j")).limit(pairs).agg(F.avg("j"), F.count("*")).first()
     return (float(row[0]) if row[0] is not None else None), int(row[1])
+
+
+def popularity_metrics(lists: Dict[str, DataFrame], sequences: DataFrame, catalog: DataFrame,
+                       head_fraction: float) -> Dict[str, Tuple[float, float, int]]:
+    """Popularity bias of item lists (point figures, one Spark job). Popularity is an
+    item's number of events in ``sequences``; the items ranked are those of ``catalog``
+    (item_id) and of the sequences. For each named frame of (user_id, item_id) rows:
+    the mean popularity percentile of its items (``percent_rank``: 0 for the least
+    frequent items, ties sharing the lower rank, 1 for the most frequent) and the share
+    of its items outside the head (the ceil(``head_fraction`` x items) most frequent
+    items, ties broken by item id); an item unknown to both counts as never seen.
+    Returns name -> (mean percentile, long-tail share, users)."""
+    counts = (sequences.select(F.explode("item_ids").alias("item_id")).where(F.col("item_id").isNotNull())
+              .groupBy("item_id").agg(F.count(F.lit(1)).alias("events")))
+    items = (catalog.select("item_id").unionByName(counts.select("item_id")).distinct()
+             .join(counts, "item_id", "left").fillna(0, ["events"]))
+    # one row per item: the windows run in one partition, as a catalog-sized frame may
+    every = Window.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+    ranked = items.select(
+        "item_id", F.percent_rank().over(Window.orderBy("events")).alias("pct"),
+        (F.row_number().over(Window.orderBy(F.desc("events"), "item_id"))
+         <= F.ceil(F.count(F.lit(1)).over(every) * F.lit(float(head_fraction)))).alias("head"))
+    union = None
+    for name, df in lists.items():
+        part = df.select(F.lit(name).alias("list"), "user_id", "item_id")
+        union = part if union is None else union.unionByName(part)
+    if union is None:
+        return {}
+    rows = (union.join(F.broadcast(ranked), "item_id", "left")
+            .groupBy("list").agg(F.avg(F.coalesce("pct", F.lit(0.0))).alias("pct"),
+                                 F.avg(F.when(F.coalesce("head", F.lit(False)), 0.0).otherwise(1.0)).alias("tail"),
+                                 F.countDistinct("user_id").alias("n"))
+            .collect())  # small: one row per list
+    return {r["list"]: (float(r["pct"]), float(r["tail"]), int(r["n"])) for r in rows}
 
 
 def explanation_metrics(scored: DataFrame, seq: DataFrame, max_len: int, min_steps: int = 20) -> Dict[str, tuple]:
@@ -268,7 +305,9 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
     * value over (T, T+H] (RMSE, MAE, Spearman, total predicted / actual): ours,
       BG/NBD x Gamma-Gamma, "same as the last H days";
     * catalog: coverage, category diversity, mean Jaccard overlap of the lists of
-      random user pairs (point figures, over all users of T);
+      random user pairs, and popularity bias (:func:`popularity_metrics`) of ours, of
+      most popular and of the items the evaluated users touched in (T, T+H] (point
+      figures, over all users of T);
     * explanations: entropy of the top-category weights and peak attention of
       ``because_items`` against uniform (:func:`explanation_metrics`, point figures).
 
@@ -377,6 +416,13 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
                 if jac is not None:
                     rows += metric_rows(T, dataset, "ours", version, "catalog", {"mean_pairwise_jaccard": jac}, now,
                                         n_pairs)
+                # popularity bias: our lists, most popular's, and what the evaluated users touched after T
+                lists = {"ours": all_recs, "most_popular": most_popular_recs(seq_t, scored, k,
+                                                                             cfg.recommend.filter_seen),
+                         NEXT_HORIZON_ITEMS: truth.select("user_id", F.explode("items").alias("item_id"))}
+                for name, (pct, tail, n) in popularity_metrics(lists, seq_t, cats, ec.popularity_head_fraction).items():
+                    rows += metric_rows(T, dataset, name, version if name == "ours" else name, "catalog",
+                                        {"mean_popularity_percentile": pct, "long_tail_share": tail}, now, n)
                 for metric, (ours, uniform, n) in explanation_metrics(scored, seq_t, art.max_len).items():
                     rows += metric_rows(T, dataset, "ours", version, "explanations", {metric: ours}, now, n)
                     rows += metric_rows(T, dataset, "uniform", version, "explanations", {metric: uniform}, now, n)

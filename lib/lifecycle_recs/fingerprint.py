@@ -31,9 +31,12 @@ if TYPE_CHECKING:  # Spark-side module: the ml core only as a type (adapters alo
 # shuffle differs in its last bits, which must not count as a change of the data
 DECIMALS = 6
 # configuration sections that shape the artifact; the train fields below only say
-# where files go, which device runs, or decide promotion (which every run redoes)
+# where files go, which device runs, or decide promotion (which every run redoes),
+# and the evaluation fields below only shape the evaluate stage
 SECTIONS = ("validation", "sequences", "lifecycle", "embedding", "model", "train", "recommend", "evaluation")
-NOT_SHAPING = {"train": ("feed_dir", "petastorm_cache_dir", "device", "max_metric_drop", "reuse_same_inputs")}
+NOT_SHAPING = {"train": ("feed_dir", "petastorm_cache_dir", "device", "max_metric_drop", "reuse_same_inputs"),
+               # train reads only btyd_max_rows (the stack's BG/NBD fits) of evaluation
+               "evaluation": ("bootstrap", "seed", "jaccard_pairs", "popularity_head_fraction")}
 
 
 def _normalised(col: Column, dtype: T.DataType) -> Column:
