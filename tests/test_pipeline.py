@@ -77,7 +77,7 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys, tm
     assert tables.read(spark, cfg, "item_embeddings").count() == 60
     assert info["train"]["train_rows"] > 0
     # the crashed night trained from the same rows, config and code: its artifact is reused
-    assert info["train"]["reused"] is True
+    assert info["train"]["reused"] is True and info["train"]["fingerprint_seconds"] > 0
     for name in ("item_embeddings", "user_interests", "retention_scores", "recommendations", "evaluation_metrics"):
         check_schema(spark, cfg, name)
     n_users = tables.read(spark, cfg, "user_sequences", d).count()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -168,7 +169,10 @@ def run(ctx: RunContext) -> Dict[str, object]:
               "horizon_days": int(cfg.lifecycle.horizon_days)}
         frame = btyd.with_purchases(frame, purchases)
     try:
-        inputs = fingerprint.training_inputs(fingerprint.frame_digest(frame), vocab, text, bg, cfg)
+        t0 = time.perf_counter()  # the one pass over the training rows that a reuse costs
+        digest = fingerprint.frame_digest(frame)
+        fingerprint_seconds = round(time.perf_counter() - t0, 2)
+        inputs = fingerprint.training_inputs(digest, vocab, text, bg, cfg)
         version = reusable(cfg, t_date, inputs)
         reused = version is not None
         if reused:
@@ -193,7 +197,7 @@ def run(ctx: RunContext) -> Dict[str, object]:
                     artifacts.promoted_version(cfg.artifacts, as_of=night) or "no model (score will fail)")
     run_id = (tracking.log_reuse if reused else tracking.log_training)(cfg, d, info, metrics, refusal is None, night)
     return {"artifact": version, "promoted": refusal is None, "not_promoted_because": refusal, "mlflow_run": run_id,
-            "reused": reused, "inputs_fingerprint": inputs,
+            "reused": reused, "inputs_fingerprint": inputs, "fingerprint_seconds": fingerprint_seconds,
             "train_rows": metrics.get("train_rows"), "val_rows": metrics.get("val_rows"),
             "epochs": info.get("epochs_run"), "val_churn_auc": metrics.get("val_churn_auc")}
 
