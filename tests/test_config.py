@@ -33,6 +33,7 @@ from tests.helpers import ROOT
     ({"publish": {"max_shrink_fraction": 1.5}}, "'publish.max_shrink_fraction' must be in [0, 1)"),
     ({"validation": {"on_quarantine_excess": "ignore"}}, "'validation.on_quarantine_excess': 'ignore' is not one of"),
     ({"lifecycle": {"horizon_days": 0}}, "'lifecycle.horizon_days' must be positive"),
+    ({"recommend": {"keep_seen_repeat_share": 2}}, "'recommend.keep_seen_repeat_share' must be in [0, 1] or null"),
 ])
 def test_bad_values_name_the_key(data, message):
     with pytest.raises(ValueError) as e:

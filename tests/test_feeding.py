@@ -45,3 +45,16 @@ def test_examples_written_by_spark_stream_back_whole(spark, tmp_path):
     assert got.size == len(want)
     key = lambda items, feats: sorted(map(tuple, np.concatenate([items, feats], 1).round(5).tolist()))  # noqa: E731
     assert key(got.items.numpy(), got.feats.numpy()) == key(np.stack(want["items"]), np.stack(want["feats"]))
+
+
+def test_repeat_share_counts_next_items_already_in_the_sequence(spark):
+    from lifecycle_recs.feeding import repeat_share
+
+    frame = spark.createDataFrame([
+        ("u1", ["a", "b"], ["a", "c"]),   # a was seen: 1 of 2
+        ("u2", ["c"], ["d"]),             # 0 of 1
+        ("u3", ["a"], None),              # no labels
+        ("u4", None, ["a"]),              # no sequence: 0 of 1
+    ], "user_id string, item_ids array<string>, items_next_horizon array<string>")
+    assert repeat_share(frame) == pytest.approx(1 / 4)
+    assert repeat_share(frame.where("user_id = 'u3'")) is None

@@ -210,6 +210,11 @@ class TrainConf:
 class RecommendConf:
     k: int = 10
     filter_seen: bool = True
+    # ... except where re-consumption is expected: when at least this share of the items the
+    # artifact's training users touched in the next H days were already in their sequences
+    # (measured at train time, the artifact's ``repeat_share``), seen items are kept; null:
+    # ``filter_seen`` alone decides
+    keep_seen_repeat_share: Optional[float] = 0.05
     category_cap: int = 4
     new_user_max_events: int = 3
     at_risk_value_weight: float = 0.3

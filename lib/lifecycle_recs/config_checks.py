@@ -72,6 +72,9 @@ def cross_checks(cfg: Any) -> None:  # a config.Config
                          f"({lc.churn_days})")
     if cfg.table_schema is not None and not is_table_name(cfg.table_schema + ".t"):
         raise ValueError(f"config key 'table_schema' must be 'catalog.schema' or 'schema', got {cfg.table_schema!r}")
+    share = cfg.recommend.keep_seen_repeat_share
+    if share is not None and not 0 <= share <= 1:
+        raise ValueError(f"config key 'recommend.keep_seen_repeat_share' must be in [0, 1] or null, got {share!r}")
     for key in FRACTIONS:
         section, name = key.split(".")
         x = getattr(getattr(cfg, section), name)

@@ -22,6 +22,7 @@ from .config import Config, RecommendConf
 from .dates import parse_date, utc_now
 from .lifecycle import users_with_stage
 from .ml.artifacts import Artifact
+from .ml.recommend import seen_policy
 from .names import STRATEGY_AT_RISK, STRATEGY_NEW_USER, STRATEGY_PERSONALIZED
 from .splits import holdout_flag
 from .udfs import score_users
@@ -313,6 +314,8 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
 
     Returns the metric rows, the churn curves for the report, and a small info dict."""
     T, k, version, H = training_date, cfg.recommend.k, art.version, cfg.lifecycle.horizon_days
+    # seen items filtered or kept as the score stage decides for ``art``, for ours and the baselines
+    policy = seen_policy(cfg.recommend, art.config.get("repeat_share"))
     ec = cfg.evaluation
     seq_t = tables.read(spark, cfg, "user_sequences", T)
     life_t = tables.read(spark, cfg, "user_lifecycle", T)
@@ -330,7 +333,7 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
         .persist(StorageLevel.MEMORY_AND_DISK)
     to_free = [summ]
     users_t = btyd.scoring_rows(users_with_stage(seq_t, life_t), art.config.get("stack"), lambda: summ)
-    scored = score_users(users_t, art.path, cfg.recommend, cfg.train.device).persist(StorageLevel.MEMORY_AND_DISK)
+    scored = score_users(users_t, art.path, policy, cfg.train.device).persist(StorageLevel.MEMORY_AND_DISK)
     to_free.append(scored)
     rows: List[Dict] = []
     now = utc_now()
@@ -346,7 +349,7 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
             if has_items:
                 all_recs = _recs(scored)
                 ours_r = ranking_per_user(all_recs.join(truth.select("user_id"), "user_id"), truth, k)
-                pop_r = ranking_per_user(most_popular_recs(seq_t, truth, k, cfg.recommend.filter_seen), truth, k)
+                pop_r = ranking_per_user(most_popular_recs(seq_t, truth, k, policy.filter_seen), truth, k)
                 per_user = (per_user.join(ours_r.select("user_id", F.col("recall").alias("ours_recall"),
                                                         F.col("ndcg").alias("ours_ndcg")), "user_id", "left")
                             .join(pop_r.select("user_id", F.col("recall").alias("pop_recall"),
@@ -355,7 +358,7 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
                 special = truth.join(scored.where(F.col("strategy") != STRATEGY_PERSONALIZED).select("user_id"),
                                      "user_id")
                 plain = score_users(users_t.join(special.select("user_id"), "user_id"), art.path,
-                                    plain_policy(cfg.recommend), cfg.train.device)
+                                    plain_policy(policy), cfg.train.device)
                 plain_r = ranking_per_user(_recs(plain), special, k)
                 ltv = spark.createDataFrame(  # one row per catalog item: small
                     [(str(i), float(v)) for i, v in zip(art.vocab.item_ids, art.item_stats.ltv[2:])],
@@ -418,7 +421,7 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
                                         n_pairs)
                 # popularity bias: our lists, most popular's, and what the evaluated users touched after T
                 lists = {"ours": all_recs, "most_popular": most_popular_recs(seq_t, scored, k,
-                                                                             cfg.recommend.filter_seen),
+                                                                             policy.filter_seen),
                          NEXT_HORIZON_ITEMS: truth.select("user_id", F.explode("items").alias("item_id"))}
                 for name, (pct, tail, n) in popularity_metrics(lists, seq_t, cats, ec.popularity_head_fraction).items():
                     rows += metric_rows(T, dataset, name, version if name == "ours" else name, "catalog",
@@ -430,5 +433,5 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
             for df in reversed(to_free):
                 df.unpersist()
     info = {"evaluated_users": n_eval, "protocol": "all labelled users, earlier model" if all_labelled
-            else "held-out users", "btyd": params}
+            else "held-out users", "btyd": params, "seen_items_filtered": policy.filter_seen}
     return rows, curves, info

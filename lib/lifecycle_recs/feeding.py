@@ -80,6 +80,16 @@ def examples(df: DataFrame, vocab: Vocab, max_len: int, mode: str = "last", hold
     return df.mapInPandas(run, schemas.EXAMPLE_SCHEMA)
 
 
+def repeat_share(frame: DataFrame) -> Optional[float]:
+    """Share of the items the labelled users of a training frame touched in the next H
+    days (``items_next_horizon``) that were already in their sequence (``item_ids``, the
+    items a seen-item filter removes); None without any such item. One aggregate."""
+    r = (frame.select("item_ids", F.explode("items_next_horizon").alias("i"))
+         .agg(F.count(F.lit(1)).alias("n"), F.sum(F.coalesce(F.array_contains("item_ids", F.col("i")), F.lit(False))
+                                                  .cast("long")).alias("seen")).first())
+    return float(r["seen"]) / r["n"] if r["n"] else None
+
+
 def item_stats(sequences: DataFrame, labels: DataFrame, vocab: Vocab, prior_users: float) -> ItemStats:
     """Per item index: popularity (events in the training ``sequences``) and long-term
     value association (share of its users not churned within H days in ``labels``,

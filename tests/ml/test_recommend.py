@@ -75,3 +75,16 @@ def test_interest_scores_rank_a_users_categories_then_popularity_within():
     cat0 = [i for i in range(2, 14) if (i - 2) % 3 == 0]
     assert int(s[2:].argmax()) + 2 == 5                                   # popular item of the favourite category
     assert min(s[i] for i in cat0) > max(s[i] for i in range(2, 14) if i not in cat0 and i != 8)
+
+
+def test_seen_items_are_kept_only_where_re_consumption_is_expected():
+    from lifecycle_recs.ml.recommend import seen_policy
+
+    conf = RecommendConf(filter_seen=True, keep_seen_repeat_share=0.05)
+    assert seen_policy(conf, 0.12).filter_seen is False   # 12% of the next items were re-touches
+    assert seen_policy(conf, 0.05).filter_seen is False   # at the threshold
+    assert seen_policy(conf, 0.01).filter_seen is True
+    assert seen_policy(conf, None).filter_seen is True    # an artifact from before the share was measured
+    assert seen_policy(RecommendConf(filter_seen=True, keep_seen_repeat_share=None), 0.9).filter_seen is True
+    assert seen_policy(RecommendConf(filter_seen=False), 0.0).filter_seen is False
+    assert seen_policy(conf, 0.12).k == conf.k            # nothing else changes

@@ -15,7 +15,8 @@ Strategies (``names.STRATEGIES``):
   training snapshot and were still active H days later;
 * ``personalized`` — everyone else: the model score.
 
-Then seen items are removed where ``filter_seen``, and a category cap keeps at
+Then seen items are removed where ``filter_seen`` (and re-consumption is not expected:
+:func:`seen_policy`), and a category cap keeps at
 most ``category_cap`` items of one category in a user's top-K (filled from the
 rest when the catalog is short), from a candidate pool of
 ``max(k * candidate_pool_factor, k + candidate_pool_extra)``.
@@ -26,6 +27,7 @@ policy in the one-pass form of :mod:`.ranking`, tested equal to this one.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -36,6 +38,18 @@ from ..config import RecommendConf
 from ..names import AT_RISK_STAGES, NEW_STAGE, STRATEGY_AT_RISK, STRATEGY_NEW_USER, STRATEGY_PERSONALIZED
 
 NEG_INF = -float("inf")
+
+
+def seen_policy(conf: RecommendConf, repeat_share: Optional[float]) -> RecommendConf:
+    """``conf`` with seen items kept (``filter_seen`` off) where re-consumption is expected:
+    ``filter_seen`` is on, ``keep_seen_repeat_share`` is set, and at least that share of the
+    items the artifact's training users touched in the next H days were already in their
+    sequences (``repeat_share``, measured at train time; None for an artifact from before
+    it was measured, which keeps ``filter_seen``)."""
+    if (conf.filter_seen and conf.keep_seen_repeat_share is not None and repeat_share is not None
+            and repeat_share >= conf.keep_seen_repeat_share):
+        return dataclasses.replace(conf, filter_seen=False)
+    return conf
 
 
 @dataclass

@@ -35,7 +35,8 @@ def run(ctx: RunContext) -> Dict[str, object]:
     tracking.log_evaluation(cfg, art.version, rows)
     report = write_report(os.path.join(cfg.reports, T), f"Nightly evaluation, snapshot {T}", rows, curves,
                           notes=f"Model {art.version}; users: {info['protocol']} ({info['evaluated_users']}); "
-                                f"K={k}; horizon {cfg.lifecycle.horizon_days} days; 95% intervals from "
+                                f"K={k} (seen items {'filtered' if info['seen_items_filtered'] else 'kept'}); "
+                                f"horizon {cfg.lifecycle.horizon_days} days; 95% intervals from "
                                 f"{cfg.evaluation.bootstrap} bootstrap replicates over users.")
     key = {(r["model"], r["task"], r["metric"]): r for r in rows}
     out = {"report": os.path.relpath(report), "metrics": len(rows), "model": art.version, **info}

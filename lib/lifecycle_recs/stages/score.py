@@ -2,6 +2,7 @@
 ``user_interests``, ``retention_scores`` and ``recommendations`` for D."""
 from __future__ import annotations
 
+import logging
 from typing import Dict
 
 from pyspark import StorageLevel
@@ -11,8 +12,10 @@ from ..context import RunContext
 from ..dates import utc_now
 from ..lifecycle import users_with_stage
 from ..ml import artifacts
+from ..ml.recommend import seen_policy
 from ..udfs import score_users, scored_outputs
 
+log = logging.getLogger(__name__)
 OUTPUTS = ("user_interests", "retention_scores", "recommendations")
 
 
@@ -24,7 +27,12 @@ def run(ctx: RunContext) -> Dict[str, object]:
         users_with_stage(tables.read(spark, cfg, "user_sequences", d), tables.read(spark, cfg, "user_lifecycle", d)),
         art.config.get("stack"),
         lambda: btyd.summaries(tables.read(spark, cfg, "events"), d, cfg.sequences.value_event_types))
-    scored = score_users(users, art_dir, cfg.recommend, cfg.train.device).persist(StorageLevel.MEMORY_AND_DISK)
+    policy = seen_policy(cfg.recommend, art.config.get("repeat_share"))
+    if policy.filter_seen != cfg.recommend.filter_seen:
+        log.info("seen items are kept: %.1f%% of the items the training users of %s touched next were "
+                 "already in their sequences (recommend.keep_seen_repeat_share %s)",
+                 100 * art.config["repeat_share"], art.version, cfg.recommend.keep_seen_repeat_share)
+    scored = score_users(users, art_dir, policy, cfg.train.device).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         n = scored.count()
         outs = scored_outputs(scored, d, art.version, utc_now(), cfg.lifecycle.horizon_days)
@@ -33,4 +41,4 @@ def run(ctx: RunContext) -> Dict[str, object]:
     finally:
         scored.unpersist()
     return {"users": n, "recommendation_rows": metrics["recommendations"].get("numOutputRows", 0),
-            "model_version": art.version, "strategies": strategies}
+            "model_version": art.version, "strategies": strategies, "seen_items_filtered": policy.filter_seen}

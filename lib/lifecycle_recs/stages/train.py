@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 
 from .. import btyd, fingerprint, scratch, tables, tracking
 from ..context import RunContext
-from ..feeding import build_vocab, example_feed, examples, item_stats, training_frame
+from ..feeding import build_vocab, example_feed, examples, item_stats, repeat_share, training_frame
 from ..ml import artifacts
 from ..ml.feed import batches
 from ..ml.metrics import binary_metrics
@@ -241,9 +241,15 @@ def train_and_save(ctx: RunContext, frame, vocab, text, bg: Dict, inputs: str) -
                 getattr(f, "close", lambda: None)()
     stats = item_stats(tables.read(spark, cfg, "user_sequences", t_date),
                        tables.read(spark, cfg, "user_lifecycle", t_date), vocab, cfg.recommend.ltv_prior_users)
+    # is re-consumption expected? (score keeps seen items where it is: ml.recommend.seen_policy)
+    repeats = repeat_share(frame) if vocab.n_items > 2 else None
+    if repeats is not None:
+        log.info("%.1f%% of the items the users of %s touched in the next %d days were already in their "
+                 "sequences", 100 * repeats, t_date, cfg.lifecycle.horizon_days)
     d = artifacts.save(cfg.artifacts, model, vocab, L, metrics, stats, t_date,
                        {"embedding_model": cfg.embedding.model_name, "feature_reference": reference, "btyd": bg,
-                        "stack": stack, "lapsed": lapsed_params or {}, "inputs_fingerprint": inputs},
+                        "stack": stack, "lapsed": lapsed_params or {}, "inputs_fingerprint": inputs,
+                        "repeat_share": repeats},
                        promote=False)
     artifacts.record_inputs(cfg.artifacts, os.path.basename(d), inputs)
     return d, info, metrics
