@@ -197,7 +197,9 @@ EVALUATION_METRICS = TableSpec(
     (
         Col("snapshot_date", DT, False, "snapshot the evaluation is about"),
         Col("dataset", S, False, "dataset / protocol name"),
-        Col("model", S, False, "model or baseline name (ours, most_popular, als, recency, ...)"),
+        Col("model", S, False, "model or baseline name (ours, most_popular, als, recency, ...; "
+                                "`next_horizon_items`: the items the evaluated users touched in (T, T+H], a "
+                                "reference for the lists' popularity bias)"),
         Col("model_version", S, False, "artifact version, or the baseline's name"),
         Col("task", S, False, "next_item, next_item_unseen, long_horizon, churn, value, catalog"),
         Col("metric", S, False, "metric name, e.g. hit@10"),
@@ -274,7 +276,8 @@ RECOMMENDATIONS = TableSpec(
     partition_by=("snapshot_date",),
     keys=("snapshot_date", "user_id", "rank"),
     checks={"rank_positive": "rank >= 1"},
-    doc="Top-K items per user as of D, lifecycle-aware, seen items filtered where configured, category-capped.",
+    doc="Top-K items per user as of D, lifecycle-aware, seen items filtered where configured and "
+        "re-consumption is not expected (the README's Recommendations), category-capped.",
 )
 
 PIPELINE_RUNS = TableSpec(
