@@ -45,7 +45,7 @@ def test_most_popular_filters_seen_items(spark):
 
 def test_explanation_metrics_measure_entropy_and_peak_attention(spark):
     """Issue 12: interests and explanations reported against uniform, from known weights."""
-    from lifecycle_recs.evaluation import explanation_metrics
+    from lifecycle_recs.list_metrics import explanation_metrics
 
     scored = spark.createDataFrame([
         ("a", [0.5, 0.5], [0.2, 0.1]),        # uniform over 2: entropy log 2; 30 steps (window 24): 0.2 x 24
@@ -61,7 +61,7 @@ def test_explanation_metrics_measure_entropy_and_peak_attention(spark):
 
 
 def test_popularity_metrics_rank_items_by_events_and_split_head_from_tail(spark):
-    from lifecycle_recs.evaluation import popularity_metrics
+    from lifecycle_recs.list_metrics import popularity_metrics
 
     # events: a 4, b 2, c 2, d 1, z 1 (not in the catalog), e 0 -> ranks e, d=z, b=c, a over 6 items
     seqs = spark.createDataFrame([("s1", ["a", "a", "b", "c", None]), ("s2", ["a", "a", "b", "c", "d", "z"])],
