@@ -58,3 +58,30 @@ def test_repeat_share_counts_next_items_already_in_the_sequence(spark):
     ], "user_id string, item_ids array<string>, items_next_horizon array<string>")
     assert repeat_share(frame) == pytest.approx(1 / 4)
     assert repeat_share(frame.where("user_id = 'u3'")) is None
+
+
+def test_an_artifact_saved_without_a_repeat_share_is_measured_once_on_its_snapshot(spark, reference, tmp_path):
+    # a lake from before train measured the share: score and evaluate measure it on the artifact's own
+    # training snapshot and record it beside the artifact, instead of filtering seen items for good
+    from lifecycle_recs.dates import add_days
+    from lifecycle_recs.feeding import artifact_repeat_share, repeat_share, training_frame
+    from lifecycle_recs.ml import artifacts
+    from tests.helpers import make_artifact
+
+    cfg = reference.cfg
+    t = add_days(reference.date, -cfg.lifecycle.horizon_days)
+    want = repeat_share(training_frame(spark, cfg, t))
+    assert want is not None and 0 < want < 1
+    art = artifacts.load(make_artifact(tmp_path / "a"))
+    assert "repeat_share" not in art.config
+    art.config["training_date"] = t  # the reference lake's training snapshot
+    assert artifact_repeat_share(spark, cfg, art) == pytest.approx(want)
+    assert artifacts.load(art.path).config["repeat_share"] == pytest.approx(want)  # recorded: measured once
+    # its snapshot is no longer in the lake: seen items are filtered, and nothing is recorded
+    gone = artifacts.load(make_artifact(tmp_path / "b", seed=1))
+    gone.config["training_date"] = "1999-01-01"
+    assert artifact_repeat_share(spark, cfg, gone) is None
+    assert "repeat_share" not in artifacts.load(gone.path).config
+    # an artifact that has one is not measured again
+    art.config["repeat_share"] = 0.5
+    assert artifact_repeat_share(spark, cfg, art) == 0.5

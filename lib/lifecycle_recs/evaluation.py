@@ -20,6 +20,7 @@ from . import btyd, quality, scratch, tables
 from .list_metrics import explanation_metrics, jaccard, popularity_metrics
 from .config import Config, RecommendConf
 from .dates import parse_date, utc_now
+from .feeding import artifact_repeat_share
 from .lifecycle import users_with_stage
 from .ml.artifacts import Artifact
 from .ml.recommend import seen_policy
@@ -241,7 +242,7 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
     Returns the metric rows, the churn curves for the report, and a small info dict."""
     T, k, version, H = training_date, cfg.recommend.k, art.version, cfg.lifecycle.horizon_days
     # seen items filtered or kept as the score stage decides for ``art``, for ours and the baselines
-    policy = seen_policy(cfg.recommend, art.config.get("repeat_share"))
+    policy = seen_policy(cfg.recommend, artifact_repeat_share(spark, cfg, art) if cfg.recommend.filter_seen else None)
     ec = cfg.evaluation
     seq_t = tables.read(spark, cfg, "user_sequences", T)
     life_t = tables.read(spark, cfg, "user_lifecycle", T)

@@ -15,7 +15,8 @@ from pyspark.sql import functions as F
 
 from . import schemas, tables
 from .config import Config
-from .ml.artifacts import ItemStats
+from .ml import artifacts
+from .ml.artifacts import Artifact, ItemStats
 from .ml.feed import FEED_COLUMNS, ParquetExampleStream
 from .ml.features import Batch, encode_users
 from .ml.recommend import ltv_association
@@ -88,6 +89,33 @@ def repeat_share(frame: DataFrame) -> Optional[float]:
          .agg(F.count(F.lit(1)).alias("n"), F.sum(F.coalesce(F.array_contains("item_ids", F.col("i")), F.lit(False))
                                                   .cast("long")).alias("seen")).first())
     return float(r["seen"]) / r["n"] if r["n"] else None
+
+
+def artifact_repeat_share(spark: SparkSession, cfg: Config, art: Artifact) -> Optional[float]:
+    """The repeat share train measured for ``art`` (score and evaluate decide on it:
+    ``ml.recommend.seen_policy``). An artifact saved before train measured it is measured
+    now, on its own training snapshot, and the figure is recorded beside it
+    (``ml.artifacts.record_measured``), so this happens once per artifact. None (seen
+    items filtered) without items, or when that snapshot is no longer in the lake."""
+    if "repeat_share" in art.config:
+        return art.config["repeat_share"]
+    if art.vocab.n_items <= 2:
+        return None
+    t = art.config.get("training_date")
+    try:
+        frame = training_frame(spark, cfg, t)
+        if t is None or frame.limit(1).count() == 0:
+            raise FileNotFoundError(f"no rows of user_sequences/user_lifecycle at {t}")
+    except FileNotFoundError as e:
+        log.warning("artifact %s has no repeat share and its training snapshot cannot be read (%s): seen items "
+                    "are filtered", art.version, e)
+        return None
+    share = repeat_share(frame)
+    artifacts.record_measured(os.path.dirname(os.path.abspath(art.path)), art.version, {"repeat_share": share})
+    art.config["repeat_share"] = share
+    log.info("artifact %s was saved before train measured its repeat share: measured now on %s (%s) and "
+             "recorded beside it", art.version, t, "none" if share is None else f"{100 * share:.1f}%")
+    return share
 
 
 def item_stats(sequences: DataFrame, labels: DataFrame, vocab: Vocab, prior_users: float) -> ItemStats:

@@ -46,6 +46,31 @@ def test_a_saved_artifact_is_never_rewritten(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temp left behind
 
 
+def test_a_retrain_to_an_existing_version_still_records_what_it_measured(tmp_path):
+    # an artifact saved before train measured the repeat share, then trained again to the same
+    # weights: the directory is left as it is, and load still sees the new measurement
+    torch.manual_seed(0)
+    m = model_of()
+    d = _save(tmp_path, m)
+    assert "repeat_share" not in artifacts.load(d).config
+    stats = artifacts.ItemStats(np.zeros(VOCAB.n_items), np.zeros(VOCAB.n_items))
+    again = artifacts.save(str(tmp_path), m, VOCAB, 6, {"x": 1}, stats, "2026-01-01", measured={"repeat_share": 0.12})
+    assert again == d
+    assert artifacts.load(d).config["repeat_share"] == 0.12
+    assert artifacts.load(str(tmp_path)).config["repeat_share"] == 0.12
+    artifacts.check(d)  # the artifact's own files are untouched
+    # a new version carries it in its config.json too, so a copied directory keeps it
+    torch.manual_seed(1)
+    other = artifacts.save(str(tmp_path), model_of(), VOCAB, 6, {}, stats, "2026-01-01", promote=False,
+                           measured={"repeat_share": None})
+    with open(os.path.join(other, "config.json")) as fh:
+        assert '"repeat_share": null' in fh.read()
+    with open(os.path.join(tmp_path, artifacts.MEASURED, os.path.basename(d) + ".json"), "w") as fh:
+        fh.write('{"repeat_share": "many"}')
+    with pytest.raises(ValueError, match="measured figures must be a mapping of names to numbers"):
+        artifacts.load(d)
+
+
 def test_promote_false_leaves_latest(tmp_path):
     torch.manual_seed(0)
     first = _save(tmp_path, model_of())

@@ -13,6 +13,12 @@ before D, so a backfill of an old date never scores with a model trained on
 later data, and two nights promoting at once do not overwrite each other.
 :func:`resolve` is the one place that reads the pointers (a ``LATEST`` file of
 older roots is still honoured when no promotion exists).
+
+What train measured on its training snapshot rather than learned (the repeat share that
+decides whether seen items are filtered) is also kept beside the artifact, in
+``<root>/_measured/<version>.json``: a retrain that lands on a version that already
+exists (the same weights, saved before that figure existed) still records it, and
+:func:`load` reads it over ``config.json``.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ from .vocab import Vocab
 LATEST = "LATEST"
 PROMOTED = "promoted"
 INPUTS = "_inputs"
+MEASURED = "_measured"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 FILES = ("model.pt", "config.json", "vocab.json", "metrics.json", "item_stats.npz")
@@ -89,11 +96,15 @@ def _sha256(path: str) -> str:
 
 
 def save(root: str, model: SequenceModel, vocab: Vocab, max_len: int, metrics: Dict, item_stats: ItemStats,
-         training_date: str, extra: Optional[Dict] = None, promote: bool = True, night: Optional[str] = None) -> str:
+         training_date: str, extra: Optional[Dict] = None, promote: bool = True, night: Optional[str] = None,
+         measured: Optional[Dict[str, Optional[float]]] = None) -> str:
     """Write a new artifact under ``root/<version>/`` (all at once) and, with
     ``promote``, promote it for ``night`` (default: the training date). Returns
-    the directory. When that version exists already (a rerun), it is left as it is."""
+    the directory. When that version exists already (a rerun), it is left as it is.
+    ``measured`` (figures of the training data, not of the weights) goes into a new
+    artifact's ``config.json`` and, every time, beside it (:func:`record_measured`)."""
     version = version_of(model, training_date)
+    extra = {**(extra or {}), **(measured or {})}
     d = os.path.join(root, version)
     os.makedirs(root, exist_ok=True)
     if not os.path.exists(d):
@@ -102,7 +113,7 @@ def save(root: str, model: SequenceModel, vocab: Vocab, max_len: int, metrics: D
             torch.save(model.state_dict(), os.path.join(tmp, "model.pt"))
             with open(os.path.join(tmp, "config.json"), "w") as fh:
                 json.dump({"spec": model.spec.to_dict(), "max_len": max_len, "version": version,
-                           "training_date": training_date, **(extra or {})}, fh, indent=1)
+                           "training_date": training_date, **extra}, fh, indent=1)
             with open(os.path.join(tmp, "vocab.json"), "w") as fh:
                 json.dump(vocab.to_json(), fh)
             with open(os.path.join(tmp, "metrics.json"), "w") as fh:
@@ -115,6 +126,8 @@ def save(root: str, model: SequenceModel, vocab: Vocab, max_len: int, metrics: D
             shutil.rmtree(tmp, ignore_errors=True)
             if not os.path.exists(d):
                 raise
+    if measured:
+        record_measured(root, version, measured)
     if promote:
         promote_version(root, version, night or training_date)
     return d
@@ -133,14 +146,44 @@ def promote_version(root: str, version: str, night: str) -> str:
     return version
 
 
-def _write_pointer(directory: str, name: str, version: str) -> None:
-    """``directory/name`` holds ``version``, replaced atomically (a private temp file per
-    call, so concurrent writers never share one)."""
+def _write_pointer(directory: str, name: str, text: str) -> None:
+    """``directory/name`` holds ``text`` (a version, or a small JSON), replaced atomically
+    (a private temp file per call, so concurrent writers never share one)."""
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
     with os.fdopen(fd, "w") as fh:
-        fh.write(version)
+        fh.write(text)
     os.replace(tmp, os.path.join(directory, name))  # atomic switch
+
+
+def _check_measured(values, where: str) -> Dict[str, Optional[float]]:
+    if not isinstance(values, dict) or not all(
+            isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
+            for k, v in values.items()):
+        raise ValueError(f"{where}: measured figures must be a mapping of names to numbers or null, got {values!r}")
+    return values
+
+
+def record_measured(root: str, version: str, values: Dict[str, Optional[float]]) -> None:
+    """Record what the last training of ``version`` measured on its snapshot
+    (``<root>/_measured/<version>.json``, replaced atomically; the artifact itself is
+    never written again). :func:`load` reads these over the artifact's ``config.json``."""
+    _check_version(version, "record_measured")
+    _write_pointer(os.path.join(root, MEASURED), f"{version}.json",
+                   json.dumps(_check_measured(values, "record_measured"), sort_keys=True))
+
+
+def measured_of(path: str, version: str) -> Dict[str, Optional[float]]:
+    """The figures recorded beside the artifact directory ``path`` (empty when none)."""
+    f = os.path.join(os.path.dirname(os.path.abspath(path)), MEASURED, f"{_check_version(version, path)}.json")
+    if not os.path.isfile(f):
+        return {}
+    with open(f) as fh:
+        try:
+            values = json.load(fh)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{f}: not JSON ({e})") from e
+    return _check_measured(values, f)
 
 
 def promoted_version(root: str, as_of: Optional[str] = None) -> Optional[str]:
@@ -220,6 +263,7 @@ def load(path: str, device: str = "cpu", verify: bool = True) -> Artifact:
     with open(os.path.join(path, "config.json")) as fh:
         cfg = json.load(fh)
     _check_version(cfg["version"], os.path.join(path, "config.json"))
+    cfg.update(measured_of(path, cfg["version"]))  # the latest training's figures of the same version
     with open(os.path.join(path, "vocab.json")) as fh:
         vocab = Vocab.from_json(json.load(fh))
     metrics = {}

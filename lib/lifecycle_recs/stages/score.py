@@ -10,6 +10,7 @@ from pyspark import StorageLevel
 from .. import btyd, tables, tracking
 from ..context import RunContext
 from ..dates import utc_now
+from ..feeding import artifact_repeat_share
 from ..lifecycle import users_with_stage
 from ..ml import artifacts
 from ..ml.recommend import seen_policy
@@ -27,11 +28,12 @@ def run(ctx: RunContext) -> Dict[str, object]:
         users_with_stage(tables.read(spark, cfg, "user_sequences", d), tables.read(spark, cfg, "user_lifecycle", d)),
         art.config.get("stack"),
         lambda: btyd.summaries(tables.read(spark, cfg, "events"), d, cfg.sequences.value_event_types))
-    policy = seen_policy(cfg.recommend, art.config.get("repeat_share"))
+    share = artifact_repeat_share(spark, cfg, art) if cfg.recommend.filter_seen else None
+    policy = seen_policy(cfg.recommend, share)
     if policy.filter_seen != cfg.recommend.filter_seen:
         log.info("seen items are kept: %.1f%% of the items the training users of %s touched next were "
                  "already in their sequences (recommend.keep_seen_repeat_share %s)",
-                 100 * art.config["repeat_share"], art.version, cfg.recommend.keep_seen_repeat_share)
+                 100 * share, art.version, cfg.recommend.keep_seen_repeat_share)
     scored = score_users(users, art_dir, policy, cfg.train.device).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         n = scored.count()

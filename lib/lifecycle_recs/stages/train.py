@@ -248,8 +248,7 @@ def train_and_save(ctx: RunContext, frame, vocab, text, bg: Dict, inputs: str) -
                  "sequences", 100 * repeats, t_date, cfg.lifecycle.horizon_days)
     d = artifacts.save(cfg.artifacts, model, vocab, L, metrics, stats, t_date,
                        {"embedding_model": cfg.embedding.model_name, "feature_reference": reference, "btyd": bg,
-                        "stack": stack, "lapsed": lapsed_params or {}, "inputs_fingerprint": inputs,
-                        "repeat_share": repeats},
-                       promote=False)
+                        "stack": stack, "lapsed": lapsed_params or {}, "inputs_fingerprint": inputs},
+                       promote=False, measured={"repeat_share": repeats})
     artifacts.record_inputs(cfg.artifacts, os.path.basename(d), inputs)
     return d, info, metrics
