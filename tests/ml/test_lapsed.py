@@ -97,6 +97,14 @@ def test_too_few_returners_fit_nothing(returned):
     assert lapsed.churn_logit(None, torch.zeros(3), torch.zeros(3, 4)).tolist() == [0.0, 0.0, 0.0]
 
 
+def test_no_user_silent_long_enough_fits_nothing():
+    # a short history: no training user is past the threshold (train crashed on this before)
+    tail = lapsed.TailCounts(60)
+    tail.add(np.zeros((5, len(USER_FEATURES)), np.float32), np.ones(5), np.ones(5))
+    assert tail.arrays()[1].size == 0
+    assert lapsed.fit(*tail.arrays(), 60) is None
+
+
 def test_only_users_past_the_threshold_get_the_silence_model():
     params = {"min_log_silence": math.log1p(60), "intercept": -1.0, "slope": 1.0, "rate_slope": 0.5}
     feats = torch.zeros(4, len(USER_FEATURES))

@@ -79,6 +79,8 @@ def fit(x: np.ndarray, n: np.ndarray, k: np.ndarray, min_silence_days: float, mi
     from scipy.optimize import minimize
 
     x, n, k = (np.asarray(a, np.float64) for a in (x, n, k))
+    if not len(n):  # no user silent long enough (a short history)
+        return None
     x = x.reshape(len(n), -1)
     churned, returned = float(k.sum()), float((n - k).sum())
     if churned < min_each or returned < min_each:
