@@ -161,6 +161,21 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys, tm
 
 @pytest.mark.skipif(not ML100K.exists(), reason=f"MovieLens-100K not found at {ML100K} "
                     "(../shared/datasets is only beside the project in development and CI)")
+@pytest.mark.slow
+def test_warm_up_embeds_the_catalog_before_training_the_model_evaluate_uses(spark, make_cfg):
+    # evaluate measures the warm-up model: it must be built like the nightly one, text vectors included
+    from lifecycle_recs.pipeline import warm_up
+
+    cfg = make_cfg(synthetic={"seed": 3, "n_users": 40, "n_items": 30, "days": 120, "partitions": 2},
+                   train={"epochs": 1, "patience": 1, "batch_size": 64, "heads_steps": 20},
+                   model={"hidden_dim": 8, "item_dim": 8})
+    stages, d = warm_up(spark, cfg)
+    art = artifacts.load(cfg.artifacts)   # the model of night T, trained on T - H
+    assert art.config["training_date"] < d and art.model.spec.text_dim > 0
+    assert tables.read(spark, cfg, "item_embeddings").count() == 30
+    assert stages == [s for s in cfg.stages if s != "ingest"]  # night D still runs embeddings (nothing new)
+
+
 def test_movielens_100k_ingest_and_sequences(spark, make_cfg):
     cfg = make_cfg(source={"kind": "recbole", "recbole_dir": str(ML100K), "recbole_dataset": "ml-100k"},
                    validation={"event_types": ["rating"]},

@@ -159,8 +159,10 @@ def warm_up(spark: SparkSession, cfg: Config, date: Optional[str] = None,
     """A first deployment's extra night: ingest (when among ``stages``), then unless a
     model is already promoted on or before T = D - H, run the data stages and train
     for night T (the model trains on T - H), so that evaluate can measure every
-    labelled user of T with a model that never saw (T, D]. Returns the stages left
-    for night D, and D."""
+    labelled user of T with a model that never saw (T, D]. The catalog's text vectors
+    come first when ``embeddings`` is among the stages, so the model evaluated is built
+    like the nightly one (night D then skips every text already embedded). Returns the
+    stages left for night D, and D."""
     stages = list(stages or cfg.stages)
     if "ingest" in stages:
         date = run_nightly(spark, cfg, date, ["ingest"]).snapshot_date or date
@@ -171,5 +173,6 @@ def warm_up(spark: SparkSession, cfg: Config, date: Optional[str] = None,
     if artifacts.promoted_version(cfg.artifacts, as_of=night_t) is None:
         log.info("warm-up: training the model of night %s (on %s)", night_t,
                  add_days(night_t, -cfg.lifecycle.horizon_days))
-        run_nightly(spark, cfg, night_t, ["sequences", "lifecycle", "train"])
+        run_nightly(spark, cfg, night_t, [*(["embeddings"] if "embeddings" in stages else []),
+                                          "sequences", "lifecycle", "train"])
     return stages, date
