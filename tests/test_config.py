@@ -34,7 +34,6 @@ from tests.helpers import ROOT
     ({"validation": {"on_quarantine_excess": "ignore"}}, "'validation.on_quarantine_excess': 'ignore' is not one of"),
     ({"lifecycle": {"horizon_days": 0}}, "'lifecycle.horizon_days' must be positive"),
     ({"recommend": {"keep_seen_repeat_share": 2}}, "'recommend.keep_seen_repeat_share' must be in [0, 1] or null"),
-    ({"recommend": {"seen_boost": -1.0}}, "'recommend.seen_boost' must be a finite number >= 0"),
 ])
 def test_bad_values_name_the_key(data, message):
     with pytest.raises(ValueError) as e:

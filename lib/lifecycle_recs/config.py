@@ -215,9 +215,6 @@ class RecommendConf:
     # (measured at train time, the artifact's ``repeat_share``), seen items are kept; null:
     # ``filter_seen`` alone decides
     keep_seen_repeat_share: Optional[float] = 0.05
-    # where seen items are kept, they rank this many standard deviations of the user's
-    # model score higher (users come back to them; 0: no boost)
-    seen_boost: float = 0.0
     category_cap: int = 4
     new_user_max_events: int = 3
     at_risk_value_weight: float = 0.3

@@ -5,7 +5,6 @@ share. Imports nothing of the project but dates and names (no cycle with
 ``config``)."""
 from __future__ import annotations
 
-import math
 import re
 import typing
 from typing import Any, Dict, Optional, Tuple
@@ -76,9 +75,6 @@ def cross_checks(cfg: Any) -> None:  # a config.Config
     share = cfg.recommend.keep_seen_repeat_share
     if share is not None and not 0 <= share <= 1:
         raise ValueError(f"config key 'recommend.keep_seen_repeat_share' must be in [0, 1] or null, got {share!r}")
-    boost = cfg.recommend.seen_boost
-    if not (math.isfinite(boost) and boost >= 0):
-        raise ValueError(f"config key 'recommend.seen_boost' must be a finite number >= 0, got {boost!r}")
     for key in FRACTIONS:
         section, name = key.split(".")
         x = getattr(getattr(cfg, section), name)

@@ -1,6 +1,4 @@
 """The recommendation policy on tensors: strategies, candidate pool, category cap."""
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -90,16 +88,3 @@ def test_seen_items_are_kept_only_where_re_consumption_is_expected():
     assert seen_policy(RecommendConf(filter_seen=True, keep_seen_repeat_share=None), 0.9).filter_seen is True
     assert seen_policy(RecommendConf(filter_seen=False), 0.0).filter_seen is False
     assert seen_policy(conf, 0.12).k == conf.k            # nothing else changes
-
-
-def test_kept_seen_items_are_raised_by_the_seen_boost_once():
-    side = _side(6, 1)
-    final = torch.tensor([[-np.inf, -np.inf, 3.0, 2.5, 2.0, 1.0, 0.5, 0.0]])
-    rows, cols = torch.tensor([0, 0, 0]), torch.tensor([6, 6, 5])   # item 6 seen twice, item 5 once
-    conf = RecommendConf(k=3, filter_seen=False, category_cap=0)
-    i, _ = R.recommend(final.clone(), rows, cols, side, conf)
-    assert i.tolist() == [[2, 3, 4]]                                   # no boost: the model's order
-    i, s = R.recommend(final.clone(), rows, cols, side, dataclasses.replace(conf, seen_boost=2.2))
-    assert i.tolist() == [[5, 2, 6]] and s[0].tolist() == pytest.approx([3.2, 3.0, 2.7])  # item 6: 0.5 + 2.2
-    i, _ = R.recommend(final.clone(), rows, cols, side, dataclasses.replace(conf, seen_boost=2.2, filter_seen=True))
-    assert i.tolist() == [[2, 3, 4]]                                   # filtered: no boost to apply

@@ -94,7 +94,6 @@ def test_tiny_catalogs_and_no_catalog_score(tmp_path, n_items, n_categories):
 EQUIVALENCE_CONFS = {
     "default": dict(k=10),
     "no_filter_no_cap": dict(k=7, filter_seen=False, category_cap=0),
-    "seen_kept_and_raised": dict(k=9, filter_seen=False, seen_boost=1.5, new_user_max_events=8),
     "small_chunks_cap1": dict(k=5, chunk_size=5, category_cap=1, new_user_max_events=8),
     "new_users_without_model": dict(k=6, new_user_model_weight=0.0, new_user_content_weight=0.5),
     "no_interest_prior": dict(k=8, interest_weight=0.0, at_risk_value_weight=2.0),
@@ -107,8 +106,7 @@ def test_fast_path_equals_the_reference_implementation(tmp_path, name, n_items):
     """Issue 14: the vectorised path (Arrow decode, one-pass policy, batched
     explanations, Arrow output) gives today's outputs: strings and item lists exactly,
     numbers within float32 rounding (scores 1e-4: the policy's per-user mean and std
-    come from item-side moments instead of a pass over the catalog; ``because_weights``
-    1e-5: a share of positive contributions, up to 3e-6 apart in batch and per user)."""
+    come from item-side moments instead of a pass over the catalog)."""
     from tests.ml.reference_scorer import reference_score
 
     extra = None
@@ -145,7 +143,7 @@ def test_fast_path_equals_the_reference_implementation(tmp_path, name, n_items):
         assert [list(x) if isinstance(x, (list, np.ndarray)) else x for x in got[c]] == \
             [list(x) if isinstance(x, (list, np.ndarray)) else x for x in want[c]], c
     for c, tol in (("churn_probability", 1e-6), ("predicted_value", 1e-4), ("interest_vector", 1e-5),
-                   ("top_category_weights", 1e-5), ("because_weights", 1e-5), ("feature_effects", 1e-6),
+                   ("top_category_weights", 1e-5), ("because_weights", 1e-6), ("feature_effects", 1e-6),
                    ("rec_scores", 1e-4)):
         for g, w in zip(got[c], want[c]):
             assert np.allclose(np.asarray(g, float), np.asarray(w, float), atol=tol, rtol=1e-5), (c, g, w)

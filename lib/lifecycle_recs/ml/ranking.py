@@ -213,8 +213,6 @@ def _rank(user, history, is_new, at_risk, seen_rows, seen_cols, items, side, con
         raw[new].addmm_((text_coef / r[new][:, None]).float(), side.text.T)
     if conf.filter_seen and len(seen_rows):
         raw[seen_rows, side.position[seen_cols - 2]] = NEG_INF
-    elif conf.seen_boost and len(seen_rows):  # + seen_boost in final units (an item seen twice: once)
-        raw[seen_rows, side.position[seen_cols - 2]] += (conf.seen_boost / r[seen_rows]).float()
     idx, s = _capped_top(raw, side.categories, conf, items.n_categories)
     final = (r[:, None] * s.double() + const[:, None]).float()
     return side.order[idx] + 2, final, cat_w, cat_i

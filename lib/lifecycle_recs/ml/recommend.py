@@ -16,8 +16,7 @@ Strategies (``names.STRATEGIES``):
 * ``personalized`` — everyone else: the model score.
 
 Then seen items are removed where ``filter_seen`` (and re-consumption is not expected:
-:func:`seen_policy`), or else raised by ``seen_boost`` (in standard deviations of the
-user's model score), and a category cap keeps at
+:func:`seen_policy`), and a category cap keeps at
 most ``category_cap`` items of one category in a user's top-K (filled from the
 rest when the catalog is short), from a candidate pool of
 ``max(k * candidate_pool_factor, k + candidate_pool_extra)``.
@@ -214,12 +213,9 @@ def capped_topk(top_s: torch.Tensor, top_i: torch.Tensor, cats: torch.Tensor, k:
 def recommend(final: torch.Tensor, seen_rows: torch.Tensor, seen_cols: torch.Tensor, items: ItemSide,
               conf: RecommendConf) -> Tuple[torch.Tensor, torch.Tensor]:
     """Ranking scores -> (item indices, scores) [b, k]: seen items removed where
-    ``filter_seen``, else raised by ``seen_boost``; category-capped. Scores are -inf
-    where the catalog ran out."""
+    ``filter_seen``, category-capped. Scores are -inf where the catalog ran out."""
     if conf.filter_seen and len(seen_rows):
         final[seen_rows, seen_cols] = NEG_INF
-    elif conf.seen_boost and len(seen_rows):  # an item seen twice is raised once
-        final[seen_rows, seen_cols] += conf.seen_boost
     pool = candidate_pool(int(conf.k), final.shape[1] - 2, conf)
     top_s, top_i = final.topk(pool, dim=1)
     return capped_topk(top_s, top_i, items.categories, int(conf.k), conf.category_cap, items.n_categories)
