@@ -96,6 +96,8 @@ EQUIVALENCE_CONFS = {
     "no_filter_no_cap": dict(k=7, filter_seen=False, category_cap=0),
     "small_chunks_cap1": dict(k=5, chunk_size=5, category_cap=1, new_user_max_events=8),
     "new_users_without_model": dict(k=6, new_user_model_weight=0.0, new_user_content_weight=0.5),
+    "new_users_content_blend": dict(k=10, new_user_model_weight=0.3, new_user_content_weight=0.4,
+                                    new_user_popularity_weight=0.3),
     "no_interest_prior": dict(k=8, interest_weight=0.0, at_risk_value_weight=2.0),
 }
 
