@@ -4,6 +4,7 @@
     python benchmarks/nightly_quality.py --dataset synthetic   # a larger synthetic log (--users 6000)
     python benchmarks/nightly_quality.py --dataset movielens   # conf/movielens.yaml (../shared/datasets)
     python benchmarks/nightly_quality.py --dataset orders      # a generated order-level log (--users 4000)
+    python benchmarks/nightly_quality.py --dataset demo --set model.use_text=false   # any conf key, as jobs/nightly.py
 
 Each run starts from an empty work directory, warms up (trains the model of
 night T = D - H on T - H, as ``jobs/nightly.py --warm-up`` does), runs every
@@ -25,20 +26,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lib"))
 
 
-def conf_for(dataset: str, work: str, users: int, stacking=None):
-    from lifecycle_recs.config import load_config, merge_dicts
+def conf_for(dataset: str, work: str, users: int, stacking=None, sets=()):
+    from lifecycle_recs.config import load_config, merge_dicts, parse_overrides
+
+    path, overrides = _conf_for(dataset, work, users, stacking)
+    return load_config(path, merge_dicts(overrides, parse_overrides(sets)))
+
+
+def _conf_for(dataset: str, work: str, users: int, stacking=None):
+    """(conf path, overrides) of a dataset's run."""
+    from lifecycle_recs.config import merge_dicts
 
     paths = {"lakehouse": os.path.join(work, "lake"), "artifacts": os.path.join(work, "artifacts"),
              "reports": os.path.join(work, "reports"), "mlflow": {"enabled": False}}
     if stacking is not None:  # the second stage of ml/stacking.py (on by default)
         paths["model"] = {"stacking": bool(stacking)}
     if dataset == "demo":
-        return load_config(os.path.join(ROOT, "conf", "local.yaml"), paths)
+        return os.path.join(ROOT, "conf", "local.yaml"), paths
     if dataset == "synthetic":
-        return load_config(os.path.join(ROOT, "conf", "local.yaml"), merge_dicts(paths, {
-            "synthetic": {"n_users": users, "n_items": 3000, "partitions": 8}, "spark": {"driver_memory": "8g"}}))
+        return os.path.join(ROOT, "conf", "local.yaml"), merge_dicts(paths, {
+            "synthetic": {"n_users": users, "n_items": 3000, "partitions": 8}, "spark": {"driver_memory": "8g"}})
     if dataset == "movielens":
-        return load_config(os.path.join(ROOT, "conf", "movielens.yaml"), paths)
+        return os.path.join(ROOT, "conf", "movielens.yaml"), paths
     if dataset == "orders":
         from lifecycle_recs.synthetic_orders import order_log
 
@@ -46,11 +55,11 @@ def conf_for(dataset: str, work: str, users: int, stacking=None):
         os.makedirs(raw, exist_ok=True)
         order_log(users, start_date="2025-01-01", days=365, seed=11).to_csv(os.path.join(raw, "orders.csv"),
                                                                             index=False)
-        return load_config(os.path.join(ROOT, "conf", "local.yaml"), merge_dicts(paths, {
+        return os.path.join(ROOT, "conf", "local.yaml"), merge_dicts(paths, {
             "source": {"kind": "generic", "name": "shop-orders", "format": "csv", "path": raw,
                        "columns": {"user_id": "customer_id", "event_ts": "order_date", "value": "amount",
                                    "quantity": "quantity"},
-                       "event_type": "purchase", "timestamp_kind": "date"}}))
+                       "event_type": "purchase", "timestamp_kind": "date"}})
     raise SystemExit(f"unknown dataset {dataset!r}")
 
 
@@ -69,11 +78,13 @@ def main():
     p.add_argument("--stacking", dest="stacking", action="store_true", default=None,
                    help="train with model.stacking (ml/stacking.py; the default)")
     p.add_argument("--no-stacking", dest="stacking", action="store_false", help="train without the second stage")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a conf key, as jobs/nightly.py --set (repeatable; after the dataset's own keys)")
     args = p.parse_args()
     users = args.users or {"synthetic": 6000, "orders": 4000}.get(args.dataset, 0)
     work = args.work or os.path.join(ROOT, ".bench", f"quality_{args.dataset}")
     shutil.rmtree(work, ignore_errors=True)
-    cfg = conf_for(args.dataset, work, users, args.stacking)
+    cfg = conf_for(args.dataset, work, users, args.stacking, args.set)
     spark = get_spark(cfg.spark)
     t0 = time.perf_counter()
     stages, d = warm_up(spark, cfg, None, None)
@@ -82,7 +93,8 @@ def main():
     rows = [r.asDict() for r in tables.read(spark, cfg, "evaluation_metrics", t)
             .where(F.col("dataset") == "nightly").orderBy("task", "metric", "model").collect()]
     ev = next(r.info for r in run.results if r.stage == "evaluate")
-    print(f"\n{args.dataset}: D={d}, T={t}, model {ev['model']}, users: {ev['protocol']} ({ev['evaluated_users']}), "
+    sets = "".join(f" --set {x}" for x in args.set)
+    print(f"\n{args.dataset}{sets}: D={d}, T={t}, model {ev['model']}, users: {ev['protocol']} ({ev['evaluated_users']}), "
           f"{time.perf_counter() - t0:.0f}s")
     print("\n".join(quality_table(rows)))
     print(stack_summary(cfg.artifacts, ev["model"]))
