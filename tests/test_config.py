@@ -16,6 +16,7 @@ from tests.helpers import ROOT
     ({"recommend": {"filter_seen": "yes"}}, "'recommend.filter_seen' must be bool"),
     ({"model": {"encoder": "rnn"}}, "'model.encoder': 'rnn' is not one of"),
     ({"stages": ["ingest", "scoring"]}, "'stages': 'scoring' is not one of"),
+    ({"recommend": {"strategies_off": ["personalized"]}}, "'recommend.strategies_off': 'personalized' is not one of"),
     ({"source": {"kind": "kafka"}}, "'source.kind': 'kafka'"),
     ({"model": {"loss_weights": {"churn": "high"}}}, "'model.loss_weights.churn' must be a number"),
     ({"train": {"epochs": 0}}, "'train.epochs' must be positive"),

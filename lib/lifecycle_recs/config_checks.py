@@ -10,7 +10,7 @@ import typing
 from typing import Any, Dict, Optional, Tuple
 
 from .dates import parse_date
-from .names import PIPELINE_STAGES
+from .names import PIPELINE_STAGES, STRATEGY_AT_RISK, STRATEGY_NEW_USER
 
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){1,2}$")
 
@@ -38,6 +38,7 @@ CHOICES: Dict[str, Tuple[Any, ...]] = {
     "train.feeder": ("parquet", "petastorm"),
     "validation.on_quarantine_excess": ("fail", "warn"),
     "stages": PIPELINE_STAGES,
+    "recommend.strategies_off": (STRATEGY_NEW_USER, STRATEGY_AT_RISK),
 }
 POSITIVE = ("spark.shuffle_partitions", "sequences.max_length", "lifecycle.horizon_days", "train.epochs",
             "train.batch_size", "recommend.k", "recommend.chunk_size", "embedding.batch_size",

@@ -241,8 +241,10 @@ def nightly_metrics(spark: SparkSession, cfg: Config, training_date: str, art: A
 
     Returns the metric rows, the churn curves for the report, and a small info dict."""
     T, k, version, H = training_date, cfg.recommend.k, art.version, cfg.lifecycle.horizon_days
-    # seen items filtered or kept as the score stage decides for ``art``, for ours and the baselines
-    policy = seen_policy(cfg.recommend, artifact_repeat_share(spark, cfg, art) if cfg.recommend.filter_seen else None)
+    # seen items filtered or kept as the score stage decides for ``art``, for ours and the baselines;
+    # every strategy applied, also those the score stage turns off, so each is still measured
+    policy = dataclasses.replace(seen_policy(cfg.recommend, artifact_repeat_share(spark, cfg, art)
+                                             if cfg.recommend.filter_seen else None), strategies_off=())
     ec = cfg.evaluation
     seq_t = tables.read(spark, cfg, "user_sequences", T)
     life_t = tables.read(spark, cfg, "user_lifecycle", T)

@@ -31,6 +31,7 @@ AUC_BINS = 1000
 LOWER_IS_BETTER = frozenset({"brier", "rmse", "mae", "calibration_error", "total_ratio_error"})
 # descriptive figures with no better direction: no ours-vs-baseline row
 NOT_COMPARED = frozenset({"total_ratio"})
+OURS_BETTER, BASELINE_BETTER, INCONCLUSIVE = "ours better", "baseline better", "inconclusive"
 # P(Poisson(1) <= k), k = 0..7
 _POISSON1_CDF = tuple(sum(math.exp(-1) / math.factorial(j) for j in range(k + 1)) for k in range(8))
 
@@ -242,7 +243,7 @@ def summarise(task: str, reps: Dict[Tuple[str, str], Dict[int, Tuple[float, int]
 def verdict(metric: str, low: Optional[float], high: Optional[float]) -> str:
     """Who wins a paired difference ``ours - baseline`` whose 95% interval is [low, high]."""
     if low is None or high is None or low <= 0 <= high:
-        return "inconclusive"
+        return INCONCLUSIVE
     ours_higher = low > 0
     better = (not ours_higher) if metric in LOWER_IS_BETTER else ours_higher
-    return "ours better" if better else "baseline better"
+    return OURS_BETTER if better else BASELINE_BETTER

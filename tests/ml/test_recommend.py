@@ -18,6 +18,17 @@ def test_strategy_masks_and_names():
         "at_risk_long_term_value", "new_user_content_popularity", "personalized"]
 
 
+def test_strategies_off_get_the_personalized_ranking():
+    stages, n_events = ["new", "at_risk", "churned", "at_risk", "active"], [10, 10, 10, 1, 10]
+    is_new, at_risk = R.strategy_masks(stages, n_events, RecommendConf(strategies_off=("at_risk_long_term_value",)))
+    assert is_new.tolist() == [True, False, False, True, False] and not at_risk.any()
+    is_new, at_risk = R.strategy_masks(stages, n_events, RecommendConf(strategies_off=("new_user_content_popularity",)))
+    # a new user in an at-risk stage is not moved into the at-risk strategy
+    assert not is_new.any() and at_risk.tolist() == [False, True, True, False, False]
+    assert set(R.strategy_names(*R.strategy_masks(stages, n_events, RecommendConf(strategies_off=(
+        "new_user_content_popularity", "at_risk_long_term_value"))))) == {"personalized"}
+
+
 def test_candidate_pool_from_conf():
     assert R.candidate_pool(10, 1000, RecommendConf()) == 60
     assert R.candidate_pool(10, 1000, RecommendConf(candidate_pool_factor=10)) == 100

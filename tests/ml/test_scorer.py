@@ -60,6 +60,23 @@ def test_policy_weights_come_from_the_conf(scorer):
     assert list(default["rec_items"]) != list(out["rec_items"])
 
 
+def test_a_strategy_turned_off_gives_its_users_the_personalized_lists(scorer):
+    """``strategies_off`` (the score stage's strategy gate): the users of a lost strategy get
+    the lists of users with the same history whom no strategy serves, and that label."""
+    df = scoring_users(12, seed=8)
+    conf = RecommendConf(k=5, category_cap=0, at_risk_value_weight=3.0)
+    plain = score_batch(df.assign(stage="active"), scorer, conf)
+    on = score_batch(df.assign(stage="at_risk"), scorer, conf)
+    off = score_batch(df.assign(stage="at_risk"), scorer,
+                      RecommendConf(k=5, category_cap=0, at_risk_value_weight=3.0,
+                                    strategies_off=("at_risk_long_term_value",)))
+    served = on["strategy"] == "at_risk_long_term_value"
+    assert served.sum() >= 6  # the users with more than new_user_max_events events
+    assert list(on.loc[served, "rec_items"].map(list)) != list(plain.loc[served, "rec_items"].map(list))
+    assert set(off["strategy"]) == set(plain["strategy"]) and "at_risk_long_term_value" not in set(off["strategy"])
+    assert list(off["rec_items"].map(list)) == list(plain["rec_items"].map(list))
+
+
 def test_a_users_scores_and_explanations_do_not_depend_on_its_batch(scorer):
     """Found by killing an executor (tests/test_cluster_faults.py): top_features
     perturbed each feature towards the *batch* mean, so a user's explanation changed
@@ -99,6 +116,7 @@ EQUIVALENCE_CONFS = {
     "new_users_content_blend": dict(k=10, new_user_model_weight=0.3, new_user_content_weight=0.4,
                                     new_user_popularity_weight=0.3),
     "no_interest_prior": dict(k=8, interest_weight=0.0, at_risk_value_weight=2.0),
+    "at_risk_off": dict(k=10, at_risk_value_weight=2.0, strategies_off=("at_risk_long_term_value",)),
 }
 
 

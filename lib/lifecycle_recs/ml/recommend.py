@@ -15,6 +15,8 @@ Strategies (``names.STRATEGIES``):
   training snapshot and were still active H days later;
 * ``personalized`` — everyone else: the model score.
 
+A strategy in ``strategies_off`` is not applied: its users get the ``personalized`` ranking.
+
 Then seen items are removed where ``filter_seen`` (and re-consumption is not expected:
 :func:`seen_policy`), and a category cap keeps at
 most ``category_cap`` items of one category in a user's top-K (filled from the
@@ -142,7 +144,14 @@ def strategy_masks(stages: Sequence, n_events: Sequence, conf: RecommendConf) ->
     is_new = np.array([(st == NEW_STAGE) or (ne <= conf.new_user_max_events) for st, ne in zip(stages, n_events)],
                       dtype=bool)
     at_risk = np.array([st in AT_RISK_STAGES for st in stages], dtype=bool) & ~is_new
-    return is_new, at_risk
+    return strategies_applied(is_new, at_risk, conf)
+
+
+def strategies_applied(is_new: np.ndarray, at_risk: np.ndarray, conf: RecommendConf) -> Tuple[np.ndarray, np.ndarray]:
+    """The masks with ``conf.strategies_off`` cleared: those users get the plain personalised
+    ranking (a new user in an at-risk stage stays out of the at-risk strategy either way)."""
+    off = set(conf.strategies_off)
+    return (is_new & (STRATEGY_NEW_USER not in off)), (at_risk & (STRATEGY_AT_RISK not in off))
 
 
 def strategy_names(is_new: np.ndarray, at_risk: np.ndarray) -> List[str]:

@@ -132,13 +132,13 @@ def _strategy_masks(cols: columns.UserColumns, n_events: np.ndarray, conf: Recom
     """(is_new, at_risk) per user, as ``recommend.strategy_masks`` (a null stage is neither)."""
     if cols.stage is None:
         is_new = n_events <= conf.new_user_max_events
-        return is_new, np.zeros(cols.n, bool)
+        return recommend.strategies_applied(is_new, np.zeros(cols.n, bool), conf)
     stage = cols.stage.cast(pa.string())
     new_stage = pc.fill_null(pc.equal(stage, NEW_STAGE), False).to_numpy(zero_copy_only=False)
     risky = pc.fill_null(pc.is_in(stage, value_set=pa.array(list(AT_RISK_STAGES))), False) \
         .to_numpy(zero_copy_only=False)
     is_new = new_stage | (n_events <= conf.new_user_max_events)
-    return is_new, risky & ~is_new
+    return recommend.strategies_applied(is_new, risky & ~is_new, conf)
 
 
 @torch.no_grad()

@@ -2,6 +2,7 @@
 ``user_interests``, ``retention_scores`` and ``recommendations`` for D."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Dict
 
@@ -12,6 +13,7 @@ from ..context import RunContext
 from ..dates import utc_now
 from ..feeding import artifact_repeat_share
 from ..lifecycle import users_with_stage
+from ..strategy_gate import losing_strategies
 from ..ml import artifacts
 from ..ml.recommend import seen_policy
 from ..udfs import score_users, scored_outputs
@@ -34,6 +36,10 @@ def run(ctx: RunContext) -> Dict[str, object]:
         log.info("seen items are kept: %.1f%% of the items the training users of %s touched next were "
                  "already in their sequences (recommend.keep_seen_repeat_share %s)",
                  100 * share, art.version, cfg.recommend.keep_seen_repeat_share)
+    gated = losing_strategies(spark, cfg, d)
+    off = {s: "recommend.strategies_off" for s in cfg.recommend.strategies_off}
+    off.update(gated)
+    policy = dataclasses.replace(policy, strategies_off=tuple(sorted(off)))
     scored = score_users(users, art_dir, policy, cfg.train.device).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         n = scored.count()
@@ -43,4 +49,5 @@ def run(ctx: RunContext) -> Dict[str, object]:
     finally:
         scored.unpersist()
     return {"users": n, "recommendation_rows": metrics["recommendations"].get("numOutputRows", 0),
-            "model_version": art.version, "strategies": strategies, "seen_items_filtered": policy.filter_seen}
+            "model_version": art.version, "strategies": strategies, "seen_items_filtered": policy.filter_seen,
+            "strategies_off": off}
