@@ -98,15 +98,21 @@ def main():
           f"{time.perf_counter() - t0:.0f}s")
     print("\n".join(quality_table(rows)))
     print(stack_summary(cfg.artifacts, ev["model"]))
+    print("\n".join(result_lines(rows, f"dataset={args.dataset}")))
+
+
+def result_lines(rows, prefix: str):
+    """One ``RESULT <prefix> task=... verdict=...`` line per ours-vs-baseline row of
+    ``evaluation_metrics`` (``rows``: dicts)."""
     by = {(r["model"], r["task"], r["metric"]): r for r in rows}
     for r in rows:
         if not r["model"].startswith("ours-vs-"):
             continue
         base = by.get((r["model"][len("ours-vs-"):], r["task"], r["metric"]))
         ours = by.get(("ours", r["task"], r["metric"]))
-        print(f"RESULT dataset={args.dataset} task={r['task']} metric={r['metric']} comparison={r['model']} "
-              f"n={r['n_users']} ours={ours['value']:.4f} baseline={base['value']:.4f} diff={r['value']:.4f} "
-              f"low={_f(r['ci_low'])} high={_f(r['ci_high'])} verdict={r['verdict'].replace(' ', '_')}")
+        yield (f"RESULT {prefix} task={r['task']} metric={r['metric']} comparison={r['model']} "
+               f"n={r['n_users']} ours={ours['value']:.4f} baseline={base['value']:.4f} diff={r['value']:.4f} "
+               f"low={_f(r['ci_low'])} high={_f(r['ci_high'])} verdict={r['verdict'].replace(' ', '_')}")
 
 
 def stack_summary(root: str, version: str) -> str:

@@ -1,0 +1,109 @@
+"""Choose a conf weight on the validation period, never on the reported one.
+
+    python benchmarks/validate_weights.py --dataset synthetic \\
+        --sweep recommend.new_user_model_weight=0.5,0.7 --sweep recommend.new_user_popularity_weight=0.3
+    python benchmarks/validate_weights.py --dataset demo --sweep recommend.at_risk_value_weight=0,0.3,1
+
+The reported evaluation (``nightly_quality.py``) measures night D's training snapshot
+T = D - H. This script measures the night before it: D' = D - H, so T' = D - 2H, with the
+model promoted for T' (trained on T' - H, as ``--warm-up`` trains it) and labels from
+(T', T' + H], which end where the reported labels begin. It builds one lake (ingest, the
+warm-up model of T', the data stages and text vectors of D'), then runs the evaluate
+stage once per setting (the grid of every ``--sweep`` key's values; the conf's own value
+first) on that lake, and prints every ours-vs-baseline row of each:
+
+RESULT dataset=<d> setting=<k=v,...> task=<t> metric=<m> comparison=<c> n=<n> ours=<a> baseline=<b> diff=<d> low=<l> high=<h> verdict=<v>
+
+Only keys that the evaluate stage reads without retraining make sense here
+(``recommend.*``; a ``model.*`` or ``train.*`` key needs a retrain: pass it with
+``--set`` and compare two runs). ``--set`` overrides conf keys for every setting.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import shutil
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "lib"))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+
+def settings(sweeps, cfg):
+    """The grid of ``key=v1,v2`` sweeps, the conf's own values first: a list of
+    (label, overrides) with overrides as ``key=value`` strings."""
+    import json
+
+    import yaml
+
+    keys, values = [], []
+    for s in sweeps:
+        key, sep, raw = s.partition("=")
+        if not sep or not raw:
+            raise SystemExit(f"--sweep expects key=v1,v2,..., got {s!r}")
+        section = cfg
+        for part in key.split("."):
+            if not hasattr(section, part):
+                raise SystemExit(f"--sweep: unknown conf key {key!r}")
+            section = getattr(section, part)
+        own = json.dumps(list(section) if isinstance(section, tuple) else section)  # valid YAML
+        vals = [v.strip() for v in raw.split(",")]
+        keys.append(key)
+        values.append([own] + [v for v in vals if yaml.safe_load(v) != json.loads(own)])
+    grid = []
+    for combo in itertools.product(*values):
+        sets = [f"{k}={v}" for k, v in zip(keys, combo)]
+        grid.append((",".join(sets), sets))
+    return grid
+
+
+def main():
+    from pyspark.sql import functions as F
+
+    from lifecycle_recs import tables
+    from lifecycle_recs.dates import add_days
+    from lifecycle_recs.pipeline import run_nightly, warm_up
+    from lifecycle_recs.spark import get_spark
+    from nightly_quality import conf_for, result_lines
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--dataset", required=True, choices=["demo", "synthetic", "movielens", "orders"])
+    p.add_argument("--users", type=int, default=None, help="synthetic: 6000; orders: 4000")
+    p.add_argument("--work", default=None)
+    p.add_argument("--sweep", action="append", required=True, metavar="KEY=V1,V2",
+                   help="a conf key and the values to try (repeatable: the grid of all)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every setting")
+    args = p.parse_args()
+    users = args.users or {"synthetic": 6000, "orders": 4000}.get(args.dataset, 0)
+    work = args.work or os.path.join(ROOT, ".bench", f"validate_{args.dataset}")
+    shutil.rmtree(work, ignore_errors=True)
+    cfg = conf_for(args.dataset, work, users, None, args.set)
+    grid = settings(args.sweep, cfg)
+    spark = get_spark(cfg.spark)
+    t0 = time.perf_counter()
+    d = run_nightly(spark, cfg, None, ["ingest"]).snapshot_date  # the reported night D
+    H = cfg.lifecycle.horizon_days
+    d_val = add_days(d, -H)
+    data = [s for s in cfg.stages if s in ("sequences", "lifecycle", "embeddings")]
+    stages, _ = warm_up(spark, cfg, d_val, data)
+    run_nightly(spark, cfg, d_val, stages, training_snapshot=True)  # T' with its labels
+    t_val = add_days(d_val, -H)
+    print(f"\n{args.dataset}: reported D={d}; validation D'={d_val}, T'={t_val}, labels ({t_val}, {d_val}]; "
+          f"lake built in {time.perf_counter() - t0:.0f}s")
+    for label, sets in grid:
+        t1 = time.perf_counter()
+        one = conf_for(args.dataset, work, users, None, [*args.set, *sets])
+        run = run_nightly(spark, one, d_val, ["evaluate"])
+        ev = run.results[0].info
+        rows = [r.asDict() for r in tables.read(spark, one, "evaluation_metrics", t_val)
+                .where(F.col("dataset") == "nightly").orderBy("task", "metric", "model").collect()]
+        print(f"\nsetting {label}: model {ev['model']}, {ev['evaluated_users']} users, "
+              f"{time.perf_counter() - t1:.0f}s")
+        print("\n".join(result_lines(rows, f"dataset={args.dataset} setting={label}")))
+
+
+if __name__ == "__main__":
+    main()
