@@ -229,13 +229,9 @@ class RecommendConf:
     # ... and without item text vectors: model and popularity only (0.5 lost recall to the plain
     # ranking on the same validation period, −0.014 [−0.023, −0.003]; 0.7 ties it, −0.0065)
     new_user_no_text_model_weight: float = 0.7
-    # lifecycle strategies not applied: their users get the plain personalised ranking and are
-    # labelled ``personalized`` (the evaluate stage still measures every strategy)
+    # strategies not applied (their users get the plain ranking); with the gate on, also those
+    # that lost to the plain ranking in the latest earlier evaluation (strategy_gate.py)
     strategies_off: Tuple[str, ...] = ()
-    # ... and, at score time, every strategy whose latest nightly evaluation from an earlier
-    # night (evaluation_metrics, snapshot before D - H) has a 'baseline better' verdict against
-    # the plain ranking (recall, NDCG or the items' long-term value): a strategy is kept only
-    # where it wins or ties
     strategy_gate: bool = True
     # candidates ranked before the category cap: max(k * factor, k + extra)
     candidate_pool_factor: int = 4
