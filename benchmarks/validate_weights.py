@@ -3,14 +3,16 @@
     python benchmarks/validate_weights.py --dataset synthetic \\
         --sweep recommend.new_user_model_weight=0.5,0.7 --sweep recommend.new_user_popularity_weight=0.3
     python benchmarks/validate_weights.py --dataset demo --sweep recommend.at_risk_value_weight=0,0.3,1
+    python benchmarks/validate_weights.py --dataset synthetic \
+        --try "recommend.new_user_model_weight=0.3 recommend.new_user_content_weight=0.4"
 
 The reported evaluation (``nightly_quality.py``) measures night D's training snapshot
 T = D - H. This script measures the night before it: D' = D - H, so T' = D - 2H, with the
 model promoted for T' (trained on T' - H, as ``--warm-up`` trains it) and labels from
 (T', T' + H], which end where the reported labels begin. It builds one lake (ingest, the
 warm-up model of T', the data stages and text vectors of D'), then runs the evaluate
-stage once per setting (the grid of every ``--sweep`` key's values; the conf's own value
-first) on that lake, and prints every ours-vs-baseline row of each:
+stage once per setting (the conf's own values first, then each ``--try``, then the grid
+of every ``--sweep`` key's values) on that lake, and prints every ours-vs-baseline row of each:
 
 RESULT dataset=<d> setting=<k=v,...> task=<t> metric=<m> comparison=<c> n=<n> ours=<a> baseline=<b> diff=<d> low=<l> high=<h> verdict=<v>
 
@@ -32,31 +34,50 @@ sys.path.insert(0, os.path.join(ROOT, "lib"))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 
-def settings(sweeps, cfg):
-    """The grid of ``key=v1,v2`` sweeps, the conf's own values first: a list of
-    (label, overrides) with overrides as ``key=value`` strings."""
+def settings(sweeps, tries, cfg):
+    """The settings to evaluate, as (label, ``key=value`` overrides): the conf's own values
+    of every key swept or tried first, then each ``--try`` (``"k=v k2=v2"``: one setting),
+    then the grid of the ``key=v1,v2`` sweeps."""
     import json
 
     import yaml
 
+    def own(key):
+        section = cfg
+        for part in key.split("."):
+            if not hasattr(section, part):
+                raise SystemExit(f"unknown conf key {key!r}")
+            section = getattr(section, part)
+        return json.dumps(list(section) if isinstance(section, tuple) else section)  # valid YAML
+
+    parsed = []
+    for t in tries:
+        sets = t.split()
+        if not sets or any("=" not in x or x.startswith("=") for x in sets):
+            raise SystemExit(f"--try expects 'key=value key2=value2', got {t!r}")
+        parsed.append(sets)
     keys, values = [], []
     for s in sweeps:
         key, sep, raw = s.partition("=")
         if not sep or not raw:
             raise SystemExit(f"--sweep expects key=v1,v2,..., got {s!r}")
-        section = cfg
-        for part in key.split("."):
-            if not hasattr(section, part):
-                raise SystemExit(f"--sweep: unknown conf key {key!r}")
-            section = getattr(section, part)
-        own = json.dumps(list(section) if isinstance(section, tuple) else section)  # valid YAML
-        vals = [v.strip() for v in raw.split(",")]
         keys.append(key)
-        values.append([own] + [v for v in vals if yaml.safe_load(v) != json.loads(own)])
-    grid = []
-    for combo in itertools.product(*values):
-        sets = [f"{k}={v}" for k, v in zip(keys, combo)]
-        grid.append((",".join(sets), sets))
+        values.append([v.strip() for v in raw.split(",")])
+    tried = sorted({x.partition("=")[0] for sets in parsed for x in sets} | set(keys))
+    out = [[f"{k}={own(k)}" for k in tried]]
+    out += parsed
+    out += [[f"{k}={v}" for k, v in zip(keys, combo)] for combo in itertools.product(*values)]
+    def value(v):
+        x = yaml.safe_load(v)
+        return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else x
+
+    base = {k: value(own(k)) for k in tried}
+    seen, grid = [], []
+    for sets in out:  # a setting equal to an earlier one once the conf's values fill it in is run once
+        key = {**base, **{k: value(v) for k, _, v in (x.partition("=") for x in sets)}}
+        if key not in seen:
+            seen.append(key)
+            grid.append((",".join(sets), sets))
     return grid
 
 
@@ -73,15 +94,19 @@ def main():
     p.add_argument("--dataset", required=True, choices=["demo", "synthetic", "movielens", "orders"])
     p.add_argument("--users", type=int, default=None, help="synthetic: 6000; orders: 4000")
     p.add_argument("--work", default=None)
-    p.add_argument("--sweep", action="append", required=True, metavar="KEY=V1,V2",
+    p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
                    help="a conf key and the values to try (repeatable: the grid of all)")
+    p.add_argument("--try", dest="tries", action="append", default=[], metavar="'K=V K2=V2'",
+                   help="one setting of one or more keys (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every setting")
     args = p.parse_args()
     users = args.users or {"synthetic": 6000, "orders": 4000}.get(args.dataset, 0)
     work = args.work or os.path.join(ROOT, ".bench", f"validate_{args.dataset}")
     shutil.rmtree(work, ignore_errors=True)
     cfg = conf_for(args.dataset, work, users, None, args.set)
-    grid = settings(args.sweep, cfg)
+    if not args.sweep and not args.tries:
+        p.error("nothing to compare: give --sweep or --try")
+    grid = settings(args.sweep, args.tries, cfg)
     spark = get_spark(cfg.spark)
     t0 = time.perf_counter()
     d = run_nightly(spark, cfg, None, ["ingest"]).snapshot_date  # the reported night D
