@@ -56,6 +56,19 @@ def test_the_latest_earlier_nightly_evaluation_decides(spark, make_cfg):
     assert losing_strategies(spark, make_cfg(recommend={"strategy_gate": False}), d) == {}
 
 
+def test_an_evaluation_table_from_before_verdicts_turns_nothing_off(spark, make_cfg):
+    """A lake whose evaluation_metrics predates the verdict columns (the next evaluate adds
+    them): score must not fail on it before that evaluate has run."""
+    cfg = make_cfg()
+    old = [{k: v for k, v in r.items() if k not in ("n_users", "ci_low", "ci_high", "verdict")}
+           for r in metric_rows("2026-01-01", "nightly", "ours-vs-plain_personalized", "v", f"strategy[{AT_RISK}]",
+                                {"ndcg@10": -0.5})]
+    spark.createDataFrame(old).write.format("delta").partitionBy("snapshot_date").save(
+        tables.path(cfg, "evaluation_metrics"))
+    assert "verdict" not in tables.read(spark, cfg, "evaluation_metrics").columns
+    assert losing_strategies(spark, cfg, "2026-03-31") == {}
+
+
 def test_the_score_stage_serves_a_losing_strategys_users_the_plain_ranking(spark, reference, tmp_path):
     """On a copy of the reference lake: with the at-risk strategy lost in an earlier night's
     evaluation, a rerun of score lands no at-risk lists, for the same users, and says why."""

@@ -40,8 +40,13 @@ def losing_strategies(spark: SparkSession, cfg: Config, d: str) -> Dict[str, str
     if not cfg.recommend.strategy_gate or not tables.exists(spark, cfg, "evaluation_metrics"):
         return {}
     before = parse_date(training_date(d, cfg.lifecycle.horizon_days))
-    ev = tables.read(spark, cfg, "evaluation_metrics").where(
-        (F.col("dataset") == "nightly") & (F.col("snapshot_date") < F.lit(before)))
+    ev = tables.read(spark, cfg, "evaluation_metrics")
+    missing = sorted({"verdict", "ci_low", "ci_high", "n_users"} - set(ev.columns))
+    if missing:  # a table from before the verdicts: the next evaluate adds the columns
+        log.info("strategy gate: evaluation_metrics has no %s yet (written before verdicts existed); "
+                 "every strategy applies", missing)
+        return {}
+    ev = ev.where((F.col("dataset") == "nightly") & (F.col("snapshot_date") < F.lit(before)))
     latest = ev.agg(F.max("snapshot_date")).first()[0]
     if latest is None:
         log.info("strategy gate: no nightly evaluation of a snapshot before %s yet; every strategy applies", before)
