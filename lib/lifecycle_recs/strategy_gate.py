@@ -23,11 +23,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from . import tables
-from .quality import BASELINE_BETTER
 from .config import Config
 from .dates import parse_date, training_date
 from .evaluation import PLAIN_MODEL
 from .names import STRATEGY_AT_RISK, STRATEGY_NEW_USER
+from .quality import BASELINE_BETTER
 
 log = logging.getLogger(__name__)
 PLAIN_COMPARISON = f"ours-vs-{PLAIN_MODEL}"

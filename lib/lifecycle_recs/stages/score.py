@@ -13,9 +13,9 @@ from ..context import RunContext
 from ..dates import utc_now
 from ..feeding import artifact_repeat_share
 from ..lifecycle import users_with_stage
-from ..strategy_gate import losing_strategies
 from ..ml import artifacts
 from ..ml.recommend import seen_policy
+from ..strategy_gate import losing_strategies
 from ..udfs import score_users, scored_outputs
 
 log = logging.getLogger(__name__)
