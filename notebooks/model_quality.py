@@ -43,3 +43,19 @@ for model in sorted({r["model"] for r in series}):
 ax.set_title(f"{task} {metric}")
 ax.legend()
 nb.display(fig, f"{task}_{metric}")
+
+# COMMAND ----------
+# MAGIC %md The lifecycle strategies against the plain ranking for the same users, per evaluated night, and
+# MAGIC which of them the last night applied: the strategy gate turns off a strategy that lost in the latest
+# MAGIC earlier evaluation (`recommend.strategy_gate`; README, "Recommendations")
+
+# COMMAND ----------
+from lifecycle_recs.strategy_gate import PLAIN_COMPARISON, losing_strategies  # noqa: E402
+
+nb.display(m.where(F.col("task").startswith("strategy[") & (F.col("model") == PLAIN_COMPARISON))
+           .select("snapshot_date", "task", "metric", "n_users", "value", "ci_low", "ci_high", "verdict")
+           .orderBy("snapshot_date", "task", "metric"), rows=30)
+nb.display(tables.read(spark, cfg, "recommendations", D).groupBy("strategy")
+           .agg(F.countDistinct("user_id").alias("users")).orderBy("strategy"))
+print(f"not applied on {D}:", losing_strategies(spark, cfg, D) or "none (every strategy won or tied, or no "
+      "earlier evaluation)")

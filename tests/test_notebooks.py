@@ -32,6 +32,9 @@ def lake(spark, tmp_path_factory):
     for night, auc in (("2026-01-01", 0.81), ("2026-02-01", 0.84)):  # two evaluated nights
         rows = metric_rows(night, "nightly", "ours", "v", "churn", {"roc_auc": auc}) + \
             metric_rows(night, "nightly", "recency", "-", "churn", {"roc_auc": 0.8})
+        lost = metric_rows(night, "nightly", "ours-vs-plain_personalized", "v", "strategy[at_risk_long_term_value]",
+                           {"ndcg@10": -0.03}, n_users=12)  # the later night's turns the strategy off
+        rows += [{**r, "ci_low": -0.05, "ci_high": -0.01, "verdict": "baseline better"} for r in lost]
         tables.replace_metric_rows(spark, cfg, rows, night, "nightly")
     path = root / "conf.yaml"
     path.write_text(yaml.safe_dump(conf))
@@ -51,5 +54,7 @@ def test_notebook_runs_top_to_bottom(spark, lake, name, monkeypatch, capsys):
         exec(compile(cell, f"{name}[cell {i}]", "exec"), scope)
     out = capsys.readouterr().out
     assert f"last published night: {d}" in out and "|" in out  # at least one table was shown
+    if "losing_strategies" in source:  # the strategy gate's decision for the published night
+        assert "not applied on" in out and "lost to the plain ranking in the evaluation of 2026-02-01" in out
     if "nb.display(fig" in source:
         assert os.listdir(os.path.join(cfg.reports, "notebooks"))
