@@ -37,9 +37,12 @@ def losing_strategies(spark: SparkSession, cfg: Config, d: str) -> Dict[str, str
     """Strategy -> why it is off tonight: the rows of the latest nightly evaluation of a
     snapshot before D - H where it lost to the plain ranking. Empty when the gate is off or
     no such evaluation exists. Reads a few metric rows (one small aggregate and one filter)."""
-    if not cfg.recommend.strategy_gate or not tables.exists(spark, cfg, "evaluation_metrics"):
+    if not cfg.recommend.strategy_gate:
         return {}
     before = parse_date(training_date(d, cfg.lifecycle.horizon_days))
+    if not tables.exists(spark, cfg, "evaluation_metrics"):
+        log.info("strategy gate: no nightly evaluation of a snapshot before %s yet; every strategy applies", before)
+        return {}
     ev = tables.read(spark, cfg, "evaluation_metrics")
     missing = sorted({"verdict", "ci_low", "ci_high", "n_users"} - set(ev.columns))
     if missing:  # a table from before the verdicts: the next evaluate adds the columns
