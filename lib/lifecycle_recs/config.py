@@ -159,9 +159,10 @@ class ModelConf:
     # MovieLens churn vs BG/NBD and the demo's value RMSE vs "same as last H" into wins; elsewhere not kept)
     stacking: bool = True
     # churn of users silent longer than lifecycle.churn_days from their silence and activity rate (ml/lapsed.py),
-    # fitted on the training snapshot's lapsed users and applied only where the silence slope's z >= 2; the
-    # model's churn for everyone else
+    # fitted on the lapsed users of the training snapshot and of the lapsed_periods - 1 periods of H days before
+    # it (lapsed_history.py), applied only where the silence slope's z >= 2; the model's churn for everyone else
     lapsed_churn: bool = True
+    lapsed_periods: int = 1
 
 
 @dataclass(frozen=True)

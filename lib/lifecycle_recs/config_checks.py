@@ -44,7 +44,8 @@ POSITIVE = ("spark.shuffle_partitions", "sequences.max_length", "lifecycle.horiz
             "train.batch_size", "recommend.k", "recommend.chunk_size", "embedding.batch_size",
             "lifecycle.new_days", "lifecycle.at_risk_days", "lifecycle.churn_days", "lifecycle.transition_step_days",
             "lifecycle.reactivation_window_days", "lifecycle.at_risk_gap_multiplier", "validation.max_id_length",
-            "validation.max_value", "evaluation.bootstrap", "evaluation.btyd_max_rows", "evaluation.jaccard_pairs")
+            "validation.max_value", "evaluation.bootstrap", "evaluation.btyd_max_rows", "evaluation.jaccard_pairs",
+            "model.lapsed_periods")
 FRACTIONS = ("validation.max_quarantine_fraction", "publish.max_shrink_fraction", "train.validation_fraction",
              "evaluation.popularity_head_fraction")
 

@@ -63,6 +63,14 @@ class TailCounts:
             self.n[key] = self.n.get(key, 0.0) + 1.0
             self.k[key] = self.k.get(key, 0.0) + float(y)
 
+    def add_groups(self, x: np.ndarray, n: np.ndarray, k: np.ndarray) -> None:
+        """Add counts already grouped by (log1p silence, log rate), rounded as above (the
+        lapsed users of earlier periods, ``lapsed_history``)."""
+        for (xs, xr), nn, kk in zip(np.asarray(x, np.float64).reshape(-1, 2), n, k):
+            key = (round(float(xs), 3), round(float(xr), 2))
+            self.n[key] = self.n.get(key, 0.0) + float(nn)
+            self.k[key] = self.k.get(key, 0.0) + float(kk)
+
     def arrays(self):
         """(x [groups, 2]: log1p silence and log rate, n users, k churned)."""
         keys = sorted(self.n)

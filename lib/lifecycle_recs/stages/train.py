@@ -25,7 +25,7 @@ import torch
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
-from .. import btyd, fingerprint, scratch, tables, tracking
+from .. import btyd, fingerprint, lapsed_history, scratch, tables, tracking
 from ..context import RunContext
 from ..feeding import build_vocab, example_feed, examples, item_stats, repeat_share, training_frame
 from ..ml import artifacts
@@ -89,10 +89,27 @@ def feature_reference(feed, tail: Optional[lapsed.TailCounts] = None) -> list:
     return [] if total is None else [float(x) for x in (total / max(n, 1)).tolist()]
 
 
-def fit_lapsed(tail: lapsed.TailCounts, min_silence_days: float) -> Optional[Dict]:
-    """``ml.lapsed`` on the lapsed labelled training users (None: too few to fit)."""
+def add_earlier_periods(spark, cfg, t_date: str, tail: lapsed.TailCounts) -> lapsed.TailCounts:
+    """``tail`` (the lapsed training users of T) with the lapsed users of the
+    ``model.lapsed_periods`` - 1 periods of H days before T (``lapsed_history``)."""
+    periods = int(cfg.model.lapsed_periods)
+    if periods > 1:
+        x, n, k = lapsed_history.earlier_tail_counts(tables.read(spark, cfg, "events"), t_date,
+                                                     cfg.lifecycle.horizon_days, cfg.lifecycle.churn_days, periods)
+        log.info("lapsed churn: %d users silent > %g days at the %d cutoffs before %s (%s), %d came back", n.sum(),
+                 cfg.lifecycle.churn_days, periods - 1, t_date,
+                 ", ".join(lapsed_history.cutoffs(t_date, cfg.lifecycle.horizon_days, periods)), (n - k).sum())
+        tail.add_groups(x, n, k)
+    return tail
+
+
+def fit_lapsed(tail: lapsed.TailCounts, min_silence_days: float, periods: int = 1) -> Optional[Dict]:
+    """``ml.lapsed`` on the lapsed labelled training users, with those of the earlier
+    periods ``tail`` holds (None: too few to fit)."""
     x, n, k = tail.arrays()
     params = lapsed.fit(x, n, k, min_silence_days)
+    if params is not None:
+        params["periods"] = int(periods)
     if params is None:
         log.info("lapsed churn: not fitted (%d users silent > %g days, %d came back): the model's churn applies "
                  "to every user", int(n.sum()), min_silence_days, int((n - k).sum()))
@@ -228,7 +245,8 @@ def train_and_save(ctx: RunContext, frame, vocab, text, bg: Dict, inputs: str) -
             vectors.clear()
             tail = lapsed.TailCounts(cfg.lifecycle.churn_days) if cfg.model.lapsed_churn else None
             reference = feature_reference(train_f, tail)
-            lapsed_params = fit_lapsed(tail, cfg.lifecycle.churn_days) if tail is not None else None
+            lapsed_params = fit_lapsed(add_earlier_periods(spark, cfg, t_date, tail), cfg.lifecycle.churn_days,
+                                       cfg.model.lapsed_periods) if tail is not None else None
             held_auc, held_pairs = _held_out_churn(model, val_labels)
             metrics = {"train_rows": train_f.rows, "val_rows": val_f.rows, **info, **held_auc}
             if lapsed_params:  # figures in the artifact's config.json with the parameters, not metrics
