@@ -23,6 +23,7 @@ from tests.helpers import ROOT
     ({"source": {"event_type": "order"}}, "source.event_type 'order' is not in validation.event_types"),
     ({"source": {"event_type": "purchase", "columns": {"event_type": "action"}}}, "a constant type or a column"),
     ({"evaluation": {"bootstrap": 0}}, "'evaluation.bootstrap' must be positive"),
+    ({"model": {"lapsed_periods": 0}}, "'model.lapsed_periods' must be positive"),
     ({"trian": {}}, "unknown key(s) ['trian']"),
     ({"train": {"epoch": 3}}, "unknown key(s) ['epoch'] in config section 'train'"),
     ({"validation": {"min_event_date": 2020}}, "'validation.min_event_date' must be a date string"),

@@ -32,7 +32,7 @@ def _cfg(make_cfg, path):
                                         "quantity": "quantity"},
                             "event_type": "purchase", "timestamp_kind": "date"},
                     train={"epochs": 2, "patience": 2, "batch_size": 64, "heads_steps": 60},
-                    model={"hidden_dim": 16, "item_dim": 16, "stacking": True})
+                    model={"hidden_dim": 16, "item_dim": 16, "stacking": True, "lapsed_periods": 3})
 
 
 @pytest.mark.slow
@@ -67,7 +67,13 @@ def test_order_log_runs_every_default_stage(spark, make_cfg, orders_csv, caplog)
         lapsed_params = json.load(fh)["lapsed"]
     assert any(m.startswith("lapsed churn: ") for m in caplog.messages)
     assert not lapsed_params or (lapsed_params["slope"] >= 0 and lapsed_params["returned"] >= 5
-                                 and lapsed_params["min_silence_days"] == cfg.lifecycle.churn_days)
+                                 and lapsed_params["min_silence_days"] == cfg.lifecycle.churn_days
+                                 and lapsed_params["periods"] == 3)
+    # with the lapsed customers of the two periods of H days before the training snapshot
+    t_train = add_days(t, -cfg.lifecycle.horizon_days)
+    earlier = ", ".join(add_days(t_train, -k * cfg.lifecycle.horizon_days) for k in (1, 2))
+    assert any(m.startswith("lapsed churn: ") and f"at the 2 cutoffs before {t_train} ({earlier})" in m
+               for m in caplog.messages)
     assert runs.last_published_date(spark, cfg) == d
     customers = log[log.order_date <= d].customer_id.nunique()
     assert tables.read(spark, cfg, "retention_scores", d).count() == customers

@@ -46,6 +46,26 @@ def test_a_saved_artifact_is_never_rewritten(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temp left behind
 
 
+def test_the_same_weights_with_another_configuration_are_a_new_version(tmp_path):
+    # a conf change that does not move the weights (the lapsed users' model, the second stage,
+    # the item statistics) must land: before, the old directory was kept as it was and scored
+    torch.manual_seed(0)
+    m = model_of()
+    stats = artifacts.ItemStats(np.arange(VOCAB.n_items, dtype=float), np.full(VOCAB.n_items, 0.5))
+
+    def save(extra, item_stats=stats):
+        return artifacts.save(str(tmp_path), m, VOCAB, 6, {}, item_stats, "2026-01-01", extra, promote=False)
+
+    d = save({"lapsed": {"slope": 1.0, "periods": 1}, "inputs_fingerprint": "a"})
+    assert save({"lapsed": {"slope": 1.0, "periods": 1}, "inputs_fingerprint": "b"}) == d  # not what scores
+    other = save({"lapsed": {"slope": 0.5, "periods": 6}, "inputs_fingerprint": "a"})
+    assert other != d and artifacts.load(other).config["lapsed"] == {"slope": 0.5, "periods": 6}
+    assert artifacts.load(d).config["lapsed"] == {"slope": 1.0, "periods": 1}
+    assert save({"lapsed": {"slope": 1.0, "periods": 1}},
+                artifacts.ItemStats(np.zeros(VOCAB.n_items), np.full(VOCAB.n_items, 0.5))) != d
+    assert save({"lapsed": {"slope": 1.0, "periods": 1}}) == d
+
+
 def test_a_retrain_to_an_existing_version_still_records_what_it_measured(tmp_path):
     # an artifact saved before train measured the repeat share, then trained again to the same
     # weights: the directory is left as it is, and load still sees the new measurement
@@ -53,7 +73,7 @@ def test_a_retrain_to_an_existing_version_still_records_what_it_measured(tmp_pat
     m = model_of()
     d = _save(tmp_path, m)
     assert "repeat_share" not in artifacts.load(d).config
-    stats = artifacts.ItemStats(np.zeros(VOCAB.n_items), np.zeros(VOCAB.n_items))
+    stats = artifacts.ItemStats(np.arange(VOCAB.n_items, dtype=float), np.full(VOCAB.n_items, 0.5))
     again = artifacts.save(str(tmp_path), m, VOCAB, 6, {"x": 1}, stats, "2026-01-01", measured={"repeat_share": 0.12})
     assert again == d
     assert artifacts.load(d).config["repeat_share"] == 0.12

@@ -76,15 +76,32 @@ def _check_version(name: str, where: str) -> str:
     return name
 
 
-def version_of(model: SequenceModel, training_date: str) -> str:
+# config.json keys that do not decide what the artifact scores (not part of its version)
+UNVERSIONED = ("inputs_fingerprint",)
+
+
+def version_of(model: SequenceModel, training_date: str, content: bytes = b"") -> str:
     """Deterministic: a rerun of the same night (same data, same seed) gives the
-    same weights, hence the same version, hence identical output tables."""
+    same weights, hence the same version, hence identical output tables. ``content``
+    (what else scoring reads: the artifact's configuration and item statistics) is
+    part of it, so the same weights with another second stage, lapsed-users model or
+    item statistics (a configuration change that does not move the weights) are a
+    new version, never the old directory left as it is."""
     state = model.state_dict()
     h = hashlib.sha256()
     for k in sorted(state):
         h.update(k.encode())
         h.update(state[k].detach().cpu().numpy().tobytes())
+    h.update(content)
     return f"{model.spec.encoder}-{training_date}-{h.hexdigest()[:8]}"
+
+
+def _content(max_len: int, extra: Dict, vocab: Vocab, item_stats: ItemStats) -> bytes:
+    """The bytes of what an artifact scores with besides its weights (see :func:`version_of`)."""
+    scored = {k: v for k, v in extra.items() if k not in UNVERSIONED}
+    return (json.dumps({"max_len": max_len, "vocab": vocab.to_json(), **scored}, sort_keys=True, default=str).encode()
+            + np.asarray(item_stats.popularity, np.float64).tobytes()
+            + np.asarray(item_stats.ltv, np.float64).tobytes())
 
 
 def _sha256(path: str) -> str:
@@ -103,7 +120,7 @@ def save(root: str, model: SequenceModel, vocab: Vocab, max_len: int, metrics: D
     the directory. When that version exists already (a rerun), it is left as it is.
     ``measured`` (figures of the training data, not of the weights) goes into a new
     artifact's ``config.json`` and, every time, beside it (:func:`record_measured`)."""
-    version = version_of(model, training_date)
+    version = version_of(model, training_date, _content(max_len, extra or {}, vocab, item_stats))
     extra = {**(extra or {}), **(measured or {})}
     d = os.path.join(root, version)
     os.makedirs(root, exist_ok=True)

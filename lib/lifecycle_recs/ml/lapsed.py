@@ -12,7 +12,9 @@ users; inside that band its churn ranking was below days-since-last-event, see R
     log rate = log1p(active days) - log1p(tenure days),            slope >= 0
 
 a three-parameter logistic regression fitted on the lapsed labelled users of the training
-snapshot (weighted maximum likelihood on their counts per distinct (silence, rate), rounded;
+snapshot and, with ``model.lapsed_periods`` > 1, on those of the periods of H days before it
+(``lapsed_history``: a discrete-time hazard fit, each period asking "back within H days?"
+of the users still away) (weighted maximum likelihood on their counts per distinct (silence, rate), rounded;
 the silence slope is bounded below by 0, so the probability never falls as the silence
 grows). Below the threshold the model's logit passes through. It is **applied only where the
 training snapshot supports its premise**: the silence slope at least ``MIN_SILENCE_Z``
