@@ -162,8 +162,10 @@ def test_fast_path_equals_the_reference_implementation(tmp_path, name, n_items):
     for c in ("user_id", "stage", "strategy", "top_category_names", "because_item_ids", "feature_names"):
         assert [list(x) if isinstance(x, (list, np.ndarray)) else x for x in got[c]] == \
             [list(x) if isinstance(x, (list, np.ndarray)) else x for x in want[c]], c
+    # because_weights are shares of a float32 sum that partly cancels: the two paths' orders of operations
+    # differ by a few 1e-6 on some CPUs (2.3e-6 on an AMD EPYC for one weight of 0.076), so 1e-5, not 1e-6
     for c, tol in (("churn_probability", 1e-6), ("predicted_value", 1e-4), ("interest_vector", 1e-5),
-                   ("top_category_weights", 1e-5), ("because_weights", 1e-6), ("feature_effects", 1e-6),
+                   ("top_category_weights", 1e-5), ("because_weights", 1e-5), ("feature_effects", 1e-6),
                    ("rec_scores", 1e-4)):
         for g, w in zip(got[c], want[c]):
             assert np.allclose(np.asarray(g, float), np.asarray(w, float), atol=tol, rtol=1e-5), (c, g, w)
