@@ -162,7 +162,7 @@ class ModelConf:
     # fitted on the lapsed users of the training snapshot and of the lapsed_periods - 1 periods of H days before
     # it (lapsed_history.py), applied only where the silence slope's z >= 2; the model's churn for everyone else
     lapsed_churn: bool = True
-    lapsed_periods: int = 1
+    lapsed_periods: int = 6
 
 
 @dataclass(frozen=True)
