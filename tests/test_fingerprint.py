@@ -5,6 +5,7 @@ import json
 import logging
 import os
 
+import numpy as np
 import pytest
 from pyspark.sql import types as T
 
@@ -59,6 +60,13 @@ def test_the_fingerprint_follows_the_shaping_configuration_only():
         != base
     assert fingerprint.training_inputs("other rows", vocab, None, {"r": 0.25}, cfg) != base
     assert fingerprint.training_inputs("rows", vocab, None, {"r": 0.26}, cfg) != base
+    # the lapsed users of the periods before T (a correction of old events can leave the rows of T alone)
+    counts = (np.array([[4.2, -1.0], [4.5, -1.2]]), np.array([10.0, 3.0]), np.array([9.0, 3.0]))
+    with_counts = fingerprint.training_inputs("rows", vocab, None, {"r": 0.25}, cfg, counts)
+    assert with_counts != base
+    assert fingerprint.training_inputs("rows", vocab, None, {"r": 0.25}, cfg, counts) == with_counts
+    assert fingerprint.training_inputs("rows", vocab, None, {"r": 0.25}, cfg,
+                                       (counts[0], counts[1], np.array([8.0, 3.0]))) != with_counts
     # where files go and whether promotion is allowed do not shape the model
     for where in ({"feed_dir": "/elsewhere"}, {"max_metric_drop": 0.5}, {"reuse_same_inputs": False}):
         assert fp(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **where))) == base, where

@@ -99,10 +99,15 @@ def _rounded(obj):
 
 
 def training_inputs(rows_digest: str, vocab: "Vocab", text: Optional[np.ndarray], btyd_params: Dict,
-                    cfg: Config) -> str:
+                    cfg: Config, lapsed_counts: Optional[tuple] = None) -> str:
     """The fingerprint of one training: rows, vocabulary, text vectors, BG/NBD of T,
-    shaping configuration and code."""
+    the lapsed users of the periods before T (``lapsed_history`` counts: a correction
+    of old events can change them and leave the rows of T as they were), shaping
+    configuration and code."""
     h = hashlib.sha256(rows_digest.encode())
+    if lapsed_counts is not None:
+        for a in lapsed_counts:
+            h.update(np.round(np.asarray(a, np.float64), DECIMALS).tobytes())
     h.update(json.dumps(vocab.to_json(), sort_keys=True).encode())
     if text is not None:
         h.update(np.round(np.asarray(text, np.float64), DECIMALS).tobytes())

@@ -89,18 +89,18 @@ def feature_reference(feed, tail: Optional[lapsed.TailCounts] = None) -> list:
     return [] if total is None else [float(x) for x in (total / max(n, 1)).tolist()]
 
 
-def add_earlier_periods(spark, cfg, t_date: str, tail: lapsed.TailCounts) -> lapsed.TailCounts:
-    """``tail`` (the lapsed training users of T) with the lapsed users of the
-    ``model.lapsed_periods`` - 1 periods of H days before T (``lapsed_history``)."""
+def earlier_lapsed(spark, cfg, t_date: str) -> Optional[tuple]:
+    """The lapsed users of the ``model.lapsed_periods`` - 1 periods of H days before T
+    (``lapsed_history`` counts; None without the lapsed users' model or earlier periods)."""
     periods = int(cfg.model.lapsed_periods)
-    if periods > 1:
-        x, n, k = lapsed_history.earlier_tail_counts(tables.read(spark, cfg, "events"), t_date,
-                                                     cfg.lifecycle.horizon_days, cfg.lifecycle.churn_days, periods)
-        log.info("lapsed churn: %d users silent > %g days at the %d cutoffs before %s (%s), %d came back", n.sum(),
-                 cfg.lifecycle.churn_days, periods - 1, t_date,
-                 ", ".join(lapsed_history.cutoffs(t_date, cfg.lifecycle.horizon_days, periods)), (n - k).sum())
-        tail.add_groups(x, n, k)
-    return tail
+    if not cfg.model.lapsed_churn or periods <= 1:
+        return None
+    x, n, k = lapsed_history.earlier_tail_counts(tables.read(spark, cfg, "events"), t_date,
+                                                 cfg.lifecycle.horizon_days, cfg.lifecycle.churn_days, periods)
+    log.info("lapsed churn: %d users silent > %g days at the %d cutoffs before %s (%s), %d came back", n.sum(),
+             cfg.lifecycle.churn_days, periods - 1, t_date,
+             ", ".join(lapsed_history.cutoffs(t_date, cfg.lifecycle.horizon_days, periods)), (n - k).sum())
+    return x, n, k
 
 
 def fit_lapsed(tail: lapsed.TailCounts, min_silence_days: float, periods: int = 1) -> Optional[Dict]:
@@ -189,7 +189,8 @@ def run(ctx: RunContext) -> Dict[str, object]:
         t0 = time.perf_counter()  # the one pass over the training rows that a reuse costs
         digest = fingerprint.frame_digest(frame)
         fingerprint_seconds = round(time.perf_counter() - t0, 2)
-        inputs = fingerprint.training_inputs(digest, vocab, text, bg, cfg)
+        earlier = earlier_lapsed(spark, cfg, t_date)
+        inputs = fingerprint.training_inputs(digest, vocab, text, bg, cfg, earlier)
         version = reusable(cfg, t_date, inputs)
         reused = version is not None
         if reused:
@@ -200,7 +201,7 @@ def run(ctx: RunContext) -> Dict[str, object]:
                 metrics = json.load(fh)
             info = metrics
         else:
-            d, info, metrics = train_and_save(ctx, frame, vocab, text, bg, inputs)
+            d, info, metrics = train_and_save(ctx, frame, vocab, text, bg, inputs, earlier)
     finally:
         if purchases is not None:
             purchases.unpersist()
@@ -219,9 +220,11 @@ def run(ctx: RunContext) -> Dict[str, object]:
             "epochs": info.get("epochs_run"), "val_churn_auc": metrics.get("val_churn_auc")}
 
 
-def train_and_save(ctx: RunContext, frame, vocab, text, bg: Dict, inputs: str) -> Tuple[str, Dict, Dict]:
+def train_and_save(ctx: RunContext, frame, vocab, text, bg: Dict, inputs: str,
+                   earlier: Optional[tuple] = None) -> Tuple[str, Dict, Dict]:
     """Train on ``frame`` (the training frame of T with its purchases) and save the
-    artifact (not promoted); its directory, the training info and the metrics."""
+    artifact (not promoted); its directory, the training info and the metrics.
+    ``earlier``: the lapsed users of the periods before T (:func:`earlier_lapsed`)."""
     spark, cfg = ctx.spark, ctx.cfg
     t_date, L = ctx.training_date, cfg.sequences.max_length
     frame = frame.withColumn("_val", holdout_flag(cfg.train.validation_fraction, cfg.train.seed))
@@ -245,8 +248,10 @@ def train_and_save(ctx: RunContext, frame, vocab, text, bg: Dict, inputs: str) -
             vectors.clear()
             tail = lapsed.TailCounts(cfg.lifecycle.churn_days) if cfg.model.lapsed_churn else None
             reference = feature_reference(train_f, tail)
-            lapsed_params = fit_lapsed(add_earlier_periods(spark, cfg, t_date, tail), cfg.lifecycle.churn_days,
-                                       cfg.model.lapsed_periods) if tail is not None else None
+            if tail is not None and earlier is not None:
+                tail.add_groups(*earlier)
+            lapsed_params = fit_lapsed(tail, cfg.lifecycle.churn_days, cfg.model.lapsed_periods) \
+                if tail is not None else None
             held_auc, held_pairs = _held_out_churn(model, val_labels)
             metrics = {"train_rows": train_f.rows, "val_rows": val_f.rows, **info, **held_auc}
             if lapsed_params:  # figures in the artifact's config.json with the parameters, not metrics
