@@ -49,3 +49,19 @@ ax.set_xlabel("churn probability")
 ax.set_ylabel("users")
 ax.legend()
 nb.display(fig, "churn_by_stage")
+
+# COMMAND ----------
+# MAGIC %md Which model scored the churn of D, and how it treats users who have been away longer than
+# MAGIC `lifecycle.churn_days`: the lapsed users' silence model, pooled over `model.lapsed_periods` periods and
+# MAGIC applied only where coming back gets rarer with silence (README, "The model")
+
+# COMMAND ----------
+import json  # noqa: E402
+
+from lifecycle_recs.ml import lapsed  # noqa: E402
+
+versions = [r["model_version"] for r in rs.select("model_version").distinct().collect()]  # one per night
+for version in sorted(versions):
+    with open(os.path.join(cfg.artifacts, version, "config.json")) as fh:
+        art_config = json.load(fh)
+    print(f"churn of {D} scored by {version}; lapsed users: {lapsed.describe(art_config.get('lapsed'))}")

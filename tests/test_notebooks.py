@@ -22,7 +22,12 @@ def lake(spark, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("nb")
     art = root / "artifacts"
-    artifacts.promote_version(str(art), os.path.basename(make_artifact(art)), "2000-01-01")
+    lapsed_params = {"min_silence_days": 60.0, "min_log_silence": 4.1109, "intercept": -1.5, "slope": 0.9,
+                     "rate_slope": -0.07, "silence_z": 3.0, "applied": True, "users": 2386, "returned": 118,
+                     "periods": 6, "held_out": {"users": 64, "returned": 4, "model_roc_auc": 0.579,
+                                                "lapsed_roc_auc": 0.646}}
+    artifacts.promote_version(str(art), os.path.basename(make_artifact(art, config={"lapsed": lapsed_params})),
+                              "2000-01-01")
     conf = {"lakehouse": str(root / "lake"), "artifacts": str(art), "reports": str(root / "reports"),
             "source": {"kind": "synthetic", "raw_path": str(root / "raw")},
             "synthetic": {"seed": 9, "n_users": 40, "n_items": 60, "days": 90, "partitions": 2},
@@ -56,5 +61,9 @@ def test_notebook_runs_top_to_bottom(spark, lake, name, monkeypatch, capsys):
     assert f"last published night: {d}" in out and "|" in out  # at least one table was shown
     if "losing_strategies" in source:  # the strategy gate's decision for the published night
         assert "not applied on" in out and "lost to the plain ranking in the evaluation of 2026-02-01" in out
+    if "lapsed.describe" in source:  # the published night's model and its lapsed users' model
+        assert ("lapsed users: users silent > 60 days get the silence model; fitted on 2386 lapsed user-periods "
+                "over 6 period(s), 118 came back; silence slope 0.900 (z 3.00)") in out
+        assert "ROC AUC model 0.579 vs silence model 0.646" in out
     if "nb.display(fig" in source:
         assert os.listdir(os.path.join(cfg.reports, "notebooks"))

@@ -159,3 +159,13 @@ def test_an_artifact_without_the_silence_model_scores_as_before(tmp_path):
     a = score_batch(users, load_scorer(make_artifact(tmp_path / "a"), "cpu"), RecommendConf())
     b = score_batch(users, load_scorer(make_artifact(tmp_path / "b", config={"lapsed": {}}), "cpu"), RecommendConf())
     pd.testing.assert_series_equal(a["churn_probability"], b["churn_probability"])
+
+
+def test_describe_says_what_the_model_does_and_what_it_rests_on():
+    assert "the model's churn applies to every user" in lapsed.describe({})
+    p = {"min_silence_days": 30.0, "slope": 0.0, "rate_slope": -1.4, "silence_z": 0.0, "applied": False,
+         "users": 1330, "returned": 83, "periods": 6}
+    assert lapsed.describe(p).startswith("not applied (silence slope z 0.00 < 2): the model's churn applies")
+    assert "1330 lapsed user-periods over 6 period(s), 83 came back" in lapsed.describe(p)
+    del p["periods"]  # an artifact from before model.lapsed_periods: the training snapshot alone
+    assert "over 1 period(s)" in lapsed.describe(p)

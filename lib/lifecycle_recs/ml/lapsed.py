@@ -132,6 +132,26 @@ def churn_logit(params: Optional[Dict], logit: torch.Tensor, feats: torch.Tensor
     return torch.where(x > float(params["min_log_silence"]), tail, logit)
 
 
+def describe(params: Optional[Dict]) -> str:
+    """One line on an artifact's lapsed users' model (its ``config.json`` ``lapsed``): what
+    it does to whom, what it rests on, and the held-out check (notebooks, reports)."""
+    if not params:
+        return ("not fitted (too few lapsed users churned or came back, or model.lapsed_churn off): "
+                "the model's churn applies to every user")
+    applied = params.get("applied", True)
+    head = (f"users silent > {params['min_silence_days']:g} days get the silence model" if applied else
+            f"not applied (silence slope z {params['silence_z']:.2f} < {MIN_SILENCE_Z:g}): the model's churn "
+            "applies to every user")
+    out = (f"{head}; fitted on {params['users']} lapsed user-periods over {params.get('periods', 1)} period(s), "
+           f"{params['returned']} came back; silence slope {params['slope']:.3f} (z {params['silence_z']:.2f}), "
+           f"rate slope {params.get('rate_slope', 0.0):.3f}")
+    held = params.get("held_out") or {}
+    if "model_roc_auc" in held and "lapsed_roc_auc" in held:
+        out += (f"; held-out lapsed users ({held['users']}, {held['returned']} back): ROC AUC model "
+                f"{held['model_roc_auc']:.3f} vs silence model {held['lapsed_roc_auc']:.3f}")
+    return out
+
+
 def held_out_check(params: Optional[Dict], pairs: Iterable) -> Dict:
     """Informational figures on the held-out lapsed users: log loss and ROC AUC inside
     the band of the model's own probabilities and of the silence model's. ``pairs``
