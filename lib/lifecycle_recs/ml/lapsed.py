@@ -17,7 +17,7 @@ snapshot and, with ``model.lapsed_periods`` > 1, on those of the periods of H da
 of the users still away) (weighted maximum likelihood on their counts per distinct (silence, rate), rounded;
 the silence slope is bounded below by 0, so the probability never falls as the silence
 grows). Below the threshold the model's logit passes through. It is **applied only where the
-training snapshot supports its premise**: the silence slope at least ``MIN_SILENCE_Z``
+data it was fitted on supports its premise**: the silence slope at least ``MIN_SILENCE_Z``
 standard errors above 0 (Wald, from the fit's Hessian); where coming back does not get rarer
 with silence (MovieLens-100K: the slope sits at its bound 0) the sequence model, which orders
 those users better there, keeps them (``applied: false``, figures kept for the record).

@@ -120,7 +120,7 @@ def fit_lapsed(tail: lapsed.TailCounts, min_silence_days: float, periods: int = 
                  params["returned"])
     else:
         log.info("lapsed churn: users silent > %g days get sigmoid(%.3f + %.3f log1p(days) + %.3f log rate) (fitted "
-                 "on %d, %d came back; silence slope z %.2f)", min_silence_days, params["intercept"], params["slope"],
+                 "on %d lapsed user-periods, %d came back; silence slope z %.2f)", min_silence_days, params["intercept"], params["slope"],
                  params["rate_slope"], params["users"], params["returned"], params["silence_z"])
     return params
 
