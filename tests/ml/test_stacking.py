@@ -122,6 +122,23 @@ def test_a_baseline_better_than_any_blend_is_chosen_alone():
                        np.expm1(feats[:, -1]), rtol=1e-5)
 
 
+def test_the_value_blend_as_scored_adds_up_to_its_users_actual_total():
+    """The blend is clipped at 0 when scored; its intercept is set so that the clipped
+    predictions add up to the blend users' actual total (the least-squares intercept
+    alone left the clip's mass on top: above the actual total)."""
+    logit, value, feats, y, yv = users(4000, 0)
+    p = stacking.fit(logit, value, feats, y, yv, np.zeros(4000, bool), 30)
+    assert p["value"]["kept"] and p["value"]["blend_users"] == 4000
+    v = stacking.value(p, torch.tensor(value), torch.tensor(feats)).double().numpy()
+    raw = p["value"]["blend_intercept"] + np.c_[value, stacking._np_linear(
+        {k: np.asarray(p["value"][k]) for k in ("mean", "std", "coef")} | {"intercept": p["value"]["intercept"]},
+        stacking.value_basis(torch.tensor(feats), 30).double().numpy())] @ np.asarray(p["value"]["blend"])
+    assert (raw < 0).any()  # the clip matters on these users
+    # exact on the blend's own (cross-fitted) inputs; scoring reads the feature model fitted
+    # on all users, hence 1%, where the least-squares intercept alone gave 1.15x the total
+    assert np.isclose(v.sum(), float(yv.astype(np.float64).sum()), rtol=0.01)
+
+
 def test_value_blend_on_the_held_out_users_where_they_hold_enough_spenders():
     logit, value, feats, y, yv = users(10000, 9)
     held = np.arange(10000) % 2 == 0

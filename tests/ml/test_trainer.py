@@ -128,3 +128,34 @@ def test_fit_from_a_stream_is_seeded(tmp_path):
     info = fit_heads(models[0], ParquetExampleStream(str(tmp_path / "f"), 8, shuffle=False), None,
                      {"churn": 1.0, "value": 1.0}, steps=20, max_rows=24)
     assert info["heads_best_loss"] > 0
+
+
+def test_the_heads_predicted_value_adds_up_to_the_training_users_actual_total():
+    """The retransformation term is fitted so that the labelled training users' predicted
+    value, as scored (clipped at 0), sums to their actual value; the log-normal mean it
+    replaces (s = residual variance of log1p(value)) is off on skewed residuals."""
+    from lifecycle_recs.ml.trainer import retransformation, stack_inputs
+
+    torch.manual_seed(2)
+    m = model_of()
+    b = Batch.from_frame(encode_users(users_frame(24), VOCAB, 6, "last"))
+    rng = np.random.default_rng(0)
+    spend = rng.lognormal(3.0, 1.5, b.size) * (rng.random(b.size) < 0.6)  # skewed, many zeros
+    b = b._replace(value=torch.as_tensor(spend, dtype=torch.float32),
+                   label_w=(torch.arange(b.size) % 4 != 0).float())  # a quarter unlabelled
+    vec = {}
+    info = fit_heads(m, b, None, {"churn": 1.0, "value": 1.0}, steps=30, lr=0.05, vectors=vec)
+    got = stack_inputs(m, *vec["train"], info["value_log_residual_var"])
+    keep = (b.label_w > 0).numpy()
+    assert np.isclose(got["value"].sum(), spend[keep].sum(), rtol=1e-5)
+    # the same on heads that overshoot, so that s < 0 and some predictions fall below 0
+    # before the clip (expm1 of a negative exponent)
+    m.eval()
+    with torch.no_grad():
+        heads = m.heads(vec["train"][1], b.feats)
+    spread = torch.linspace(-1.0, 1.0, b.size)
+    high = dict(heads, value_mu=heads["value_mu"] * 0 + 6.0 + 4.0 * spread)
+    s = retransformation(high, b)
+    raw = m.predicted_value(high["value_logit"], high["value_mu"], s).numpy()
+    assert s < 0 and (raw[keep] < 0).any()
+    assert np.isclose(np.maximum(raw, 0)[keep].sum(), spend[keep].sum(), rtol=1e-5)
