@@ -45,8 +45,9 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 LOWER_IS_BETTER = {"rmse", "total_ratio_error", "brier", "calibration_error"}
 
 
-def per_user_frame(spark, cfg, T: str):
-    """One row per labelled user of T: label, value, our outputs and the baselines' inputs."""
+def per_user_frame(spark, cfg, T: str, path: str = None):
+    """One row per labelled user of T: label, value, our outputs and the baselines' inputs;
+    scored by the artifact at ``path`` (default: the one promoted for night T)."""
     from pyspark.sql import functions as F
 
     from lifecycle_recs import btyd, tables
@@ -54,7 +55,7 @@ def per_user_frame(spark, cfg, T: str):
     from lifecycle_recs.ml import artifacts
     from lifecycle_recs.udfs import score_users
 
-    path = artifacts.resolve(cfg.artifacts, T)
+    path = path or artifacts.resolve(cfg.artifacts, T)
     seq_t = tables.read(spark, cfg, "user_sequences", T)
     life_t = tables.read(spark, cfg, "user_lifecycle", T)
     summ = btyd.summaries(tables.read(spark, cfg, "events"), T, cfg.sequences.value_event_types)
