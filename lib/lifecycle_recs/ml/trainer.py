@@ -234,6 +234,8 @@ def fit_heads(model: SequenceModel, train, val, weights: Dict[str, float],
         vectors["train"] = (tr, u_tr)
         if has_val:
             vectors["val"] = (va, u_va)
+    # the key keeps its old name: artifacts saved before Session 19 hold the residual variance
+    # there, and scoring reads either as the same term s
     return {"heads_best_loss": -stopper.best, "value_log_residual_var": var}
 
 
@@ -265,7 +267,11 @@ def retransformation(heads: Dict[str, torch.Tensor], data: Batch) -> float:
     def excess(s):  # as scored: each prediction clipped at 0 (some are below where s < -2 mu)
         return float((w * np.maximum(p * np.expm1(np.minimum(mu + 0.5 * s, 20)), 0)).sum()) - actual
 
-    return s0 if excess(s0) <= 1e-9 * actual else float(brentq(excess, s0 - 80.0, s0, xtol=1e-12))
+    s = s0 if excess(s0) <= 1e-9 * actual else float(brentq(excess, s0 - 80.0, s0, xtol=1e-12))
+    log.info("value retransformation: s = %.4f makes the %d labelled training users' predicted total their actual "
+             "%.2f (the log-normal residual variance, used before Session 19: %.4f)", s, int((w > 0).sum()), actual,
+             normal)
+    return s
 
 
 @torch.no_grad()
