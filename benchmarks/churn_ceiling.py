@@ -14,7 +14,6 @@ RESULT dataset=<d> learner=<name> n=<users at T> roc_auc=<a> pr_auc=<p> recency_
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -26,7 +25,6 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 
 def main():
-    import numpy as np
     import torch
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
@@ -36,18 +34,9 @@ def main():
     from lifecycle_recs.feeding import training_frame
     from lifecycle_recs.ml import stacking
     from lifecycle_recs.ml.features import RFM_FEATURES, user_features
-    from lifecycle_recs.spark import get_spark
-    from nightly_quality import conf_for
+    from nightly_quality import on_a_run
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--dataset", default="demo", choices=["demo", "synthetic", "movielens", "orders"])
-    p.add_argument("--users", type=int, default=None, help="as given to nightly_quality.py")
-    p.add_argument("--work", default=None)
-    args = p.parse_args()
-    work = args.work or os.path.join(ROOT, ".bench", f"quality_{args.dataset}")
-    # the conf nightly_quality.py ran with (orders: it rewrites the same seeded CSV)
-    cfg = conf_for(args.dataset, work, args.users or {"synthetic": 6000, "orders": 4000}.get(args.dataset, 0))
-    spark = get_spark(cfg.spark)
+    args, cfg, spark = on_a_run()[1]()
     H = cfg.lifecycle.horizon_days
     warm = sorted(glob.glob(os.path.join(cfg.artifacts, "*-*-*-*-*")))
     if not warm:

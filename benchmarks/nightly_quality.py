@@ -63,6 +63,30 @@ def _conf_for(dataset: str, work: str, users: int, stacking=None):
     raise SystemExit(f"unknown dataset {dataset!r}")
 
 
+def on_a_run(description: str = None):
+    """For the scripts that read what a run of this one left (``quality_ceiling.py``,
+    ``value_totals.py``, ``churn_ceiling.py``): the arguments it was given (``--dataset``,
+    ``--users``, ``--work``) plus any the caller adds, then ``finish()`` -> (args, the conf
+    it ran with, a Spark session)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--dataset", default="demo", choices=["demo", "synthetic", "movielens", "orders"])
+    p.add_argument("--users", type=int, default=None, help="as given to nightly_quality.py")
+    p.add_argument("--work", default=None, help="as given to nightly_quality.py")
+
+    def finish():
+        from lifecycle_recs.spark import get_spark
+
+        args = p.parse_args()
+        work = args.work or os.path.join(ROOT, ".bench", f"quality_{args.dataset}")
+        if not os.path.isdir(os.path.join(work, "lake", "pipeline_runs")):
+            raise SystemExit(f"no lakehouse under {work}: run benchmarks/nightly_quality.py --dataset {args.dataset} first")
+        # the conf the run used (orders: it rewrites the same seeded CSV)
+        cfg = conf_for(args.dataset, work, args.users or {"synthetic": 6000, "orders": 4000}.get(args.dataset, 0))
+        return args, cfg, get_spark(cfg.spark)
+
+    return p, finish
+
+
 def main():
     from pyspark.sql import functions as F
 

@@ -32,7 +32,6 @@ RESULT dataset=<d> task=<t> metric=<m> candidate=<c> n=<n> value=<v> against=<b>
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -152,22 +151,11 @@ def main():
     from sklearn.metrics import roc_auc_score
 
     from lifecycle_recs.dates import add_days
-    from lifecycle_recs.spark import get_spark
-    from nightly_quality import conf_for
+    from nightly_quality import on_a_run
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--dataset", default="demo", choices=["demo", "synthetic", "movielens", "orders"])
-    p.add_argument("--users", type=int, default=None, help="as given to nightly_quality.py")
-    p.add_argument("--work", default=None)
+    p, finish = on_a_run()
     p.add_argument("--reps", type=int, default=500)
-    args = p.parse_args()
-    work = args.work or os.path.join(ROOT, ".bench", f"quality_{args.dataset}")
-    lake = os.path.join(work, "lake", "pipeline_runs")
-    if not os.path.isdir(lake):
-        raise SystemExit(f"no lakehouse under {work}: run benchmarks/nightly_quality.py --dataset {args.dataset} first")
-    # the conf nightly_quality.py ran with (orders: it rewrites the same seeded CSV)
-    cfg = conf_for(args.dataset, work, args.users or {"synthetic": 6000, "orders": 4000}.get(args.dataset, 0))
-    spark = get_spark(cfg.spark)
+    args, cfg, spark = finish()
     from lifecycle_recs.runs import last_published_date
 
     T = add_days(last_published_date(spark, cfg), -cfg.lifecycle.horizon_days)

@@ -17,7 +17,6 @@ RESULT dataset=<d> snapshot=<date> role=<training|evaluated> n=<users> ours=<r> 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -30,20 +29,10 @@ def main():
     from lifecycle_recs.dates import add_days
     from lifecycle_recs.ml import artifacts
     from lifecycle_recs.runs import last_published_date
-    from lifecycle_recs.spark import get_spark
-    from nightly_quality import conf_for
+    from nightly_quality import on_a_run
     from quality_ceiling import per_user_frame
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--dataset", default="demo", choices=["demo", "synthetic", "movielens", "orders"])
-    p.add_argument("--users", type=int, default=None, help="as given to nightly_quality.py")
-    p.add_argument("--work", default=None)
-    args = p.parse_args()
-    work = args.work or os.path.join(ROOT, ".bench", f"quality_{args.dataset}")
-    if not os.path.isdir(os.path.join(work, "lake", "pipeline_runs")):
-        raise SystemExit(f"no lakehouse under {work}: run benchmarks/nightly_quality.py --dataset {args.dataset} first")
-    cfg = conf_for(args.dataset, work, args.users or {"synthetic": 6000, "orders": 4000}.get(args.dataset, 0))
-    spark = get_spark(cfg.spark)
+    args, cfg, spark = on_a_run()[1]()
     H = cfg.lifecycle.horizon_days
     T = add_days(last_published_date(spark, cfg), -H)
     path = artifacts.resolve(cfg.artifacts, T)  # the model the evaluate stage scored T with
