@@ -187,7 +187,7 @@ class SequenceModel(nn.Module):
         expm1(mu) is a median, not a mean: exp(mu + s / 2) - 1 is used, where train fits
         ``s`` (``trainer.retransformation``) so that the labelled training users'
         predicted total equals their actual one (until Session 19 s was the residual
-        variance of log1p(value), the log-normal mean, which left totals 2-4% high);
+        variance of log1p(value), the log-normal mean, which left totals 2-7% high);
         without it, totals are underestimated."""
         return torch.sigmoid(value_logit) * torch.expm1((value_mu + 0.5 * log_residual_var).clamp(max=20))
 

@@ -247,7 +247,7 @@ def retransformation(heads: Dict[str, torch.Tensor], data: Batch) -> float:
     The value head fits the mean of log1p(value); exp(mu) is a median, and the
     normal-form correction s = residual variance of log1p(value) assumes normal,
     equal residuals. On the quality runs' training snapshots that left the totals
-    2-4% above the actual (Session 19); this is Duan's smearing idea (estimate the
+    2-7% above the actual (Session 19); this is Duan's smearing idea (estimate the
     retransformation from the data, not from a normal law), fitted to the hurdle's
     product as scored. Falls back to the residual variance where the labelled users
     spent nothing."""
