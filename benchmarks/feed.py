@@ -18,22 +18,25 @@ Runs are interleaved (stream, pyarrow, stream, ...), medians and spreads printed
 Driver RSS is the process's peak resident set (ru_maxrss). Last line:
 RESULT rss_growth_4M_over_100k=<x> stream_over_pyarrow_4M=<y> examples_per_s_4M=<z>
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from harness import ROOT, median_spread
+
 L = 50
 
 
-def write(path: str, n: int, seed: int = 0, file_rows: int = 250_000, rg_rows: int = 16_384) -> None:
+def write(
+    path: str, n: int, seed: int = 0, file_rows: int = 250_000, rg_rows: int = 16_384
+) -> None:
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -49,20 +52,28 @@ def write(path: str, n: int, seed: int = 0, file_rows: int = 250_000, rg_rows: i
         items = np.where(mask, rng.integers(2, 20_000, (m, L)), 0).astype(np.int32)
         targets = np.zeros_like(items)
         targets[:, :-1] = items[:, 1:]
-        cols = {"items": items, "events": np.where(mask, rng.integers(2, 7, (m, L)), 0).astype(np.int32),
-                "gaps": np.where(mask, rng.exponential(2, (m, L)), 0).astype(np.float32),
-                "values": np.where(mask & (rng.random((m, L)) < 0.05), rng.exponential(3, (m, L)), 0)
-                .astype(np.float32), "targets": targets}
+        cols = {
+            "items": items,
+            "events": np.where(mask, rng.integers(2, 7, (m, L)), 0).astype(np.int32),
+            "gaps": np.where(mask, rng.exponential(2, (m, L)), 0).astype(np.float32),
+            "values": np.where(
+                mask & (rng.random((m, L)) < 0.05), rng.exponential(3, (m, L)), 0
+            ).astype(np.float32),
+            "targets": targets,
+        }
         offsets = pa.array(np.arange(0, (m + 1) * L, L, dtype=np.int32))
         table = {k: pa.ListArray.from_arrays(offsets, pa.array(v.ravel())) for k, v in cols.items()}
         feats = rng.random((m, 6)).astype(np.float32)
-        table["feats"] = pa.ListArray.from_arrays(pa.array(np.arange(0, (m + 1) * 6, 6, dtype=np.int32)),
-                                                  pa.array(feats.ravel()))
+        table["feats"] = pa.ListArray.from_arrays(
+            pa.array(np.arange(0, (m + 1) * 6, 6, dtype=np.int32)), pa.array(feats.ravel())
+        )
         table["length"] = pa.array(length.astype(np.int32))
         for k in ("churn", "value", "label_w"):
             table[k] = pa.array(rng.random(m).astype(np.float32))
         table["eval_target"] = pa.array(np.zeros(m, np.int32))
-        pq.write_table(pa.table(table), os.path.join(path, f"part-{f:05d}.parquet"), row_group_size=rg_rows)
+        pq.write_table(
+            pa.table(table), os.path.join(path, f"part-{f:05d}.parquet"), row_group_size=rg_rows
+        )
     open(os.path.join(path, "_SUCCESS"), "w").close()
 
 
@@ -87,7 +98,9 @@ def child(method: str, path: str) -> None:
         for f in files:
             for rb in pq.ParquetFile(f).iter_batches(batch_size=1024):
                 for col in rb.columns:
-                    (col.flatten() if pa.types.is_list(col.type) else col).to_numpy(zero_copy_only=False)
+                    (col.flatten() if pa.types.is_list(col.type) else col).to_numpy(
+                        zero_copy_only=False
+                    )
                 n += rb.num_rows
     secs = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB
@@ -111,29 +124,47 @@ def main() -> None:
         print(f"{n:,} examples ready ({time.perf_counter() - t:.0f}s)", flush=True)
         for run in range(args.runs):
             for method in ("stream", "pyarrow"):
-                out = subprocess.run([sys.executable, __file__, "--child", method, path], capture_output=True,
-                                     text=True, check=True).stdout.strip().splitlines()[-1]
+                out = (
+                    subprocess.run(
+                        [sys.executable, __file__, "--child", method, path],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    .stdout.strip()
+                    .splitlines()[-1]
+                )
                 r = json.loads(out)
                 assert r["examples"] == n, r
                 results.setdefault((n, method), []).append(r)
-                print(f"  run {run} {method:<8} {n / r['seconds']:>10,.0f} examples/s  peak RSS {r['rss_mib']:,.0f} MiB",
-                      flush=True)
-    print("\n| examples | stream examples/s | pyarrow examples/s | stream / pyarrow time | stream peak RSS (MiB) |")
+                print(
+                    f"  run {run} {method:<8} {n / r['seconds']:>10,.0f} examples/s  peak RSS {r['rss_mib']:,.0f} MiB",
+                    flush=True,
+                )
+    print(
+        "\n| examples | stream examples/s | pyarrow examples/s | stream / pyarrow time | stream peak RSS (MiB) |"
+    )
     print("|---|---|---|---|---|")
     summary = {}
     for n in args.sizes:
         s, a = results[(n, "stream")], results[(n, "pyarrow")]
         ratios = [x["seconds"] / y["seconds"] for x, y in zip(s, a)]
-        med = lambda xs: statistics.median(xs)  # noqa: E731
-        summary[n] = {"eps": med([n / x["seconds"] for x in s]), "ratio": med(ratios),
-                      "rss": med([x["rss_mib"] for x in s])}
-        print(f"| {n:,} | {summary[n]['eps']:,.0f} ({min(n / x['seconds'] for x in s):,.0f}-"
-              f"{max(n / x['seconds'] for x in s):,.0f}) | {med([n / y['seconds'] for y in a]):,.0f} | "
-              f"{summary[n]['ratio']:.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | {summary[n]['rss']:,.0f} "
-              f"({min(x['rss_mib'] for x in s):,.0f}-{max(x['rss_mib'] for x in s):,.0f}) |")
+        summary[n] = {
+            "eps": median_spread([n / x["seconds"] for x in s])[0],
+            "ratio": median_spread(ratios)[0],
+            "rss": median_spread([x["rss_mib"] for x in s])[0],
+        }
+        print(
+            f"| {n:,} | {summary[n]['eps']:,.0f} ({min(n / x['seconds'] for x in s):,.0f}-"
+            f"{max(n / x['seconds'] for x in s):,.0f}) | {median_spread([n / y['seconds'] for y in a])[0]:,.0f} | "
+            f"{summary[n]['ratio']:.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | {summary[n]['rss']:,.0f} "
+            f"({min(x['rss_mib'] for x in s):,.0f}-{max(x['rss_mib'] for x in s):,.0f}) |"
+        )
     lo, hi = min(args.sizes), max(args.sizes)
-    print(f"RESULT rss_growth_{hi // 1_000_000 or hi}M_over_{lo // 1000}k={summary[hi]['rss'] / summary[lo]['rss']:.3f} "
-          f"stream_over_pyarrow={summary[hi]['ratio']:.3f} examples_per_s={summary[hi]['eps']:.0f}")
+    print(
+        f"RESULT rss_growth_{hi // 1_000_000 or hi}M_over_{lo // 1000}k={summary[hi]['rss'] / summary[lo]['rss']:.3f} "
+        f"stream_over_pyarrow={summary[hi]['ratio']:.3f} examples_per_s={summary[hi]['eps']:.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 ``python benchmarks/fuzz_ingest.py --examples 50`` runs that property with more
 examples (each 1-3 batches through real Spark and Delta, checked against the
 pure-Python oracle) and prints how many ran and how long they took."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,19 @@ def main() -> int:
     args = ap.parse_args()
     env = dict(os.environ, FUZZ_EXAMPLES=str(args.examples))
     t0 = time.perf_counter()
-    rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "tests/stages/test_ingest_fuzz.py"], cwd=ROOT, env=env)
+    rc = subprocess.call(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/stages/test_ingest_fuzz.py",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     print(f"fuzz_ingest: examples={args.examples} rc={rc} seconds={time.perf_counter() - t0:.0f}")
     return rc
 

@@ -21,15 +21,13 @@ one row per user on the driver). Last lines:
 
 RESULT dataset=<d> metric=<m> ours=<a> baseline=<name>:<b> diff=<d> low=<l> high=<h> n=<users>
 """
+
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "lib"))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+from harness import ROOT
 
 
 def top_vector(weights: dict, cats: list, n: int):
@@ -43,13 +41,13 @@ def top_vector(weights: dict, cats: list, n: int):
 
 def main():
     import numpy as np
+    from harness import conf_for
     from pyspark.sql import functions as F
     from scipy.stats import spearmanr
 
-    from lifecycle_recs import tables
+    from lifecycle_recs.data.synthetic.shop import item_catalog, true_interests
+    from lifecycle_recs.io import tables
     from lifecycle_recs.spark import get_spark
-    from lifecycle_recs.synthetic import item_catalog, true_interests
-    from nightly_quality import conf_for
 
     p = argparse.ArgumentParser()
     p.add_argument("--dataset", default="demo", choices=["demo", "synthetic"])
@@ -61,18 +59,35 @@ def main():
     spark = get_spark(cfg.spark)
     d = tables.read(spark, cfg, "user_interests").agg(F.max("snapshot_date")).first()[0].isoformat()
     n_top = cfg.recommend.top_categories
-    landed = {r["user_id"]: {x["category"]: x["weight"] for x in r["top_categories"]}
-              for r in tables.read(spark, cfg, "user_interests", d).select("user_id", "top_categories").collect()}
+    landed = {
+        r["user_id"]: {x["category"]: x["weight"] for x in r["top_categories"]}
+        for r in tables.read(spark, cfg, "user_interests", d)
+        .select("user_id", "top_categories")
+        .collect()
+    }
     item_cat = {r["item_id"]: r["category"] for r in tables.read(spark, cfg, "items").collect()}
-    history = {r["user_id"]: r["item_ids"] for r in tables.read(spark, cfg, "user_sequences", d)
-               .select("user_id", "item_ids").collect()}
+    history = {
+        r["user_id"]: r["item_ids"]
+        for r in tables.read(spark, cfg, "user_sequences", d)
+        .select("user_id", "item_ids")
+        .collect()
+    }
     cats = sorted(item_catalog(cfg.synthetic)["category"].unique())
-    mix = {r["category"]: r["n"] for r in tables.read(spark, cfg, "events").where(F.col("event_date") <= d)
-           .join(tables.read(spark, cfg, "items").select("item_id", "category"), "item_id")
-           .groupBy("category").agg(F.count(F.lit(1)).alias("n")).collect()}
+    mix = {
+        r["category"]: r["n"]
+        for r in tables.read(spark, cfg, "events")
+        .where(F.col("event_date") <= d)
+        .join(tables.read(spark, cfg, "items").select("item_id", "category"), "item_id")
+        .groupBy("category")
+        .agg(F.count(F.lit(1)).alias("n"))
+        .collect()
+    }
     users = sorted(u for u in landed if landed[u] and u.startswith("U"))
     truth = true_interests(cfg.synthetic, [int(u[1:]) for u in users], d)
-    true_by = {u: g.set_index("category")["affinity"].reindex(cats).to_numpy() for u, g in truth.groupby("user_id")}
+    true_by = {
+        u: g.set_index("category")["affinity"].reindex(cats).to_numpy()
+        for u, g in truth.groupby("user_id")
+    }
 
     def hist_mix(u):
         out = {}
@@ -94,7 +109,9 @@ def main():
     rng = np.random.default_rng(17)
     n = len(users)
     idx = rng.integers(0, n, (args.bootstrap, n))
-    print(f"{args.dataset}: D={d}, {n} users with landed interests, {len(cats)} categories, top {n_top}")
+    print(
+        f"{args.dataset}: D={d}, {n} users with landed interests, {len(cats)} categories, top {n_top}"
+    )
     print("| metric | ours | baseline | baseline value | ours - baseline [95%] |")
     print("|---|---|---|---|---|")
     lines = []
@@ -104,9 +121,13 @@ def main():
             b = np.array(vals[base])
             diff = ours - b
             lo, hi = np.quantile(diff[idx].mean(1), [0.025, 0.975])
-            print(f"| {metric} | {ours.mean():.4f} | {base} | {b.mean():.4f} | {diff.mean():+.4f} [{lo:+.4f}, {hi:+.4f}] |")
-            lines.append(f"RESULT dataset={args.dataset} metric={metric} ours={ours.mean():.4f} "
-                         f"baseline={base}:{b.mean():.4f} diff={diff.mean():.4f} low={lo:.4f} high={hi:.4f} n={n}")
+            print(
+                f"| {metric} | {ours.mean():.4f} | {base} | {b.mean():.4f} | {diff.mean():+.4f} [{lo:+.4f}, {hi:+.4f}] |"
+            )
+            lines.append(
+                f"RESULT dataset={args.dataset} metric={metric} ours={ours.mean():.4f} "
+                f"baseline={base}:{b.mean():.4f} diff={diff.mean():.4f} low={lo:.4f} high={hi:.4f} n={n}"
+            )
     print("\n".join(lines))
 
 

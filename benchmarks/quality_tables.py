@@ -12,6 +12,7 @@ is, or not at all.
 
 RESULT datasets=<n> comparisons=<n> ours_better=<n> inconclusive=<n> baseline_better=<n>
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,21 +21,32 @@ import re
 from collections import Counter
 from typing import Dict, List
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from harness import ROOT
+
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
-DATASETS = (("demo", "Demo (conf/local.yaml's 1,500-user log)"),
-            ("synthetic", "Larger synthetic log (6,000 users)"),
-            ("orders", "Order-level log (4,000 customers, no items)"),
-            ("movielens", "MovieLens-100K through the nightly (conf/movielens.yaml)"))
+DATASETS = (
+    ("demo", "Demo (conf/local.yaml's 1,500-user log)"),
+    ("synthetic", "Larger synthetic log (6,000 users)"),
+    ("orders", "Order-level log (4,000 customers, no items)"),
+    ("movielens", "MovieLens-100K through the nightly (conf/movielens.yaml)"),
+)
 BEGIN, END = "<!-- QUALITY:BEGIN -->", "<!-- QUALITY:END -->"
-VERDICT = {"ours_better": "ours better", "baseline_better": "**baseline better**", "inconclusive": "inconclusive"}
+VERDICT = {
+    "ours_better": "ours better",
+    "baseline_better": "**baseline better**",
+    "inconclusive": "inconclusive",
+}
 
 
 def parse(path: str) -> Dict:
     """The header, the run line and the ``RESULT`` lines (as dicts) of one run's output."""
     with open(path) as f:
         lines = f.read().splitlines()
-    rows = [dict(kv.split("=", 1) for kv in line.split()[1:]) for line in lines if line.startswith("RESULT ")]
+    rows = [
+        dict(kv.split("=", 1) for kv in line.split()[1:])
+        for line in lines
+        if line.startswith("RESULT ")
+    ]
     if not rows:
         raise ValueError(f"{path}: no RESULT lines")
     run = next((line for line in lines if re.match(r"^\w+: D=", line)), "")
@@ -42,14 +54,21 @@ def parse(path: str) -> Dict:
 
 
 def table(rows: List[Dict]) -> str:
-    out = ["| task | metric | comparison | n | ours | baseline | ours − baseline [95%] | verdict |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| task | metric | comparison | n | ours | baseline | ours − baseline [95%] | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         big = max(abs(float(r["ours"])), abs(float(r["baseline"]))) >= 10  # RMSE, MAE: 2 decimals
-        f = {k: (f"{float(r[k]):.2f}" if big else f"{float(r[k]):.4f}") for k in ("ours", "baseline", "diff", "low", "high")}
-        out.append(f"| {r['task']} | {r['metric']} | {r['comparison'].replace('ours-vs-', 'vs ')} | {r['n']} | "
-                   f"{f['ours']} | {f['baseline']} | {f['diff']} [{f['low']}, {f['high']}] | "
-                   f"{VERDICT.get(r['verdict'], r['verdict'])} |")
+        f = {
+            k: (f"{float(r[k]):.2f}" if big else f"{float(r[k]):.4f}")
+            for k in ("ours", "baseline", "diff", "low", "high")
+        }
+        out.append(
+            f"| {r['task']} | {r['metric']} | {r['comparison'].replace('ours-vs-', 'vs ')} | {r['n']} | "
+            f"{f['ours']} | {f['baseline']} | {f['diff']} [{f['low']}, {f['high']}] | "
+            f"{VERDICT.get(r['verdict'], r['verdict'])} |"
+        )
     return "\n".join(out)
 
 
@@ -59,14 +78,18 @@ def section(results: str = RESULTS) -> str:
         run = parse(os.path.join(results, f"quality_{name}.out"))
         count = Counter(r["verdict"] for r in run["rows"])
         total.update(count)
-        parts.append(f"**{title}** (`benchmarks/results/quality_{name}.out`; {run['header']})\n\n"
-                     f"`{run['run']}`\n\n{table(run['rows'])}\n\n"
-                     f"{len(run['rows'])} comparisons: {count['ours_better']} ours better, "
-                     f"{count['inconclusive']} inconclusive, {count['baseline_better']} baseline better.")
-    parts.append(f"All four: {sum(total.values())} comparisons, {total['ours_better']} ours better, "
-                 f"{total['inconclusive']} inconclusive, {total['baseline_better']} baseline better "
-                 "(strategy rows included: a strategy that loses is turned off by the strategy gate, "
-                 "under \"Recommendations\").")
+        parts.append(
+            f"**{title}** (`benchmarks/results/quality_{name}.out`; {run['header']})\n\n"
+            f"`{run['run']}`\n\n{table(run['rows'])}\n\n"
+            f"{len(run['rows'])} comparisons: {count['ours_better']} ours better, "
+            f"{count['inconclusive']} inconclusive, {count['baseline_better']} baseline better."
+        )
+    parts.append(
+        f"All four: {sum(total.values())} comparisons, {total['ours_better']} ours better, "
+        f"{total['inconclusive']} inconclusive, {total['baseline_better']} baseline better "
+        "(strategy rows included: a strategy that loses is turned off by the strategy gate, "
+        'under "Recommendations").'
+    )
     return "\n\n".join(parts)
 
 
@@ -91,8 +114,10 @@ def main():
         print(text)
     runs = [parse(os.path.join(RESULTS, f"quality_{n}.out")) for n, _ in DATASETS]
     c = Counter(r["verdict"] for run in runs for r in run["rows"])
-    print(f"RESULT datasets={len(runs)} comparisons={sum(c.values())} ours_better={c['ours_better']} "
-          f"inconclusive={c['inconclusive']} baseline_better={c['baseline_better']}")
+    print(
+        f"RESULT datasets={len(runs)} comparisons={sum(c.values())} ours_better={c['ours_better']} "
+        f"inconclusive={c['inconclusive']} baseline_better={c['baseline_better']}"
+    )
 
 
 if __name__ == "__main__":

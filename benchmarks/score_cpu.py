@@ -17,6 +17,7 @@ explanations, output, and handing the output back to Spark, summed over the
 workers (worker-seconds: two workers run at once on ``local[2]``). Last line:
 RESULT udf_over_torch=<median> low=<min> high=<max> users=<n> repeats=<r>
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,18 +25,18 @@ import os
 import shutil
 import time
 
-from score_common import ROOT, make_artifact, users_frame
+from harness import ROOT, make_artifact, users_frame
 
 
 def main():
     import numpy as np
     import torch
 
+    from lifecycle_recs.adapters.udfs import score_users
     from lifecycle_recs.config import RecommendConf, SparkSettings
     from lifecycle_recs.ml.features import Batch, encode_last
     from lifecycle_recs.ml.scorer import load_scorer
     from lifecycle_recs.spark import get_spark, sql_conf
-    from lifecycle_recs.udfs import score_users
 
     p = argparse.ArgumentParser()
     p.add_argument("--users", type=int, default=100_000)
@@ -57,13 +58,13 @@ def main():
         t = time.perf_counter()
         with torch.no_grad():
             for i in range(0, len(users), args.batch):
-                b = users.iloc[i:i + args.batch]
+                b = users.iloc[i : i + args.batch]
                 enc = encode_last(b, sc.art.vocab, 50)
                 enc["length"] = np.maximum(enc["length"], 1)
                 out = model.infer(Batch.from_arrays(enc), iv)
                 torch.sigmoid(out["churn_logit"])
                 for lo in range(0, len(b), conf.chunk_size):
-                    s = out["user"][lo:lo + conf.chunk_size] @ iv.T
+                    s = out["user"][lo : lo + conf.chunk_size] @ iv.T
                     s[:, :2] = -float("inf")
                     s.topk(conf.k, dim=1)
         return time.perf_counter() - t
@@ -86,15 +87,22 @@ def main():
     for r in range(args.repeats):
         plain.append(plain_loop())
         udf.append(udf_run())
-        print(f"run {r + 1}: plain torch loop {len(users) / plain[-1]:,.0f} users/s ({plain[-1]:.1f}s), "
-              f"Spark scoring UDF {len(users) / udf[-1]:,.0f} users/s ({udf[-1]:.1f}s)", flush=True)
+        print(
+            f"run {r + 1}: plain torch loop {len(users) / plain[-1]:,.0f} users/s ({plain[-1]:.1f}s), "
+            f"Spark scoring UDF {len(users) / udf[-1]:,.0f} users/s ({udf[-1]:.1f}s)",
+            flush=True,
+        )
     ratios = [p / u for p, u in zip(plain, udf)]
-    print(f"Spark start {start_s:.1f}s (excluded); median plain {len(users) / np.median(plain):,.0f} users/s, "
-          f"median UDF {len(users) / np.median(udf):,.0f} users/s")
+    print(
+        f"Spark start {start_s:.1f}s (excluded); median plain {len(users) / np.median(plain):,.0f} users/s, "
+        f"median UDF {len(users) / np.median(udf):,.0f} users/s"
+    )
     if args.breakdown:
         udf_breakdown(spark, sdf, art, conf, args.batch, os.path.join(work, "steps"), len(users))
-    print(f"RESULT udf_over_torch={np.median(plain) / np.median(udf):.3f} low={min(ratios):.3f} "
-          f"high={max(ratios):.3f} users={len(users)} repeats={args.repeats}")
+    print(
+        f"RESULT udf_over_torch={np.median(plain) / np.median(udf):.3f} low={min(ratios):.3f} "
+        f"high={max(ratios):.3f} users={len(users)} repeats={args.repeats}"
+    )
 
 
 def udf_breakdown(spark, sdf, art: str, conf, batch: int, out_dir: str, n_users: int) -> None:
@@ -104,10 +112,10 @@ def udf_breakdown(spark, sdf, art: str, conf, batch: int, out_dir: str, n_users:
     import json
     import uuid
 
+    from lifecycle_recs.adapters.udfs import worker_cached
     from lifecycle_recs.ml.scorer import Steps, load_scorer, prepare, run_prepared
     from lifecycle_recs.schemas import SCORED_SCHEMA
     from lifecycle_recs.spark import sql_conf
-    from lifecycle_recs.udfs import worker_cached
 
     os.makedirs(out_dir, exist_ok=True)
 
@@ -136,14 +144,21 @@ def udf_breakdown(spark, sdf, art: str, conf, batch: int, out_dir: str, n_users:
         for k, v in json.load(open(f)).items():
             total[k] = total.get(k, 0.0) + v
     busy = sum(total.values())
-    print(f"\nUDF path, steps inside the Python workers (one timed run, wall {wall:.1f}s, "
-          f"{n_users / wall:,.0f} users/s; worker-seconds summed over the workers):")
+    print(
+        f"\nUDF path, steps inside the Python workers (one timed run, wall {wall:.1f}s, "
+        f"{n_users / wall:,.0f} users/s; worker-seconds summed over the workers):"
+    )
     print("| step | worker-s | share of worker time |")
     print("|---|---|---|")
     for k, v in sorted(total.items(), key=lambda kv: -kv[1]):
         print(f"| {k} | {v:.2f} | {v / busy:.1%} |")
-    print("RESULT udf_steps " + " ".join(f"{k.split(': ')[-1].replace(' ', '_').replace('/', '_')}={v / busy:.3f}"
-                                          for k, v in total.items()))
+    print(
+        "RESULT udf_steps "
+        + " ".join(
+            f"{k.split(': ')[-1].replace(' ', '_').replace('/', '_')}={v / busy:.3f}"
+            for k, v in total.items()
+        )
+    )
 
 
 if __name__ == "__main__":

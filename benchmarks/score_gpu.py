@@ -14,13 +14,14 @@ Untrained weights of the real shapes. ``--device cpu --users 20000`` runs it on
 the CPU (a smoke run; the figures mean nothing there). Last line:
 RESULT score_users_per_s=<a> top100_users_per_s=<b> score_stream_users_per_s=<c> gpu=<name>
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import time
 
-from score_common import ROOT, make_artifact, users_frame
+from harness import ROOT, make_artifact, users_frame
 
 
 def timed(fn, reps=5):
@@ -60,12 +61,17 @@ def main():
     t = time.perf_counter()
     enc = encode_last(users, sc.art.vocab, 50)
     enc_s = time.perf_counter() - t
-    print(f"{gpu}: pandas -> tensors (encode_last) {len(users) / enc_s:,.0f} users/s on one CPU core", flush=True)
+    print(
+        f"{gpu}: pandas -> tensors (encode_last) {len(users) / enc_s:,.0f} users/s on one CPU core",
+        flush=True,
+    )
     tt = Batch.from_arrays(enc).to(dev)
     n = len(users)
     # full 50-step sequences for the 50-step figure
-    full = tt._replace(length=torch.full_like(tt.length, 50),
-                       items=torch.randint(2, sc.art.vocab.n_items, tt.items.shape, device=dev))
+    full = tt._replace(
+        length=torch.full_like(tt.length, 50),
+        items=torch.randint(2, sc.art.vocab.n_items, tt.items.shape, device=dev),
+    )
 
     def run_model(t=full, bs=args.batch):
         with torch.no_grad(), torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda"):
@@ -73,17 +79,23 @@ def main():
                 model.infer(t.rows(slice(i, i + bs)), sc.item_vectors)
 
     s_model = timed(run_model)
-    print(f"(a) model forward, 50 steps, bf16, batch {args.batch}: {n / s_model:,.0f} users/s", flush=True)
+    print(
+        f"(a) model forward, 50 steps, bf16, batch {args.batch}: {n / s_model:,.0f} users/s",
+        flush=True,
+    )
 
     iv = sc.items.vectors.to(torch.bfloat16)
     U = torch.randn(args.users, iv.shape[1], device=dev, dtype=torch.bfloat16)
 
     def topk(bs=8192):
         for i in range(0, len(U), bs):
-            (U[i:i + bs] @ iv.T).topk(100, dim=1)
+            (U[i : i + bs] @ iv.T).topk(100, dim=1)
 
     s_top = timed(topk)
-    print(f"(b) top-100 over {iv.shape[0] - 2:,} items, bf16: {len(U) / s_top:,.0f} users/s", flush=True)
+    print(
+        f"(b) top-100 over {iv.shape[0] - 2:,} items, bf16: {len(U) / s_top:,.0f} users/s",
+        flush=True,
+    )
 
     import pyarrow as pa
 
@@ -96,10 +108,15 @@ def main():
         return sum(rb.num_rows for rb in score_stream(iter(batches), sc20, conf))
 
     s_stream = timed(stream, reps=3)
-    print(f"(c) score_stream end to end (Arrow in/out, 50 steps, 20,000 items, top-10, strategies, category cap, "
-          f"explanations): {len(part) / s_stream:,.0f} users/s", flush=True)
-    print(f"RESULT score_users_per_s={n / s_model:.0f} top100_users_per_s={len(U) / s_top:.0f} "
-          f"score_stream_users_per_s={len(part) / s_stream:.0f} gpu={gpu.replace(' ', '_')}")
+    print(
+        f"(c) score_stream end to end (Arrow in/out, 50 steps, 20,000 items, top-10, strategies, category cap, "
+        f"explanations): {len(part) / s_stream:,.0f} users/s",
+        flush=True,
+    )
+    print(
+        f"RESULT score_users_per_s={n / s_model:.0f} top100_users_per_s={len(U) / s_top:.0f} "
+        f"score_stream_users_per_s={len(part) / s_stream:.0f} gpu={gpu.replace(' ', '_')}"
+    )
 
 
 if __name__ == "__main__":

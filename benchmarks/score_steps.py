@@ -15,12 +15,13 @@ times, interleaved; per step the median is printed. Last lines:
 RESULT path=score_arrow device=<d> users_per_s=<median> low=<min> high=<max> <step>=<share> ...
 RESULT path=plain_loop device=<d> users_per_s=<median> low=<min> high=<max>
 """
+
 from __future__ import annotations
 
 import argparse
 import time
 
-from score_common import make_artifact, users_frame
+from harness import make_artifact, users_frame
 
 STEPS = ("decode", "encode", "model", "strategies", "scores/top-K", "explanations", "output")
 
@@ -31,12 +32,12 @@ def main():
     import numpy as np
     import pyarrow as pa
     import torch
+    from harness import ROOT
 
     from lifecycle_recs.config import RecommendConf
-    from lifecycle_recs.ml.features import Batch, encode_columns
     from lifecycle_recs.ml import columns
+    from lifecycle_recs.ml.features import Batch, encode_columns
     from lifecycle_recs.ml.scorer import Steps, load_scorer, score_arrow
-    from score_common import ROOT
 
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cpu")
@@ -78,7 +79,7 @@ def main():
                     torch.sigmoid(out["churn_logit"].float())
                 with steps("scores/top-K"):
                     for lo in range(0, rb.num_rows, conf.chunk_size):
-                        s = out["user"][lo:lo + conf.chunk_size].float() @ sc.item_vectors.T
+                        s = out["user"][lo : lo + conf.chunk_size].float() @ sc.item_vectors.T
                         s[:, :2] = -float("inf")
                         s.topk(conf.k, dim=1)[1].cpu()
         return time.perf_counter() - t, dict(steps.timings)
@@ -88,7 +89,9 @@ def main():
         for name, fn in (("plain_loop", plain), ("score_arrow", product)):
             runs[name].append(fn())
             total = runs[name][-1][0]
-            print(f"run {r + 1} {name}: {args.users / total:,.0f} users/s ({total:.2f}s)", flush=True)
+            print(
+                f"run {r + 1} {name}: {args.users / total:,.0f} users/s ({total:.2f}s)", flush=True
+            )
     for name in ("plain_loop", "score_arrow"):
         totals = np.array([t for t, _ in runs[name]])
         med = float(np.median(totals))
@@ -104,8 +107,11 @@ def main():
             shares[step] = s / med
             print(f"| {step} | {s:.3f} | {s / med:.1%} | {args.users / s:,.0f} |")
         per = args.users / totals
-        print(f"RESULT path={name} device={dev.type} users_per_s={np.median(per):.0f} low={per.min():.0f} "
-              f"high={per.max():.0f} " + " ".join(f"{k.replace('/', '_')}={v:.3f}" for k, v in shares.items()))
+        print(
+            f"RESULT path={name} device={dev.type} users_per_s={np.median(per):.0f} low={per.min():.0f} "
+            f"high={per.max():.0f} "
+            + " ".join(f"{k.replace('/', '_')}={v:.3f}" for k, v in shares.items())
+        )
 
 
 if __name__ == "__main__":

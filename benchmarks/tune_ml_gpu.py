@@ -3,12 +3,10 @@ on a GPU (no Spark needed): `movielens_quality.py --dump DIR` writes the tensors
 
     python benchmarks/tune_ml_gpu.py DIR/ml100k_tensors.pt enc:hidden:item_dim:dropout:lr:text ...
 """
-import sys
-import time
 
 import os
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+import sys
+import time
 
 
 def main():
@@ -30,16 +28,25 @@ def main():
         res = []
         t = time.perf_counter()
         for seed in seeds:
-            mc = ModelConf(encoder=enc, hidden_dim=int(hid), item_dim=int(idim), dropout=float(drop),
-                           use_text=text == "1", loss_weights={"next_item": 1.0, "churn": 0.0, "value": 0.0})
+            mc = ModelConf(
+                encoder=enc,
+                hidden_dim=int(hid),
+                item_dim=int(idim),
+                dropout=float(drop),
+                use_text=text == "1",
+                loss_weights={"next_item": 1.0, "churn": 0.0, "value": 0.0},
+            )
             tc = TrainConf(seed=seed, epochs=200, patience=10, batch_size=256, lr=float(lr))
             model, info = fit(data["train"], data["val"], vocab, d["text"], mc, tc)
             r = rank_targets(model, data["test"], next(model.parameters()).device)
             res.append((rank_metrics(r, 10), info["epochs_run"]))
         h = np.mean([x[0]["hit@10"] for x in res])
         n = np.mean([x[0]["ndcg@10"] for x in res])
-        print(f"{spec:<34} hit@10 {h:.4f} ndcg@10 {n:.4f} epochs {[x[1] for x in res]} "
-              f"({time.perf_counter() - t:.0f}s)", flush=True)
+        print(
+            f"{spec:<34} hit@10 {h:.4f} ndcg@10 {n:.4f} epochs {[x[1] for x in res]} "
+            f"({time.perf_counter() - t:.0f}s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -20,18 +20,16 @@ Only keys that the evaluate stage reads without retraining make sense here
 (``recommend.*``; a ``model.*`` or ``train.*`` key needs a retrain: pass it with
 ``--set`` and compare two runs). ``--set`` overrides conf keys for every setting.
 """
+
 from __future__ import annotations
 
 import argparse
 import itertools
 import os
 import shutil
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "lib"))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+from harness import ROOT
 
 
 def settings(sweeps, tries, cfg):
@@ -67,13 +65,16 @@ def settings(sweeps, tries, cfg):
     out = [[f"{k}={own(k)}" for k in tried]]
     out += parsed
     out += [[f"{k}={v}" for k, v in zip(keys, combo)] for combo in itertools.product(*values)]
+
     def value(v):
         x = yaml.safe_load(v)
         return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else x
 
     base = {k: value(own(k)) for k in tried}
     seen, grid = [], []
-    for sets in out:  # a setting equal to an earlier one once the conf's values fill it in is run once
+    for (
+        sets
+    ) in out:  # a setting equal to an earlier one once the conf's values fill it in is run once
         key = {**base, **{k: value(v) for k, _, v in (x.partition("=") for x in sets)}}
         if key not in seen:
             seen.append(key)
@@ -82,23 +83,36 @@ def settings(sweeps, tries, cfg):
 
 
 def main():
+    from harness import conf_for, result_lines
     from pyspark.sql import functions as F
 
-    from lifecycle_recs import tables
     from lifecycle_recs.dates import add_days
+    from lifecycle_recs.io import tables
     from lifecycle_recs.pipeline import run_nightly, warm_up
     from lifecycle_recs.spark import get_spark
-    from nightly_quality import conf_for, result_lines
 
     p = argparse.ArgumentParser()
     p.add_argument("--dataset", required=True, choices=["demo", "synthetic", "movielens", "orders"])
     p.add_argument("--users", type=int, default=None, help="synthetic: 6000; orders: 4000")
     p.add_argument("--work", default=None)
-    p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
-                   help="a conf key and the values to try (repeatable: the grid of all)")
-    p.add_argument("--try", dest="tries", action="append", default=[], metavar="'K=V K2=V2'",
-                   help="one setting of one or more keys (repeatable)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every setting")
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a conf key and the values to try (repeatable: the grid of all)",
+    )
+    p.add_argument(
+        "--try",
+        dest="tries",
+        action="append",
+        default=[],
+        metavar="'K=V K2=V2'",
+        help="one setting of one or more keys (repeatable)",
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="for every setting"
+    )
     args = p.parse_args()
     users = args.users or {"synthetic": 6000, "orders": 4000}.get(args.dataset, 0)
     work = args.work or os.path.join(ROOT, ".bench", f"validate_{args.dataset}")
@@ -116,17 +130,26 @@ def main():
     stages, _ = warm_up(spark, cfg, d_val, data)
     run_nightly(spark, cfg, d_val, stages, training_snapshot=True)  # T' with its labels
     t_val = add_days(d_val, -H)
-    print(f"\n{args.dataset}: reported D={d}; validation D'={d_val}, T'={t_val}, labels ({t_val}, {d_val}]; "
-          f"lake built in {time.perf_counter() - t0:.0f}s")
+    print(
+        f"\n{args.dataset}: reported D={d}; validation D'={d_val}, T'={t_val}, labels ({t_val}, {d_val}]; "
+        f"lake built in {time.perf_counter() - t0:.0f}s"
+    )
     for label, sets in grid:
         t1 = time.perf_counter()
         one = conf_for(args.dataset, work, users, None, [*args.set, *sets])
         run = run_nightly(spark, one, d_val, ["evaluate"])
         ev = run.results[0].info
-        rows = [r.asDict() for r in tables.read(spark, one, "evaluation_metrics", t_val)
-                .where(F.col("dataset") == "nightly").orderBy("task", "metric", "model").collect()]
-        print(f"\nsetting {label}: model {ev['model']}, {ev['evaluated_users']} users, "
-              f"{time.perf_counter() - t1:.0f}s")
+        rows = [
+            r.asDict()
+            for r in tables.read(spark, one, "evaluation_metrics", t_val)
+            .where(F.col("dataset") == "nightly")
+            .orderBy("task", "metric", "model")
+            .collect()
+        ]
+        print(
+            f"\nsetting {label}: model {ev['model']}, {ev['evaluated_users']} users, "
+            f"{time.perf_counter() - t1:.0f}s"
+        )
         print("\n".join(result_lines(rows, f"dataset={args.dataset} setting={label}")))
 
 

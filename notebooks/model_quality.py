@@ -9,11 +9,13 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.getcwd(), "lib"))  # a source checkout; on Databricks the wheel is installed
+sys.path.insert(
+    0, os.path.join(os.getcwd(), "lib")
+)  # a source checkout; on Databricks the wheel is installed
 from pyspark.sql import functions as F  # noqa: E402
 
-from lifecycle_recs import tables  # noqa: E402
-from lifecycle_recs.notebook import open_notebook  # noqa: E402
+from lifecycle_recs.io import tables
+from lifecycle_recs.notebook import open_notebook
 
 nb = open_notebook()
 spark, cfg, D = nb.spark, nb.cfg, nb.night
@@ -24,8 +26,13 @@ assert D, "no published night yet: run the nightly job first"
 
 # COMMAND ----------
 m = tables.read(spark, cfg, "evaluation_metrics")
-nb.display(m.groupBy("snapshot_date", "task", "metric").pivot("model").agg(F.first("value"))
-           .orderBy("snapshot_date", "task", "metric"), rows=60)
+nb.display(
+    m.groupBy("snapshot_date", "task", "metric")
+    .pivot("model")
+    .agg(F.first("value"))
+    .orderBy("snapshot_date", "task", "metric"),
+    rows=60,
+)
 
 # COMMAND ----------
 # MAGIC %md One metric over time (`$LIFECYCLE_METRIC`, default churn ROC AUC)
@@ -34,8 +41,12 @@ nb.display(m.groupBy("snapshot_date", "task", "metric").pivot("model").agg(F.fir
 import matplotlib.pyplot as plt  # noqa: E402
 
 task, metric = os.environ.get("LIFECYCLE_METRIC", "churn/roc_auc").split("/")
-series = (m.where((F.col("task") == task) & (F.col("metric") == metric))
-          .select("snapshot_date", "model", "value").orderBy("snapshot_date").collect())  # nights x models
+series = (
+    m.where((F.col("task") == task) & (F.col("metric") == metric))
+    .select("snapshot_date", "model", "value")
+    .orderBy("snapshot_date")
+    .collect()
+)  # nights x models
 fig, ax = plt.subplots(figsize=(7, 3.5))
 for model in sorted({r["model"] for r in series}):
     pts = [(r["snapshot_date"], r["value"]) for r in series if r["model"] == model]
@@ -50,12 +61,22 @@ nb.display(fig, f"{task}_{metric}")
 # MAGIC earlier evaluation (`recommend.strategy_gate`; README, "Recommendations")
 
 # COMMAND ----------
-from lifecycle_recs.strategy_gate import PLAIN_COMPARISON, losing_strategies  # noqa: E402
+from lifecycle_recs.evaluation.gate import PLAIN_COMPARISON, losing_strategies
 
-nb.display(m.where(F.col("task").startswith("strategy[") & (F.col("model") == PLAIN_COMPARISON))
-           .select("snapshot_date", "task", "metric", "n_users", "value", "ci_low", "ci_high", "verdict")
-           .orderBy("snapshot_date", "task", "metric"), rows=30)
-nb.display(tables.read(spark, cfg, "recommendations", D).groupBy("strategy")
-           .agg(F.countDistinct("user_id").alias("users")).orderBy("strategy"))
-print(f"not applied on {D}:", losing_strategies(spark, cfg, D) or "none (every strategy won or tied, or no "
-      "earlier evaluation)")
+nb.display(
+    m.where(F.col("task").startswith("strategy[") & (F.col("model") == PLAIN_COMPARISON))
+    .select("snapshot_date", "task", "metric", "n_users", "value", "ci_low", "ci_high", "verdict")
+    .orderBy("snapshot_date", "task", "metric"),
+    rows=30,
+)
+nb.display(
+    tables.read(spark, cfg, "recommendations", D)
+    .groupBy("strategy")
+    .agg(F.countDistinct("user_id").alias("users"))
+    .orderBy("strategy")
+)
+print(
+    f"not applied on {D}:",
+    losing_strategies(spark, cfg, D)
+    or "none (every strategy won or tied, or no earlier evaluation)",
+)

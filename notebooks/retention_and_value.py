@@ -9,11 +9,13 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.getcwd(), "lib"))  # a source checkout; on Databricks the wheel is installed
+sys.path.insert(
+    0, os.path.join(os.getcwd(), "lib")
+)  # a source checkout; on Databricks the wheel is installed
 from pyspark.sql import functions as F  # noqa: E402
 
-from lifecycle_recs import tables  # noqa: E402
-from lifecycle_recs.notebook import open_notebook  # noqa: E402
+from lifecycle_recs.io import tables
+from lifecycle_recs.notebook import open_notebook
 
 nb = open_notebook()
 spark, cfg, D = nb.spark, nb.cfg, nb.night
@@ -24,10 +26,17 @@ assert D, "no published night yet: run the nightly job first"
 
 # COMMAND ----------
 rs = tables.read(spark, cfg, "retention_scores", D)
-by_stage = rs.groupBy("stage").agg(F.count("*").alias("users"), F.avg("churn_probability").alias("mean_churn_p"),
-                                   F.expr("percentile_approx(churn_probability, 0.5)").alias("median_churn_p"),
-                                   F.avg("predicted_value").alias("mean_value"),
-                                   F.sum("predicted_value").alias("total_value")).orderBy("stage")
+by_stage = (
+    rs.groupBy("stage")
+    .agg(
+        F.count("*").alias("users"),
+        F.avg("churn_probability").alias("mean_churn_p"),
+        F.expr("percentile_approx(churn_probability, 0.5)").alias("median_churn_p"),
+        F.avg("predicted_value").alias("mean_value"),
+        F.sum("predicted_value").alias("total_value"),
+    )
+    .orderBy("stage")
+)
 nb.display(by_stage)
 
 # COMMAND ----------
@@ -36,8 +45,12 @@ nb.display(by_stage)
 # COMMAND ----------
 import matplotlib.pyplot as plt  # noqa: E402
 
-bins = (rs.select("stage", F.least(F.floor(F.col("churn_probability") * 10), F.lit(9)).alias("bin"))
-        .groupBy("stage", "bin").count().collect())  # at most 5 stages x 10 bins
+bins = (
+    rs.select("stage", F.least(F.floor(F.col("churn_probability") * 10), F.lit(9)).alias("bin"))
+    .groupBy("stage", "bin")
+    .count()
+    .collect()
+)  # at most 5 stages x 10 bins
 fig, ax = plt.subplots(figsize=(7, 3.5))
 for stage in sorted({r["stage"] for r in bins}):
     counts = [0] * 10
@@ -58,10 +71,14 @@ nb.display(fig, "churn_by_stage")
 # COMMAND ----------
 import json  # noqa: E402
 
-from lifecycle_recs.ml import lapsed  # noqa: E402
+from lifecycle_recs.ml import lapsed
 
-versions = [r["model_version"] for r in rs.select("model_version").distinct().collect()]  # one per night
+versions = [
+    r["model_version"] for r in rs.select("model_version").distinct().collect()
+]  # one per night
 for version in sorted(versions):
     with open(os.path.join(cfg.artifacts, version, "config.json")) as fh:
         art_config = json.load(fh)
-    print(f"churn of {D} scored by {version}; lapsed users: {lapsed.describe(art_config.get('lapsed'))}")
+    print(
+        f"churn of {D} scored by {version}; lapsed users: {lapsed.describe(art_config.get('lapsed'))}"
+    )

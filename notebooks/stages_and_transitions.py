@@ -9,11 +9,12 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.getcwd(), "lib"))  # a source checkout; on Databricks the wheel is installed
-from pyspark.sql import functions as F  # noqa: E402
+sys.path.insert(
+    0, os.path.join(os.getcwd(), "lib")
+)  # a source checkout; on Databricks the wheel is installed
 
-from lifecycle_recs import tables  # noqa: E402
-from lifecycle_recs.notebook import open_notebook  # noqa: E402
+from lifecycle_recs.io import tables
+from lifecycle_recs.notebook import open_notebook
 
 nb = open_notebook()
 spark, cfg, D = nb.spark, nb.cfg, nb.night
@@ -25,13 +26,21 @@ assert D, "no published night yet: run the nightly job first"
 # COMMAND ----------
 lc = tables.read(spark, cfg, "user_lifecycle", D)
 nb.display(lc.groupBy("stage").count().orderBy("stage"))
-transitions = lc.groupBy("previous_stage").pivot("stage").count().na.fill(0).orderBy("previous_stage")
+transitions = (
+    lc.groupBy("previous_stage").pivot("stage").count().na.fill(0).orderBy("previous_stage")
+)
 nb.display(transitions)
 
 # COMMAND ----------
 # MAGIC %md Stage mix over the snapshots kept
 
 # COMMAND ----------
-over_time = (tables.read(spark, cfg, "user_lifecycle").groupBy("snapshot_date").pivot("stage").count()
-             .na.fill(0).orderBy("snapshot_date"))
+over_time = (
+    tables.read(spark, cfg, "user_lifecycle")
+    .groupBy("snapshot_date")
+    .pivot("stage")
+    .count()
+    .na.fill(0)
+    .orderBy("snapshot_date")
+)
 nb.display(over_time)

@@ -9,11 +9,13 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.getcwd(), "lib"))  # a source checkout; on Databricks the wheel is installed
+sys.path.insert(
+    0, os.path.join(os.getcwd(), "lib")
+)  # a source checkout; on Databricks the wheel is installed
 from pyspark.sql import functions as F  # noqa: E402
 
-from lifecycle_recs import tables  # noqa: E402
-from lifecycle_recs.notebook import open_notebook  # noqa: E402
+from lifecycle_recs.io import tables
+from lifecycle_recs.notebook import open_notebook
 
 nb = open_notebook()
 spark, cfg, D = nb.spark, nb.cfg, nb.night
@@ -26,8 +28,10 @@ assert D, "no published night yet: run the nightly job first"
 rs = tables.read(spark, cfg, "retention_scores", D)
 user = os.environ.get("LIFECYCLE_USER")
 if not user:
-    pick = rs.where(F.col("stage") == "at_risk").select("user_id").orderBy("user_id").first() \
+    pick = (
+        rs.where(F.col("stage") == "at_risk").select("user_id").orderBy("user_id").first()
         or rs.select("user_id").orderBy("user_id").first()
+    )
     user = pick["user_id"]
 print("user:", user)
 
@@ -36,9 +40,14 @@ print("user:", user)
 
 # COMMAND ----------
 me = rs.where(F.col("user_id") == user)
-nb.display(me.select("stage", "churn_probability", "predicted_value", "top_features", "because_items"))
-nb.display(tables.read(spark, cfg, "user_interests", D).where(F.col("user_id") == user)
-           .select("top_categories", "model_version"))
+nb.display(
+    me.select("stage", "churn_probability", "predicted_value", "top_features", "because_items")
+)
+nb.display(
+    tables.read(spark, cfg, "user_interests", D)
+    .where(F.col("user_id") == user)
+    .select("top_categories", "model_version")
+)
 
 # COMMAND ----------
 # MAGIC %md The list served, with titles
@@ -46,5 +55,7 @@ nb.display(tables.read(spark, cfg, "user_interests", D).where(F.col("user_id") =
 # COMMAND ----------
 recs = tables.read(spark, cfg, "recommendations", D).where(F.col("user_id") == user)
 if tables.exists(spark, cfg, "items"):
-    recs = recs.join(tables.read(spark, cfg, "items").select("item_id", "title", "category"), "item_id", "left")
+    recs = recs.join(
+        tables.read(spark, cfg, "items").select("item_id", "title", "category"), "item_id", "left"
+    )
 nb.display(recs.orderBy("rank").drop("because_items"))

@@ -1,5 +1,6 @@
 """One session-scoped Spark (with Delta) for the whole suite: 2 cores, few
 shuffle partitions, UI off, two task retries allowed (local[2,3]: fault-injection tests fail a task once)."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,12 @@ def spark(tmp_path_factory):
     from lifecycle_recs.spark import get_spark
 
     wh = tmp_path_factory.mktemp("warehouse")
-    conf = SparkSettings(master="local[2,3]", shuffle_partitions=2, driver_memory="3g",
-                         extra={"spark.sql.warehouse.dir": str(wh)})
+    conf = SparkSettings(
+        master="local[2,3]",
+        shuffle_partitions=2,
+        driver_memory="3g",
+        extra={"spark.sql.warehouse.dir": str(wh)},
+    )
     s = get_spark(conf)
     yield s
     s.stop()
@@ -27,9 +32,14 @@ def cfg_under(root, **overrides):
     """A Config whose lakehouse, artifacts and reports are under ``root``. Fixtures are
     small and mostly bad rows, so the quarantine-rate expectation only warns unless a
     test sets it (sections are merged, not replaced)."""
-    data = {"lakehouse": str(root / "lake"), "artifacts": str(root / "artifacts"),
-            "reports": str(root / "reports"), "validation": {"on_quarantine_excess": "warn"},
-            "mlflow": {"enabled": False}, "evaluation": {"bootstrap": 20}}
+    data = {
+        "lakehouse": str(root / "lake"),
+        "artifacts": str(root / "artifacts"),
+        "reports": str(root / "reports"),
+        "validation": {"on_quarantine_excess": "warn"},
+        "mlflow": {"enabled": False},
+        "evaluation": {"bootstrap": 20},
+    }
     return config_from_dict(merge_dicts(data, overrides), base=str(ROOT))
 
 
@@ -44,6 +54,7 @@ class Reference:
     """A clean night of the fault and deployment tests' data: ``conf`` (synthetic raw
     files, a promoted small artifact) is what every lake compared with it uses, ``cfg``
     its lake, ``date`` the night D (with its training snapshot T), ``stages`` what ran."""
+
     conf: dict
     cfg: object
     date: str
@@ -66,18 +77,26 @@ def reference(spark, tmp_path_factory):
     art_root = root / "artifacts"
     version = os.path.basename(make_artifact(art_root))
     artifacts.promote_version(str(art_root), version, "2000-01-01")  # valid for any night
-    conf = {"source": {"kind": "synthetic", "raw_path": str(root / "raw")},
-            "synthetic": {"seed": 6, "n_users": 40, "n_items": 60, "days": 90, "partitions": 2},
-            "artifacts": str(art_root), "recommend": {"k": 5}, "train": {"device": "cpu"}}
+    conf = {
+        "source": {"kind": "synthetic", "raw_path": str(root / "raw")},
+        "synthetic": {"seed": 6, "n_users": 40, "n_items": 60, "days": 90, "partitions": 2},
+        "artifacts": str(art_root),
+        "recommend": {"k": 5},
+        "train": {"device": "cpu"},
+    }
     # its own stages in the conf: the night is published when they have all succeeded
-    cfg = cfg_under(root, **{**conf, "lakehouse": str(root / "clean"), "stages": list(REFERENCE_STAGES)})
+    cfg = cfg_under(
+        root, **{**conf, "lakehouse": str(root / "clean"), "stages": list(REFERENCE_STAGES)}
+    )
     d = run_nightly(spark, cfg, stages=list(REFERENCE_STAGES), training_snapshot=True).snapshot_date
-    from lifecycle_recs import tables
+    from lifecycle_recs.io import tables
 
     before = tables.versions(spark, cfg, tables.TABLE_NAMES)  # every table it has, at its version
     yield Reference(conf, cfg, d, REFERENCE_STAGES)
     # the tests that share it only read it: a commit to it (or a new table) would make later comparisons moot
-    assert tables.versions(spark, cfg, tables.TABLE_NAMES) == before, "a test wrote to the shared reference lake"
+    assert tables.versions(spark, cfg, tables.TABLE_NAMES) == before, (
+        "a test wrote to the shared reference lake"
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -89,4 +108,6 @@ def torch_threads_unchanged():
 
     before = torch.get_num_threads()
     yield
-    assert torch.get_num_threads() == before, f"the test left torch at {torch.get_num_threads()} threads, not {before}"
+    assert torch.get_num_threads() == before, (
+        f"the test left torch at {torch.get_num_threads()} threads, not {before}"
+    )

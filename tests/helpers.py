@@ -1,4 +1,5 @@
 """Shared test helpers (plain functions; the fixtures live in conftest.py)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -28,7 +29,8 @@ def events_df(spark, rows, n_partitions=3):
 
     df = spark.createDataFrame(
         [(u, i, t, dt.datetime.fromisoformat(ts), float(v)) for u, i, t, ts, v in rows],
-        "user_id string, item_id string, event_type string, event_ts timestamp, value double")
+        "user_id string, item_id string, event_type string, event_ts timestamp, value double",
+    )
     df = df.withColumn("event_date", F.to_date("event_ts"))
     return repart(df, n_partitions)
 
@@ -40,11 +42,24 @@ def users_frame(n=8, seed=0, n_items=20):
     for u in range(n):
         L = int(rng.integers(1, 12))
         items = [f"i{(u + k) % n_items}" for k in range(L)]
-        rows.append({"user_id": f"u{u}", "item_ids": items, "event_types": ["view"] * L,
-                     "time_gaps_hours": [0.0] + [float(rng.exponential(5)) for _ in range(L - 1)],
-                     "values": [0.0] * L, "sequence_length": L, "days_since_last_event": float(u),
-                     "n_events": L, "tenure_days": 10.0, "monetary_total": 0.0, "active_days": 2,
-                     "has_labels": True, "churned_within_horizon": u % 2 == 0, "value_next_horizon": float(u % 3)})
+        rows.append(
+            {
+                "user_id": f"u{u}",
+                "item_ids": items,
+                "event_types": ["view"] * L,
+                "time_gaps_hours": [0.0] + [float(rng.exponential(5)) for _ in range(L - 1)],
+                "values": [0.0] * L,
+                "sequence_length": L,
+                "days_since_last_event": float(u),
+                "n_events": L,
+                "tenure_days": 10.0,
+                "monetary_total": 0.0,
+                "active_days": 2,
+                "has_labels": True,
+                "churned_within_horizon": u % 2 == 0,
+                "value_next_horizon": float(u % 3),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -63,12 +78,26 @@ def make_artifact(root, max_len=10, seed=0, n_items=None, n_categories=3, config
 
     torch.manual_seed(seed)
     n = N_ITEMS if n_items is None else n_items
-    vocab = Vocab([f"i{k:02d}" for k in range(n)], ["view", "purchase"], [f"c{k % n_categories}" for k in range(n)])
-    spec = ModelSpec(n_items=vocab.n_items, n_event_types=vocab.n_event_types, text_dim=8, hidden_dim=16, item_dim=8)
+    vocab = Vocab(
+        [f"i{k:02d}" for k in range(n)],
+        ["view", "purchase"],
+        [f"c{k % n_categories}" for k in range(n)],
+    )
+    spec = ModelSpec(
+        n_items=vocab.n_items,
+        n_event_types=vocab.n_event_types,
+        text_dim=8,
+        hidden_dim=16,
+        item_dim=8,
+    )
     model = SequenceModel(spec, np.random.default_rng(seed).normal(size=(vocab.n_items, 8)))
     rng = np.random.default_rng(seed + 1)
-    stats = artifacts.ItemStats(rng.integers(0, 50, vocab.n_items).astype(float), rng.random(vocab.n_items))
-    return artifacts.save(str(root), model.eval(), vocab, max_len, {}, stats, "2026-01-01", config or {})
+    stats = artifacts.ItemStats(
+        rng.integers(0, 50, vocab.n_items).astype(float), rng.random(vocab.n_items)
+    )
+    return artifacts.save(
+        str(root), model.eval(), vocab, max_len, {}, stats, "2026-01-01", config or {}
+    )
 
 
 def scoring_users(n=24, seed=0):
@@ -77,11 +106,22 @@ def scoring_users(n=24, seed=0):
     rows = []
     for u in range(n):
         L = int(rng.integers(0, 14)) if u else 0
-        rows.append({"user_id": f"u{u}", "item_ids": [f"i{x:02d}" for x in rng.integers(0, N_ITEMS + 3, L)],
-                     "event_types": ["view"] * L, "time_gaps_hours": list(rng.exponential(3, L)),
-                     "values": [float("nan") if u == 3 else 1.0] * L, "sequence_length": L, "n_events": L + 5,
-                     "days_since_last_event": 3.0, "tenure_days": 40.0, "monetary_total": float("nan"),
-                     "active_days": 3, "stage": LIFECYCLE[u % 5]})
+        rows.append(
+            {
+                "user_id": f"u{u}",
+                "item_ids": [f"i{x:02d}" for x in rng.integers(0, N_ITEMS + 3, L)],
+                "event_types": ["view"] * L,
+                "time_gaps_hours": list(rng.exponential(3, L)),
+                "values": [float("nan") if u == 3 else 1.0] * L,
+                "sequence_length": L,
+                "n_events": L + 5,
+                "days_since_last_event": 3.0,
+                "tenure_days": 40.0,
+                "monetary_total": float("nan"),
+                "active_days": 3,
+                "stage": LIFECYCLE[u % 5],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -102,13 +142,13 @@ class CrashAfterCommit:
             raise InjectedCrash(f"injected crash after the first commit to {table}")
 
     def __enter__(self):
-        from lifecycle_recs import tables
+        from lifecycle_recs.io import tables
 
         tables.COMMIT_HOOKS.append(self)
         return self
 
     def __exit__(self, *exc):
-        from lifecycle_recs import tables
+        from lifecycle_recs.io import tables
 
         tables.COMMIT_HOOKS.remove(self)
 

@@ -1,6 +1,7 @@
 """The Databricks bundle (databricks.yml + resources/): every task runs the wheel's
 entry point with arguments the job parses and a conf that exists, on the runtime
 the project is pinned to, and the stage groups cover the pipeline in order."""
+
 import re
 
 import yaml
@@ -18,7 +19,9 @@ def _load(name):
 def test_the_bundle_job_runs_every_stage_once_in_order_through_the_entry_point():
     bundle = _load("databricks.yml")
     assert set(bundle["targets"]) == {"dev", "prod"}
-    assert {"catalog", "schema", "volume", "cpu_node_type", "gpu_node_type"} <= set(bundle["variables"])
+    assert {"catalog", "schema", "volume", "cpu_node_type", "gpu_node_type"} <= set(
+        bundle["variables"]
+    )
     job = _load("resources/nightly.job.yml")["resources"]["jobs"]["nightly"]
     assert [p["name"] for p in job["parameters"]] == ["date"]
     assert job["schedule"]["quartz_cron_expression"] and job["email_notifications"]["on_failure"]
@@ -30,10 +33,12 @@ def test_the_bundle_job_runs_every_stage_once_in_order_through_the_entry_point()
     stages, previous = [], None
     for task in job["tasks"]:
         assert task["job_cluster_key"] in clusters
-        assert [d["task_key"] for d in task.get("depends_on", [])] == ([previous] if previous else [])
+        assert [d["task_key"] for d in task.get("depends_on", [])] == (
+            [previous] if previous else []
+        )
         wheel = task["python_wheel_task"]
         assert wheel["package_name"].replace("_", "-") == dist
-        assert f'{wheel["entry_point"]}=' in setup
+        assert f"{wheel['entry_point']}=" in setup
         variables = {f"${{var.{k}}}": str(v["default"]) for k, v in bundle["variables"].items()}
         variables["${workspace.file_path}/"] = ""
         params = []
@@ -43,8 +48,12 @@ def test_the_bundle_job_runs_every_stage_once_in_order_through_the_entry_point()
             params.append(p)
         args = parser().parse_args(params)
         assert args.date == "{{job.parameters.date}}"
-        cfg = load_config(str(ROOT / args.conf), parse_overrides(args.set))  # exists, valid with the overrides
-        assert cfg.table_schema == "main.lifecycle" and cfg.artifacts.startswith("/Volumes/main/lifecycle/")
+        cfg = load_config(
+            str(ROOT / args.conf), parse_overrides(args.set)
+        )  # exists, valid with the overrides
+        assert cfg.table_schema == "main.lifecycle" and cfg.artifacts.startswith(
+            "/Volumes/main/lifecycle/"
+        )
         stages += args.stages.split(",")
         previous = task["task_key"]
     assert tuple(stages) == PIPELINE_STAGES

@@ -1,5 +1,6 @@
 """The wheel installs on Databricks Runtime 17.3 LTS ML without changing the runtime:
 built here, resolved by pip against the runtime's pins (constraints/dbr-17.3-ml.txt)."""
+
 import json
 import subprocess
 import sys
@@ -25,8 +26,11 @@ def pins():
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                        "-w", str(out), str(ROOT)], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     (whl,) = out.glob("lifecycle_recs-*.whl")
     return whl
@@ -35,9 +39,14 @@ def wheel(tmp_path_factory):
 def test_wheel_requires_neither_spark_nor_delta_and_has_no_ceilings(wheel):
     with zipfile.ZipFile(wheel) as z:
         meta = z.read(next(n for n in z.namelist() if n.endswith("METADATA"))).decode()
-    base = [line.split(":", 1)[1].strip() for line in meta.splitlines()
-            if line.startswith("Requires-Dist:") and "extra ==" not in line]
-    assert base and not [r for r in base if r.lower().startswith(("pyspark", "delta-spark", "petastorm"))]
+    base = [
+        line.split(":", 1)[1].strip()
+        for line in meta.splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line
+    ]
+    assert base and not [
+        r for r in base if r.lower().startswith(("pyspark", "delta-spark", "petastorm"))
+    ]
     assert not [r for r in base if "<" in r or "==" in r], base
     assert any("lifecycle_recs/ml/feed.py" in n for n in zipfile.ZipFile(wheel).namelist())
 
@@ -47,12 +56,30 @@ def test_installing_the_wheel_under_the_runtime_pins_changes_none_of_them(wheel,
     constrained to the runtime's versions: it must succeed, keep every pinned version,
     and bring no Spark or Delta of its own."""
     report = tmp_path / "report.json"
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
-                        "--report", str(report), "-c", str(CONSTRAINTS), str(wheel)],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "-q",
+            "--report",
+            str(report),
+            "-c",
+            str(CONSTRAINTS),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    chosen = {i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"]
-              for i in json.loads(report.read_text())["install"]}
+    chosen = {
+        i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"]
+        for i in json.loads(report.read_text())["install"]
+    }
     assert "lifecycle-recs" in chosen and "pyspark" not in chosen and "delta-spark" not in chosen
     changed = {n: (chosen[n], v) for n, v in pins().items() if n in chosen and chosen[n] != v}
     assert not changed, f"installing the wheel would change runtime packages: {changed}"

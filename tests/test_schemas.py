@@ -1,22 +1,45 @@
 """Table contracts: README documents exactly the schemas defined in lifecycle_recs.schemas."""
-from tests.helpers import ROOT
+
 from lifecycle_recs import schemas
+from tests.helpers import ROOT
 
 
 def test_readme_schema_section_matches_the_specs():
     text = (ROOT / "README.md").read_text()
     a = text.index("<!-- SCHEMAS:BEGIN -->") + len("<!-- SCHEMAS:BEGIN -->")
     b = text.index("<!-- SCHEMAS:END -->")
-    assert text[a:b].strip() == schemas.markdown().strip(), \
+    assert text[a:b].strip() == schemas.markdown().strip(), (
         "README schemas are stale: regenerate with python -m lifecycle_recs.schemas"
+    )
 
 
 def test_scored_tables_have_the_required_columns():
     need = {
-        "recommendations": ["snapshot_date", "user_id", "rank", "item_id", "score", "strategy", "model_version"],
-        "retention_scores": ["snapshot_date", "user_id", "stage", "churn_probability", "retention_score",
-                             "predicted_value", "model_version"],
-        "user_interests": ["snapshot_date", "user_id", "interest_vector", "top_categories", "model_version"],
+        "recommendations": [
+            "snapshot_date",
+            "user_id",
+            "rank",
+            "item_id",
+            "score",
+            "strategy",
+            "model_version",
+        ],
+        "retention_scores": [
+            "snapshot_date",
+            "user_id",
+            "stage",
+            "churn_probability",
+            "retention_score",
+            "predicted_value",
+            "model_version",
+        ],
+        "user_interests": [
+            "snapshot_date",
+            "user_id",
+            "interest_vector",
+            "top_categories",
+            "model_version",
+        ],
     }
     for table, cols in need.items():
         spec = schemas.spec(table)

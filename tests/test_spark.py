@@ -1,4 +1,5 @@
 """Platform invariants (item 12): an existing session is made UTC and ANSI."""
+
 import datetime as dt
 
 from pyspark.sql import functions as F
@@ -16,8 +17,13 @@ def test_an_existing_session_is_put_in_utc_with_ansi(spark, caplog):
         assert {k: spark.conf.get(k) for k in INVARIANTS} == INVARIANTS
         assert "was 'America/New_York'" in caplog.text
         # the same instant lands on its UTC date (New York would give the day before)
-        row = spark.createDataFrame([(dt.datetime(2026, 3, 3, 2, 0, tzinfo=dt.timezone.utc),)], "ts timestamp") \
-            .select(F.to_date("ts").alias("d"), F.date_format("ts", "HH").alias("h")).first()
+        row = (
+            spark.createDataFrame(
+                [(dt.datetime(2026, 3, 3, 2, 0, tzinfo=dt.timezone.utc),)], "ts timestamp"
+            )
+            .select(F.to_date("ts").alias("d"), F.date_format("ts", "HH").alias("h"))
+            .first()
+        )
         assert (row["d"], row["h"]) == (dt.date(2026, 3, 3), "02")
     finally:
         for k, v in INVARIANTS.items():

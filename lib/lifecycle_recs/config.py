@@ -7,6 +7,7 @@ a list) or a value outside its allowed set. Lists become tuples and every sectio
 is a frozen dataclass, so nothing changes a config after load; derive a changed
 copy with :func:`dataclasses.replace` or :func:`config_from_dict` overrides.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,9 +19,15 @@ from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
-from .config_checks import (CHOICES, FRACTIONS, POSITIVE, _check_value, cross_checks,  # noqa: F401
-                            is_remote_path, is_table_name)
-from .names import PIPELINE_STAGES
+from lifecycle_recs.config_checks import (
+    CHOICES,
+    POSITIVE,
+    _check_value,
+    cross_checks,
+    is_table_name,
+)
+from lifecycle_recs.fs import is_remote_path
+from lifecycle_recs.names import PIPELINE_STAGES
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,7 @@ class ValidationConf:
     event_types: Tuple[str, ...] = ("view", "click", "add_to_cart", "purchase", "rating")
     min_event_date: str = "1990-01-01"
     max_event_date: str = "2100-01-01"
-    max_future_hours: float = 24.0   # events later than the run time plus this are quarantined
+    max_future_hours: float = 24.0  # events later than the run time plus this are quarantined
     require_item_id: bool = False
     max_value: float = 1.0e7
     max_id_length: int = 128
@@ -169,12 +176,16 @@ class ModelConf:
 class MlflowConf:
     # used only where mlflow is importable (Databricks ML runtimes); off: nothing is logged
     enabled: bool = True
-    tracking_uri: Optional[str] = None       # default: the environment's (Databricks) or ./mlruns
-    registry_uri: Optional[str] = None       # default: the tracking URI's (Unity Catalog: "databricks-uc")
-    experiment: str = "lifecycle-recs"       # on Databricks a workspace path, e.g. /Shared/lifecycle-recs
-    registered_model: Optional[str] = None   # register each trained artifact under this name
-    alias: str = "champion"                  # moved to a registered version when it is promoted
-    score_alias: Optional[str] = None        # score / evaluate with models:/<registered_model>@<this>
+    tracking_uri: Optional[str] = None  # default: the environment's (Databricks) or ./mlruns
+    registry_uri: Optional[str] = (
+        None  # default: the tracking URI's (Unity Catalog: "databricks-uc")
+    )
+    experiment: str = (
+        "lifecycle-recs"  # on Databricks a workspace path, e.g. /Shared/lifecycle-recs
+    )
+    registered_model: Optional[str] = None  # register each trained artifact under this name
+    alias: str = "champion"  # moved to a registered version when it is promoted
+    score_alias: Optional[str] = None  # score / evaluate with models:/<registered_model>@<this>
 
 
 @dataclass(frozen=True)
@@ -191,10 +202,10 @@ class TrainConf:
     # the training feed: "parquet" (Spark writes examples once, torch streams them) or
     # "petastorm" (optional, environments with pyarrow < 15 only: see the README)
     feeder: str = "parquet"
-    feed_dir: Optional[str] = None      # where the examples are written; default <artifacts>/_feed
-    loader_workers: int = 0             # DataLoader worker processes reading the feed
-    shuffle_buffer_rows: int = 16384    # rows mixed at a time by the streaming feed
-    heads_max_rows: int = 1_000_000     # rows the heads refit holds in memory (first rows of the feed)
+    feed_dir: Optional[str] = None  # where the examples are written; default <artifacts>/_feed
+    loader_workers: int = 0  # DataLoader worker processes reading the feed
+    shuffle_buffer_rows: int = 16384  # rows mixed at a time by the streaming feed
+    heads_max_rows: int = 1_000_000  # rows the heads refit holds in memory (first rows of the feed)
     petastorm_cache_dir: Optional[str] = None
     # refit of the churn/value heads on frozen user vectors
     heads_steps: int = 400
@@ -333,18 +344,33 @@ def _build(cls, data: Optional[Dict[str, Any]], where: str):
 
 def _resolve(cfg: Config, base: Path) -> Config:
     """Relative local paths resolved against ``base``; remote paths kept as written."""
+
     def absolutise(p: Optional[str]) -> Optional[str]:
         if p is None or is_remote_path(p) or os.path.isabs(p):
             return p
         return str((base / p).resolve())
 
-    source = dataclasses.replace(cfg.source, **{k: absolutise(getattr(cfg.source, k)) for k in
-                                                ("path", "items_path", "recbole_dir", "raw_path")})
-    train = dataclasses.replace(cfg.train, petastorm_cache_dir=absolutise(cfg.train.petastorm_cache_dir),
-                                feed_dir=absolutise(cfg.train.feed_dir))
-    return dataclasses.replace(cfg, lakehouse=absolutise(cfg.lakehouse), artifacts=absolutise(cfg.artifacts),
-                               reports=absolutise(cfg.reports), source=source, train=train,
-                               tables={k: v if is_table_name(v) else absolutise(v) for k, v in cfg.tables.items()})
+    source = dataclasses.replace(
+        cfg.source,
+        **{
+            k: absolutise(getattr(cfg.source, k))
+            for k in ("path", "items_path", "recbole_dir", "raw_path")
+        },
+    )
+    train = dataclasses.replace(
+        cfg.train,
+        petastorm_cache_dir=absolutise(cfg.train.petastorm_cache_dir),
+        feed_dir=absolutise(cfg.train.feed_dir),
+    )
+    return dataclasses.replace(
+        cfg,
+        lakehouse=absolutise(cfg.lakehouse),
+        artifacts=absolutise(cfg.artifacts),
+        reports=absolutise(cfg.reports),
+        source=source,
+        train=train,
+        tables={k: v if is_table_name(v) else absolutise(v) for k, v in cfg.tables.items()},
+    )
 
 
 def parse_overrides(items) -> Dict[str, Any]:

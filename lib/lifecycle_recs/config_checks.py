@@ -3,14 +3,15 @@ fraction keys, type checks of a value against its annotation, checks that span
 keys, and the table-name / remote-path tests the config and the table layer
 share. Imports nothing of the project but dates and names (no cycle with
 ``config``)."""
+
 from __future__ import annotations
 
 import re
 import typing
 from typing import Any, Dict, Optional, Tuple
 
-from .dates import parse_date
-from .names import PIPELINE_STAGES, STRATEGY_AT_RISK, STRATEGY_NEW_USER
+from lifecycle_recs.dates import parse_date
+from lifecycle_recs.names import PIPELINE_STAGES, STRATEGY_AT_RISK, STRATEGY_NEW_USER
 
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){1,2}$")
 
@@ -19,12 +20,6 @@ def is_table_name(p: Optional[str]) -> bool:
     """``catalog.schema.table`` or ``schema.table`` (a metastore / Unity Catalog
     table), not a path: no slash, two or three identifiers."""
     return p is not None and bool(_TABLE_NAME.match(p))
-
-
-def is_remote_path(p: Optional[str]) -> bool:
-    """A URI (``s3://``, ``abfss://``, ``file://`` ...) or a ``dbfs:`` path: never
-    resolved against the project root and never checked with ``os.path``."""
-    return p is not None and ("://" in p or p.startswith("dbfs:"))
 
 
 # Allowed values, by dotted key; ``stages`` lists are checked item by item.
@@ -40,43 +35,79 @@ CHOICES: Dict[str, Tuple[Any, ...]] = {
     "stages": PIPELINE_STAGES,
     "recommend.strategies_off": (STRATEGY_NEW_USER, STRATEGY_AT_RISK),
 }
-POSITIVE = ("spark.shuffle_partitions", "sequences.max_length", "lifecycle.horizon_days", "train.epochs",
-            "train.batch_size", "recommend.k", "recommend.chunk_size", "embedding.batch_size",
-            "lifecycle.new_days", "lifecycle.at_risk_days", "lifecycle.churn_days", "lifecycle.transition_step_days",
-            "lifecycle.reactivation_window_days", "lifecycle.at_risk_gap_multiplier", "validation.max_id_length",
-            "validation.max_value", "evaluation.bootstrap", "evaluation.btyd_max_rows", "evaluation.jaccard_pairs",
-            "model.lapsed_periods")
-FRACTIONS = ("validation.max_quarantine_fraction", "publish.max_shrink_fraction", "train.validation_fraction",
-             "evaluation.popularity_head_fraction")
+POSITIVE = (
+    "spark.shuffle_partitions",
+    "sequences.max_length",
+    "lifecycle.horizon_days",
+    "train.epochs",
+    "train.batch_size",
+    "recommend.k",
+    "recommend.chunk_size",
+    "embedding.batch_size",
+    "lifecycle.new_days",
+    "lifecycle.at_risk_days",
+    "lifecycle.churn_days",
+    "lifecycle.transition_step_days",
+    "lifecycle.reactivation_window_days",
+    "lifecycle.at_risk_gap_multiplier",
+    "validation.max_id_length",
+    "validation.max_value",
+    "evaluation.bootstrap",
+    "evaluation.btyd_max_rows",
+    "evaluation.jaccard_pairs",
+    "model.lapsed_periods",
+)
+FRACTIONS = (
+    "validation.max_quarantine_fraction",
+    "publish.max_shrink_fraction",
+    "train.validation_fraction",
+    "evaluation.popularity_head_fraction",
+)
 
 
 def cross_checks(cfg: Any) -> None:  # a config.Config
     """Checks that span keys (each names the keys involved)."""
     v, src = cfg.validation, cfg.source
-    lo, hi = parse_date(v.min_event_date, "validation.min_event_date"), parse_date(v.max_event_date,
-                                                                                  "validation.max_event_date")
+    lo, hi = (
+        parse_date(v.min_event_date, "validation.min_event_date"),
+        parse_date(v.max_event_date, "validation.max_event_date"),
+    )
     if lo >= hi:
-        raise ValueError(f"validation.min_event_date {lo} must be before validation.max_event_date {hi}")
+        raise ValueError(
+            f"validation.min_event_date {lo} must be before validation.max_event_date {hi}"
+        )
     outside = sorted({t for t in src.event_type_map.values() if t not in v.event_types})
     if outside:
-        raise ValueError(f"source.event_type_map maps to {outside}, which are not in validation.event_types "
-                         f"{list(v.event_types)}: every such row would be quarantined")
+        raise ValueError(
+            f"source.event_type_map maps to {outside}, which are not in validation.event_types "
+            f"{list(v.event_types)}: every such row would be quarantined"
+        )
     if src.event_type is not None:
         if src.columns.get("event_type"):
-            raise ValueError(f"source.event_type ({src.event_type!r}) and source.columns.event_type "
-                             f"({src.columns['event_type']!r}) are both set: a constant type or a column, not both")
+            raise ValueError(
+                f"source.event_type ({src.event_type!r}) and source.columns.event_type "
+                f"({src.columns['event_type']!r}) are both set: a constant type or a column, not both"
+            )
         if src.event_type not in v.event_types:
-            raise ValueError(f"source.event_type {src.event_type!r} is not in validation.event_types "
-                             f"{list(v.event_types)}: every row would be quarantined")
+            raise ValueError(
+                f"source.event_type {src.event_type!r} is not in validation.event_types "
+                f"{list(v.event_types)}: every row would be quarantined"
+            )
     lc = cfg.lifecycle
     if not lc.at_risk_days < lc.churn_days:
-        raise ValueError(f"lifecycle.at_risk_days ({lc.at_risk_days}) must be below lifecycle.churn_days "
-                         f"({lc.churn_days})")
+        raise ValueError(
+            f"lifecycle.at_risk_days ({lc.at_risk_days}) must be below lifecycle.churn_days "
+            f"({lc.churn_days})"
+        )
     if cfg.table_schema is not None and not is_table_name(cfg.table_schema + ".t"):
-        raise ValueError(f"config key 'table_schema' must be 'catalog.schema' or 'schema', got {cfg.table_schema!r}")
+        raise ValueError(
+            f"config key 'table_schema' must be 'catalog.schema' or 'schema', got {cfg.table_schema!r}"
+        )
     share = cfg.recommend.keep_seen_repeat_share
     if share is not None and not 0 <= share <= 1:
-        raise ValueError(f"config key 'recommend.keep_seen_repeat_share' must be in [0, 1] or null, got {share!r}")
+        raise ValueError(
+            f"config key 'recommend.keep_seen_repeat_share' must be in [0, 1] or null, got {share!r}"
+        )
     for key in FRACTIONS:
         section, name = key.split(".")
         x = getattr(getattr(cfg, section), name)
@@ -100,25 +131,42 @@ def _check_value(value: Any, tp, key: str) -> Any:
         return value
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"config key '{key}' must be a list, got {type(value).__name__} {value!r}")
+            raise ValueError(
+                f"config key '{key}' must be a list, got {type(value).__name__} {value!r}"
+            )
         return tuple(_check_value(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"config key '{key}' must be a mapping, got {type(value).__name__} {value!r}")
-        return {_check_value(k, args[0], f"{key} (key)"): _check_value(v, args[1], f"{key}.{k}")
-                for k, v in value.items()}
+            raise ValueError(
+                f"config key '{key}' must be a mapping, got {type(value).__name__} {value!r}"
+            )
+        return {
+            _check_value(k, args[0], f"{key} (key)"): _check_value(v, args[1], f"{key}.{k}")
+            for k, v in value.items()
+        }
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"config key '{key}' must be a number, got {type(value).__name__} {value!r}")
+            raise ValueError(
+                f"config key '{key}' must be a number, got {type(value).__name__} {value!r}"
+            )
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"config key '{key}' must be an integer, got {type(value).__name__} {value!r}")
+            raise ValueError(
+                f"config key '{key}' must be an integer, got {type(value).__name__} {value!r}"
+            )
         return value
-    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool) and key.endswith("_date"):
+    if (
+        tp is str
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and key.endswith("_date")
+    ):
         raise ValueError(f"config key '{key}' must be a date string 'YYYY-MM-DD', got {value!r}")
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # e.g. a separator or a memory size written without quotes
     if not isinstance(value, tp):
-        raise ValueError(f"config key '{key}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        raise ValueError(
+            f"config key '{key}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}"
+        )
     return value

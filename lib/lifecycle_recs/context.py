@@ -1,5 +1,6 @@
 """The run context every stage receives: the session, the frozen config and the
 dates of this run, resolved once by the pipeline and never changed."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,8 +8,8 @@ from typing import Dict, Optional, Tuple
 
 from pyspark.sql import SparkSession
 
-from .config import Config
-from .dates import training_date
+from lifecycle_recs.config import Config
+from lifecycle_recs.dates import training_date
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class RunContext:
     (D is then the last event date after ingest). ``snapshot_dates``: the
     snapshots the data stages build: D, plus T = D - H when a stage that needs
     the training snapshot (train, evaluate) is among the stages of this run."""
+
     spark: SparkSession
     cfg: Config
     snapshot_date: Optional[str] = None

@@ -1,4 +1,5 @@
 """Day arithmetic and "now, UTC" in one place (plain Python, no Spark)."""
+
 from __future__ import annotations
 
 import datetime as dt

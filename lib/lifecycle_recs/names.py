@@ -1,6 +1,7 @@
 """Shared vocabularies, with no dependency at all (importable by ``ml/`` and by
 the Spark side alike): pipeline stages, lifecycle stages, recommendation
 strategies and the funnel order of event types."""
+
 from __future__ import annotations
 
 # The nightly pipeline's stages, in the order they run. ``pipeline.py`` maps each

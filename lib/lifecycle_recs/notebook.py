@@ -1,6 +1,7 @@
 """What the notebooks share: the session, the conf and the night to read (the last
 *published* one), and ``display`` that is Databricks' own there and a plain
 ``show()`` / saved figure locally. Reads only."""
+
 from __future__ import annotations
 
 import builtins
@@ -10,9 +11,9 @@ from typing import Optional
 
 from pyspark.sql import DataFrame, SparkSession
 
-from . import runs
-from .config import Config, load_config
-from .spark import get_spark
+from lifecycle_recs.config import Config, load_config
+from lifecycle_recs.io import runs
+from lifecycle_recs.spark import get_spark
 
 
 def on_databricks() -> bool:
@@ -23,7 +24,7 @@ def on_databricks() -> bool:
 class Notebook:
     spark: SparkSession
     cfg: Config
-    night: Optional[str]   # the last published night (None before the first one)
+    night: Optional[str]  # the last published night (None before the first one)
 
     def display(self, obj, name: str = "figure", rows: int = 20) -> None:
         """Databricks' ``display`` where it exists; locally a DataFrame is shown and a

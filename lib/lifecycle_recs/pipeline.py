@@ -15,6 +15,7 @@ particular date, its latest row of any date), else ``partial``. Consumers read t
 published date (:func:`runs.last_published_date`), never a night that is
 half written.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,13 +29,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from pyspark.sql import SparkSession
 
-from . import runs, tables
-from .config import Config
-from .context import RunContext, StageResult
-from .dates import add_days, iso, utc_now
-from .ml import artifacts
-from .names import PIPELINE_STAGES
-from .stages import embeddings, evaluate, ingest, lifecycle, score, sequences, train
+from lifecycle_recs.config import Config
+from lifecycle_recs.context import RunContext, StageResult
+from lifecycle_recs.dates import add_days, iso, utc_now
+from lifecycle_recs.io import runs, tables
+from lifecycle_recs.ml import artifacts
+from lifecycle_recs.names import PIPELINE_STAGES
+from lifecycle_recs.stages import embeddings, evaluate, ingest, lifecycle, score, sequences, train
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,13 @@ def _with_dates(ctx: RunContext, d: str, with_training_snapshot: bool) -> RunCon
     return dataclasses.replace(ctx, snapshot_date=d, snapshot_dates=dates)
 
 
-def run_nightly(spark: SparkSession, cfg: Config, snapshot_date: Optional[str] = None,
-                stages: Optional[Sequence[str]] = None, training_snapshot: Optional[bool] = None) -> NightlyRun:
+def run_nightly(
+    spark: SparkSession,
+    cfg: Config,
+    snapshot_date: Optional[str] = None,
+    stages: Optional[Sequence[str]] = None,
+    training_snapshot: Optional[bool] = None,
+) -> NightlyRun:
     """Run ``stages`` (default: the config's) for D (default: the last event date after ingest).
 
     ``training_snapshot``: whether the data stages also build T = D - H; by default
@@ -105,31 +111,69 @@ def run_nightly(spark: SparkSession, cfg: Config, snapshot_date: Optional[str] =
     run_started, run_t0 = utc_now(), time.perf_counter()
     for name in stages:
         if name not in WITHOUT_DATE and run.context.snapshot_date is None:
-            run.context = _with_dates(run.context, resolve_date(spark, cfg, given), training_snapshot)
+            run.context = _with_dates(
+                run.context, resolve_date(spark, cfg, given), training_snapshot
+            )
         started, t0 = utc_now(), time.perf_counter()
         before = tables.versions(spark, cfg, RECORDED_TABLES)
         log.info("stage %s: start (D=%s)", name, run.context.snapshot_date)
         try:
             info = REGISTRY[name](run.context) or {}
         except Exception as e:
-            _record(spark, cfg, run, name, "failed", started, time.perf_counter() - t0, before, {}, {},
-                    f"{type(e).__name__}: {e}"[:4000])
+            _record(
+                spark,
+                cfg,
+                run,
+                name,
+                "failed",
+                started,
+                time.perf_counter() - t0,
+                before,
+                {},
+                {},
+                f"{type(e).__name__}: {e}"[:4000],
+            )
             raise
         res = StageResult(name, time.perf_counter() - t0, info)
         run.results.append(res)
         after = tables.versions(spark, cfg, RECORDED_TABLES)
-        _record(spark, cfg, run, name, "succeeded", started, res.seconds, before,
-                {t: v for t, v in after.items() if before.get(t) != v}, info)
+        _record(
+            spark,
+            cfg,
+            run,
+            name,
+            "succeeded",
+            started,
+            res.seconds,
+            before,
+            {t: v for t, v in after.items() if before.get(t) != v},
+            info,
+        )
         log.info("stage %s: done in %.1fs %s", name, res.seconds, info)
     if run.context.snapshot_date is None:  # only date-free stages ran
         run.context = _with_dates(run.context, resolve_date(spark, cfg, given), training_snapshot)
-    missing = runs.stages_not_succeeded(spark, cfg, run.context.snapshot_date, cfg.stages, WITHOUT_DATE)
+    missing = runs.stages_not_succeeded(
+        spark, cfg, run.context.snapshot_date, cfg.stages, WITHOUT_DATE
+    )
     status = "partial" if missing else "published"
-    _record(spark, cfg, run, "run", status, run_started, time.perf_counter() - run_t0, {}, {},
-            {"stages": stages, "not_yet_succeeded": missing})
+    _record(
+        spark,
+        cfg,
+        run,
+        "run",
+        status,
+        run_started,
+        time.perf_counter() - run_t0,
+        {},
+        {},
+        {"stages": stages, "not_yet_succeeded": missing},
+    )
     if missing:
-        log.info("night %s not published yet: stage(s) %s of the conf have not succeeded for it",
-                 run.context.snapshot_date, missing)
+        log.info(
+            "night %s not published yet: stage(s) %s of the conf have not succeeded for it",
+            run.context.snapshot_date,
+            missing,
+        )
     return run
 
 
@@ -137,15 +181,36 @@ def run_nightly(spark: SparkSession, cfg: Config, snapshot_date: Optional[str] =
 RECORDED_TABLES = tuple(t for t in tables.TABLE_NAMES if t != "pipeline_runs")
 
 
-def _record(spark: SparkSession, cfg: Config, run: NightlyRun, stage: str, status: str, started, seconds: float,
-            inputs: Dict[str, int], outputs: Dict[str, int], info: Dict[str, object], error: Optional[str] = None):
+def _record(
+    spark: SparkSession,
+    cfg: Config,
+    run: NightlyRun,
+    stage: str,
+    status: str,
+    started,
+    seconds: float,
+    inputs: Dict[str, int],
+    outputs: Dict[str, int],
+    info: Dict[str, object],
+    error: Optional[str] = None,
+):
     """Append this stage's (or the run's) row to ``pipeline_runs``: its last commit."""
     d = run.context.snapshot_date
     model = info.get("model_version") or info.get("artifact")
-    row = {"run_id": run.run_id, "snapshot_date": dt.date.fromisoformat(d) if d else None, "stage": stage, "status": status, "started_at": started,
-           "finished_at": utc_now(), "seconds": float(seconds), "input_versions": inputs or None,
-           "output_versions": outputs or None, "counts": json.dumps(info, default=str, sort_keys=True),
-           "model_version": str(model) if model else None, "error": error}
+    row = {
+        "run_id": run.run_id,
+        "snapshot_date": dt.date.fromisoformat(d) if d else None,
+        "stage": stage,
+        "status": status,
+        "started_at": started,
+        "finished_at": utc_now(),
+        "seconds": float(seconds),
+        "input_versions": inputs or None,
+        "output_versions": outputs or None,
+        "counts": json.dumps(info, default=str, sort_keys=True),
+        "model_version": str(model) if model else None,
+        "error": error,
+    }
     try:
         tables.append_run_rows(spark, cfg, [row])
     except Exception:  # the stage's own outcome stands; a failed bookkeeping write is logged
@@ -154,8 +219,12 @@ def _record(spark: SparkSession, cfg: Config, run: NightlyRun, stage: str, statu
         log.exception("could not record the failure of stage %s in pipeline_runs", stage)
 
 
-def warm_up(spark: SparkSession, cfg: Config, date: Optional[str] = None,
-            stages: Optional[Sequence[str]] = None) -> Tuple[List[str], Optional[str]]:
+def warm_up(
+    spark: SparkSession,
+    cfg: Config,
+    date: Optional[str] = None,
+    stages: Optional[Sequence[str]] = None,
+) -> Tuple[List[str], Optional[str]]:
     """A first deployment's extra night: ingest (when among ``stages``), then unless a
     model is already promoted on or before T = D - H, run the data stages and train
     for night T (the model trains on T - H), so that evaluate can measure every
@@ -171,8 +240,20 @@ def warm_up(spark: SparkSession, cfg: Config, date: Optional[str] = None,
         raise ValueError("warm-up needs a date or the ingest stage (to know D)")
     night_t = add_days(date, -cfg.lifecycle.horizon_days)
     if artifacts.promoted_version(cfg.artifacts, as_of=night_t) is None:
-        log.info("warm-up: training the model of night %s (on %s)", night_t,
-                 add_days(night_t, -cfg.lifecycle.horizon_days))
-        run_nightly(spark, cfg, night_t, [*(["embeddings"] if "embeddings" in stages else []),
-                                          "sequences", "lifecycle", "train"])
+        log.info(
+            "warm-up: training the model of night %s (on %s)",
+            night_t,
+            add_days(night_t, -cfg.lifecycle.horizon_days),
+        )
+        run_nightly(
+            spark,
+            cfg,
+            night_t,
+            [
+                *(["embeddings"] if "embeddings" in stages else []),
+                "sequences",
+                "lifecycle",
+                "train",
+            ],
+        )
     return stages, date

@@ -5,6 +5,7 @@ README's schema section is generated from the ``doc`` strings here
 (``python -m lifecycle_recs.schemas``), and a test checks written tables
 against these specs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,11 +13,17 @@ from typing import Dict, List, Optional, Tuple
 
 from pyspark.sql import types as T
 
-from .names import LIFECYCLE_STAGES, STRATEGIES
+from lifecycle_recs.names import LIFECYCLE_STAGES, STRATEGIES
 
 S, D, L, I, B, TS, DT, FL = (
-    T.StringType(), T.DoubleType(), T.LongType(), T.IntegerType(), T.BooleanType(),
-    T.TimestampType(), T.DateType(), T.FloatType(),
+    T.StringType(),
+    T.DoubleType(),
+    T.LongType(),
+    T.IntegerType(),
+    T.BooleanType(),
+    T.TimestampType(),
+    T.DateType(),
+    T.FloatType(),
 )
 
 
@@ -63,36 +70,61 @@ EVENTS = TableSpec(
     (
         Col("user_id", S, False, "user identifier"),
         Col("item_id", S, True, "item identifier; null for order-level logs without items"),
-        Col("event_type", S, False, "canonical event type (view, click, add_to_cart, purchase, rating, ...)"),
+        Col(
+            "event_type",
+            S,
+            False,
+            "canonical event type (view, click, add_to_cart, purchase, rating, ...)",
+        ),
         Col("event_ts", TS, False, "event time, UTC"),
         Col("event_date", DT, False, "UTC date of event_ts (partition)"),
-        Col("value", D, False, "revenue (currency units) for purchases, rating for ratings, else 0"),
+        Col(
+            "value", D, False, "revenue (currency units) for purchases, rating for ratings, else 0"
+        ),
         Col("quantity", I, True, "units, when the source has them"),
-        Col("event_id", S, True, "the source's event id, when it has one (source.columns.event_id)"),
+        Col(
+            "event_id", S, True, "the source's event id, when it has one (source.columns.event_id)"
+        ),
         Col("source", S, False, "source name from conf"),
         Col("ingested_at", TS, False, "when the row was first written"),
     ),
     partition_by=("event_date",),
-    keys=("event_date", "user_id", "item_id", "event_type", "event_ts", "value", "quantity", "source"),
+    keys=(
+        "event_date",
+        "user_id",
+        "item_id",
+        "event_type",
+        "event_ts",
+        "value",
+        "quantity",
+        "source",
+    ),
     checks={"value_non_negative": "value >= 0"},
     doc="Validated, deduplicated events. One row per distinct event: the identity of an event is "
-        "(source, event_id) when the source has event ids, else every field (user_id, item_id, event_type, "
-        "event_ts, value, quantity, source; nulls equal nulls): rows that differ in anything are distinct "
-        "events, only exact duplicates collapse. No hash id is stored: a 32-character digest per event "
-        "would triple the table's size; where one is needed, md5 of those columns is deterministic.",
+    "(source, event_id) when the source has event ids, else every field (user_id, item_id, event_type, "
+    "event_ts, value, quantity, source; nulls equal nulls): rows that differ in anything are distinct "
+    "events, only exact duplicates collapse. No hash id is stored: a 32-character digest per event "
+    "would triple the table's size; where one is needed, md5 of those columns is deterministic.",
     # file statistics only where queries filter; ids are high-entropy strings
     # Delta passes table properties to the Parquet writer: event times are nearly
     # all distinct, so a dictionary for them is built only to be thrown away
     # (without it the write is ~15% faster and the files ~12% smaller).
-    properties={"delta.dataSkippingStatsColumns": "event_ts,value,user_id",
-                "parquet.enable.dictionary#event_ts": "false"},
+    properties={
+        "delta.dataSkippingStatsColumns": "event_ts,value,user_id",
+        "parquet.enable.dictionary#event_ts": "false",
+    },
 )
 
 EVENTS_QUARANTINE = TableSpec(
     "events_quarantine",
     (
-        Col("quarantine_id", S, False, "sha2-256 of the raw row, reason, file and occurrence among identical "
-                                       "rows of that file (idempotent re-ingest, order-independent)"),
+        Col(
+            "quarantine_id",
+            S,
+            False,
+            "sha2-256 of the raw row, reason, file and occurrence among identical "
+            "rows of that file (idempotent re-ingest, order-independent)",
+        ),
         Col("reason", S, False, "first validation rule the row failed"),
         Col("raw_user_id", S, True, "user id as read"),
         Col("raw_item_id", S, True, "item id as read"),
@@ -130,10 +162,20 @@ USER_SEQUENCES = TableSpec(
     (
         Col("snapshot_date", DT, False, "as-of date D; only events with event_date <= D are used"),
         Col("user_id", S, False, "user identifier"),
-        Col("item_ids", _arr(S), False, "last N item ids, oldest first (null entries for item-less events)"),
+        Col(
+            "item_ids",
+            _arr(S),
+            False,
+            "last N item ids, oldest first (null entries for item-less events)",
+        ),
         Col("event_types", _arr(S), False, "event type per step"),
         Col("event_ts", _arr(TS), False, "event time per step, UTC"),
-        Col("time_gaps_hours", _arr(D), False, "hours since the previous step (0 for the first step)"),
+        Col(
+            "time_gaps_hours",
+            _arr(D),
+            False,
+            "hours since the previous step (0 for the first step)",
+        ),
         Col("values", _arr(D), False, "value per step"),
         Col("sequence_length", I, False, "number of steps (<= N)"),
         Col("n_events", L, False, "frequency: all events up to D"),
@@ -157,19 +199,41 @@ USER_LIFECYCLE = TableSpec(
         Col("snapshot_date", DT, False, "as-of date D"),
         Col("user_id", S, False, "user identifier"),
         Col("stage", S, False, " | ".join(LIFECYCLE_STAGES) + ", as of D"),
-        Col("previous_stage", S, True, "stage as of D - transition_step_days (null if the user did not exist yet)"),
+        Col(
+            "previous_stage",
+            S,
+            True,
+            "stage as of D - transition_step_days (null if the user did not exist yet)",
+        ),
         Col("stage_changed", B, False, "stage != previous_stage"),
         Col("days_since_last_event", D, False, "days from last event to end of D"),
         Col("tenure_days", D, False, "days from first event to end of D"),
         Col("median_gap_days", D, True, "median gap between the user's last N events, days"),
         Col("events_last_30d", L, False, "events in (D-30, D]"),
-        Col("value_last_horizon", D, False, "value of value-type events in (D-H, D] (the 'same as last H days' baseline)"),
+        Col(
+            "value_last_horizon",
+            D,
+            False,
+            "value of value-type events in (D-H, D] (the 'same as last H days' baseline)",
+        ),
         Col("horizon_days", I, False, "label horizon H"),
-        Col("has_labels", B, False, "true when events cover (D, D+H] so the labels below are known"),
+        Col(
+            "has_labels", B, False, "true when events cover (D, D+H] so the labels below are known"
+        ),
         Col("churned_within_horizon", B, True, "no event in (D, D+H]; null without labels"),
-        Col("value_next_horizon", D, True, "value of value-type events in (D, D+H]; null without labels"),
+        Col(
+            "value_next_horizon",
+            D,
+            True,
+            "value of value-type events in (D, D+H]; null without labels",
+        ),
         Col("events_next_horizon", L, True, "events in (D, D+H]; null without labels"),
-        Col("items_next_horizon", _arr(S), True, "distinct items touched in (D, D+H]; null without labels"),
+        Col(
+            "items_next_horizon",
+            _arr(S),
+            True,
+            "distinct items touched in (D, D+H]; null without labels",
+        ),
     ),
     partition_by=("snapshot_date",),
     keys=("snapshot_date", "user_id"),
@@ -185,7 +249,12 @@ ITEM_EMBEDDINGS = TableSpec(
         Col("model_name", S, False, "text encoder name"),
         Col("embedding", _arr(FL), False, "L2-normalised text vector"),
         Col("dim", I, False, "vector dimension"),
-        Col("text_chars", I, False, "characters of text embedded (before truncation to the model's max tokens)"),
+        Col(
+            "text_chars",
+            I,
+            False,
+            "characters of text embedded (before truncation to the model's max tokens)",
+        ),
         Col("updated_at", TS, False, "when the vector was computed"),
     ),
     keys=("item_id", "model_name"),
@@ -197,9 +266,14 @@ EVALUATION_METRICS = TableSpec(
     (
         Col("snapshot_date", DT, False, "snapshot the evaluation is about"),
         Col("dataset", S, False, "dataset / protocol name"),
-        Col("model", S, False, "model or baseline name (ours, most_popular, als, recency, ...; "
-                                "`next_horizon_items`: the items the evaluated users touched in (T, T+H], a "
-                                "reference for the lists' popularity bias)"),
+        Col(
+            "model",
+            S,
+            False,
+            "model or baseline name (ours, most_popular, als, recency, ...; "
+            "`next_horizon_items`: the items the evaluated users touched in (T, T+H], a "
+            "reference for the lists' popularity bias)",
+        ),
         Col("model_version", S, False, "artifact version, or the baseline's name"),
         Col("task", S, False, "next_item, next_item_unseen, long_horizon, churn, value, catalog"),
         Col("metric", S, False, "metric name, e.g. hit@10"),
@@ -208,8 +282,13 @@ EVALUATION_METRICS = TableSpec(
         Col("n_users", L, True, "users the metric was computed on"),
         Col("ci_low", D, True, "2.5th percentile of the bootstrap over users (95% interval)"),
         Col("ci_high", D, True, "97.5th percentile of the bootstrap over users (95% interval)"),
-        Col("verdict", S, True, "model-vs-model rows: 'ours better', 'baseline better' or 'inconclusive' "
-                                "(the difference's interval spans 0)"),
+        Col(
+            "verdict",
+            S,
+            True,
+            "model-vs-model rows: 'ours better', 'baseline better' or 'inconclusive' "
+            "(the difference's interval spans 0)",
+        ),
     ),
     partition_by=("snapshot_date",),
     keys=("snapshot_date", "dataset", "model", "task", "metric"),
@@ -223,9 +302,18 @@ USER_INTERESTS = TableSpec(
     (
         Col("snapshot_date", DT, False, "as-of date D"),
         Col("user_id", S, False, "user identifier"),
-        Col("interest_vector", _arr(FL), False, "user vector from the sequence model (same space as item vectors)"),
-        Col("top_categories", T.ArrayType(T.StructType([T.StructField("category", S), T.StructField("weight", D)])),
-            False, "up to 3 categories with the share of the user's softmax score mass (0..1)"),
+        Col(
+            "interest_vector",
+            _arr(FL),
+            False,
+            "user vector from the sequence model (same space as item vectors)",
+        ),
+        Col(
+            "top_categories",
+            T.ArrayType(T.StructType([T.StructField("category", S), T.StructField("weight", D)])),
+            False,
+            "up to 3 categories with the share of the user's softmax score mass (0..1)",
+        ),
         Col("model_version", S, False, "artifact version that produced the row"),
         Col("scored_at", TS, False, "when the row was computed"),
     ),
@@ -242,20 +330,35 @@ RETENTION_SCORES = TableSpec(
         Col("stage", S, False, "lifecycle stage at D (user_lifecycle)"),
         Col("churn_probability", D, False, "P(no event in (D, D+H]), 0..1"),
         Col("retention_score", D, False, "1 - churn_probability"),
-        Col("predicted_value", D, False, "expected value of value-type events in (D, D+H], currency units (or rating points)"),
+        Col(
+            "predicted_value",
+            D,
+            False,
+            "expected value of value-type events in (D, D+H], currency units (or rating points)",
+        ),
         Col("horizon_days", I, False, "H, days"),
-        Col("because_items", _ITEM_WEIGHT, False,
-            "history items that raised the recommendations most through the attention pooling (share, 0..1)"),
-        Col("top_features", T.ArrayType(T.StructType([T.StructField("feature", S), T.StructField("effect", D)])),
-            False, "features that moved churn_probability most: change when set to the training users' mean "
-                   "(signed)"),
+        Col(
+            "because_items",
+            _ITEM_WEIGHT,
+            False,
+            "history items that raised the recommendations most through the attention pooling (share, 0..1)",
+        ),
+        Col(
+            "top_features",
+            T.ArrayType(T.StructType([T.StructField("feature", S), T.StructField("effect", D)])),
+            False,
+            "features that moved churn_probability most: change when set to the training users' mean "
+            "(signed)",
+        ),
         Col("model_version", S, False, "artifact version"),
         Col("scored_at", TS, False, "when the row was computed"),
     ),
     partition_by=("snapshot_date",),
     keys=("snapshot_date", "user_id"),
-    checks={"churn_probability_range": "churn_probability >= 0 AND churn_probability <= 1",
-            "predicted_value_non_negative": "predicted_value >= 0"},
+    checks={
+        "churn_probability_range": "churn_probability >= 0 AND churn_probability <= 1",
+        "predicted_value_non_negative": "predicted_value >= 0",
+    },
     doc="Churn probability, retention score and predicted value per user as of D, with explanations.",
 )
 
@@ -266,10 +369,19 @@ RECOMMENDATIONS = TableSpec(
         Col("user_id", S, False, "user identifier"),
         Col("rank", I, False, "1..K, 1 = best"),
         Col("item_id", S, False, "recommended item"),
-        Col("score", D, False, "ranking score (higher is better; comparable within a user and strategy)"),
+        Col(
+            "score",
+            D,
+            False,
+            "ranking score (higher is better; comparable within a user and strategy)",
+        ),
         Col("strategy", S, False, " | ".join(STRATEGIES)),
-        Col("because_items", _ITEM_WEIGHT, False,
-            "history items that raised the recommendations most through the attention pooling: 'because you ...'"),
+        Col(
+            "because_items",
+            _ITEM_WEIGHT,
+            False,
+            "history items that raised the recommendations most through the attention pooling: 'because you ...'",
+        ),
         Col("model_version", S, False, "artifact version"),
         Col("scored_at", TS, False, "when the row was computed"),
     ),
@@ -277,34 +389,66 @@ RECOMMENDATIONS = TableSpec(
     keys=("snapshot_date", "user_id", "rank"),
     checks={"rank_positive": "rank >= 1"},
     doc="Top-K items per user as of D, lifecycle-aware, seen items filtered where configured and "
-        "re-consumption is not expected (the README's Recommendations), category-capped.",
+    "re-consumption is not expected (the README's Recommendations), category-capped.",
 )
 
 PIPELINE_RUNS = TableSpec(
     "pipeline_runs",
     (
         Col("run_id", S, False, "one id per invocation of the nightly job"),
-        Col("snapshot_date", DT, True, "D of the run (null for an ingest run without --date: D is known only after it)"),
+        Col(
+            "snapshot_date",
+            DT,
+            True,
+            "D of the run (null for an ingest run without --date: D is known only after it)",
+        ),
         Col("stage", S, False, "the stage, or 'run' for the run's last row"),
-        Col("status", S, False, "succeeded / failed (a stage); published / partial (the run: every stage of the conf "
-                                         "has succeeded for D, or not yet)"),
+        Col(
+            "status",
+            S,
+            False,
+            "succeeded / failed (a stage); published / partial (the run: every stage of the conf "
+            "has succeeded for D, or not yet)",
+        ),
         Col("started_at", TS, False, "when the stage (or run) started, UTC"),
         Col("finished_at", TS, False, "when it ended, UTC"),
         Col("seconds", D, False, "wall time"),
-        Col("input_versions", T.MapType(S, L), True, "Delta version of every pipeline table when the stage started"),
-        Col("output_versions", T.MapType(S, L), True, "Delta version of each table the stage committed to"),
+        Col(
+            "input_versions",
+            T.MapType(S, L),
+            True,
+            "Delta version of every pipeline table when the stage started",
+        ),
+        Col(
+            "output_versions",
+            T.MapType(S, L),
+            True,
+            "Delta version of each table the stage committed to",
+        ),
         Col("counts", S, True, "the stage's result (counts, model version, ...) as JSON"),
         Col("model_version", S, True, "the artifact the stage trained or scored with"),
         Col("error", S, True, "the error of a failed stage"),
     ),
     keys=("run_id", "stage"),
     doc="One row per stage and one per run, appended last. Consumers read the last published "
-        "snapshot date (status 'published'): its rows in every snapshot table are complete.",
+    "snapshot date (status 'published'): its rows in every snapshot table are complete.",
 )
 
 TABLES: Dict[str, TableSpec] = {
-    t.name: t for t in (EVENTS, EVENTS_QUARANTINE, ITEMS, USER_SEQUENCES, USER_LIFECYCLE, ITEM_EMBEDDINGS,
-                        EVALUATION_METRICS, USER_INTERESTS, RETENTION_SCORES, RECOMMENDATIONS, PIPELINE_RUNS)
+    t.name: t
+    for t in (
+        EVENTS,
+        EVENTS_QUARANTINE,
+        ITEMS,
+        USER_SEQUENCES,
+        USER_LIFECYCLE,
+        ITEM_EMBEDDINGS,
+        EVALUATION_METRICS,
+        USER_INTERESTS,
+        RETENTION_SCORES,
+        RECOMMENDATIONS,
+        PIPELINE_RUNS,
+    )
 }
 
 
@@ -360,7 +504,9 @@ def markdown(names: Optional[List[str]] = None) -> str:
             out.append(" — ".join(extra) + ".")
         out.append("\n| column | type | null | meaning |\n|---|---|---|---|")
         for c in t.columns:
-            out.append(f"| `{c.name}` | {c.dtype.simpleString()} | {'yes' if c.nullable else 'no'} | {c.doc} |")
+            out.append(
+                f"| `{c.name}` | {c.dtype.simpleString()} | {'yes' if c.nullable else 'no'} | {c.doc} |"
+            )
         out.append("")
     return "\n".join(out)
 

@@ -1,4 +1,5 @@
 """The one place that creates a SparkSession."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +10,7 @@ from typing import Dict, Iterator
 
 from pyspark.sql import SparkSession
 
-from .config import SparkSettings
+from lifecycle_recs.config import SparkSettings
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,9 @@ def enforce_invariants(spark: SparkSession) -> SparkSession:
     """Set :data:`INVARIANTS` on the session, logging each one that was different."""
     for k, v in INVARIANTS.items():
         have = spark.conf.get(k, None)
-        if str(have).lower() != v.lower() and not (k.endswith("timeZone") and str(have).upper() in ("UTC", "Z",
-                                                                                                     "ETC/UTC")):
+        if str(have).lower() != v.lower() and not (
+            k.endswith("timeZone") and str(have).upper() in ("UTC", "Z", "ETC/UTC")
+        ):
             log.warning("Spark setting %s was %r; setting it to %r for this job", k, have, v)
             spark.conf.set(k, v)
     return spark
@@ -56,7 +58,9 @@ def get_spark(conf: SparkSettings) -> SparkSession:
         SparkSession.builder.master(conf.master)
         .appName(conf.app_name)
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config(
+            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        )
         .config("spark.sql.shuffle.partitions", str(conf.shuffle_partitions))
         .config("spark.default.parallelism", str(conf.shuffle_partitions))
         .config("spark.driver.memory", conf.driver_memory)

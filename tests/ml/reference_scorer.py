@@ -8,6 +8,7 @@ call is the full ``forward`` (all steps), the policy is the direct
 ``recommend.policy_scores`` over the whole [users, items] matrix, and both
 explanations and the output are per-user Python.
 """
+
 import numpy as np
 import pandas as pd
 import torch
@@ -28,14 +29,23 @@ def reference_score(pdf: pd.DataFrame, sc, conf) -> pd.DataFrame:
     out = model(b)
     user = out["user"].float()
     stack = sc.art.config.get("stack")  # the second stage, as specified by ml.stacking
-    lapsed_params = sc.art.config.get("lapsed")  # lapsed users' silence model, as specified by ml.lapsed
+    lapsed_params = sc.art.config.get(
+        "lapsed"
+    )  # lapsed users' silence model, as specified by ml.lapsed
 
     def churn_logit(logit, feats):
         return lapsed.churn_logit(lapsed_params, stacking.churn_logit(stack, logit, feats), feats)
 
     churn = torch.sigmoid(churn_logit(out["churn_logit"], b.feats))
-    value = stacking.value(stack, model.predicted_value(out["value_logit"].float(), out["value_mu"].float(),
-                                  float(sc.art.metrics.get("value_log_residual_var", 0.0))).clamp(min=0), b.feats)
+    value = stacking.value(
+        stack,
+        model.predicted_value(
+            out["value_logit"].float(),
+            out["value_mu"].float(),
+            float(sc.art.metrics.get("value_log_residual_var", 0.0)),
+        ).clamp(min=0),
+        b.feats,
+    )
     B = len(pdf)
     stages = pdf["stage"].to_numpy() if "stage" in pdf else np.array(["active"] * B, dtype=object)
     n_events = pdf["n_events"].to_numpy() if "n_events" in pdf else ex["length"].to_numpy()
@@ -44,7 +54,9 @@ def reference_score(pdf: pd.DataFrame, sc, conf) -> pd.DataFrame:
     s = user @ items.vectors.T
     s[:, :2] = -float("inf")
     prob = torch.softmax(s[:, 2:], dim=1) @ items.category_onehot
-    prob = prob * recommend.category_interests(b.items, items, conf.interest_decay, conf.interest_prior_steps)
+    prob = prob * recommend.category_interests(
+        b.items, items, conf.interest_decay, conf.interest_prior_steps
+    )
     prob = prob / prob.sum(1, keepdim=True).clamp(min=1e-12)
     tw, ti = prob.topk(min(conf.top_categories, len(sc.category_names)), dim=1)
     final = recommend.policy_scores(s, b.items, is_new, at_risk, items, conf)
@@ -53,10 +65,17 @@ def reference_score(pdf: pd.DataFrame, sc, conf) -> pd.DataFrame:
         idx = vocab.item_index(list(ids if ids is not None else []))
         seen_cols += [int(i) for i in idx if i > UNK]
         seen_rows += [r] * int((idx > UNK).sum())
-    chosen_i, chosen_s = recommend.recommend(final, torch.as_tensor(seen_rows, dtype=torch.long),
-                                             torch.as_tensor(seen_cols, dtype=torch.long), items, conf)
+    chosen_i, chosen_s = recommend.recommend(
+        final,
+        torch.as_tensor(seen_rows, dtype=torch.long),
+        torch.as_tensor(seen_cols, dtype=torch.long),
+        items,
+        conf,
+    )
 
-    own = b.feats[:, :model.spec.n_user_features]  # explanations: the model's features, not the stack's inputs
+    own = b.feats[
+        :, : model.spec.n_user_features
+    ]  # explanations: the model's features, not the stack's inputs
     ref = sc.feature_reference if sc.feature_reference is not None else torch.zeros(own.shape[1])
     effects = []
     for j in range(own.shape[1]):
@@ -68,14 +87,18 @@ def reference_score(pdf: pd.DataFrame, sc, conf) -> pd.DataFrame:
     # because items: per user, each step's term a_s (W_pool h_s) . v of the user vector's score for v, the
     # mean vector of the user's recommended items; weights are the shares of the positive terms
     h, _, _ = model._steps(b.items, b.events, b.gaps, b.values, b.length)
-    w_pool = model.out.weight[:, h.shape[-1]:].float()
+    w_pool = model.out.weight[:, h.shape[-1] :].float()
     vectors = model.item_vectors().float()
     relevance = torch.zeros_like(out["attention"], dtype=torch.float32)
     for r in range(B):
         shown = [int(i) for i, v in zip(chosen_i[r], chosen_s[r]) if np.isfinite(float(v))]
         v = vectors[shown].mean(0) if shown else torch.zeros(vectors.shape[1])
-        terms = torch.stack([out["attention"][r, t].float() * torch.dot(w_pool @ h[r, t].float(), v)
-                             for t in range(h.shape[1])])
+        terms = torch.stack(
+            [
+                out["attention"][r, t].float() * torch.dot(w_pool @ h[r, t].float(), v)
+                for t in range(h.shape[1])
+            ]
+        )
         pos = terms.clamp(min=0)
         relevance[r] = pos / pos.sum() if pos.sum() > 0 else out["attention"][r].float()
     att = relevance.masked_fill(b.items <= UNK, -1.0)
@@ -88,17 +111,30 @@ def reference_score(pdf: pd.DataFrame, sc, conf) -> pd.DataFrame:
             if w >= 0 and item not in because:
                 because.append(item)
                 weights.append(w)
-        order = sorted(range(effects.shape[1]), key=lambda j: -abs(effects[r, j]))[:conf.top_features]
-        recs = [(sc.item_ids[int(i)], float(v)) for i, v in zip(chosen_i[r], chosen_s[r]) if np.isfinite(float(v))]
-        rows.append({
-            "user_id": pdf["user_id"].iloc[r], "stage": stages[r], "interest_vector": user[r].numpy(),
-            "top_category_names": [sc.category_names[int(c)] for c in ti[r]],
-            "top_category_weights": [float(w) for w in tw[r]],
-            "churn_probability": float(churn[r]), "predicted_value": float(value[r]),
-            "because_item_ids": because, "because_weights": weights,
-            "feature_names": [USER_FEATURES[j] for j in order],
-            "feature_effects": [float(effects[r, j]) for j in order],
-            "rec_items": [i for i, _ in recs], "rec_scores": [v for _, v in recs],
-            "strategy": recommend.strategy_names(is_new[r:r + 1], at_risk[r:r + 1])[0],
-        })
+        order = sorted(range(effects.shape[1]), key=lambda j: -abs(effects[r, j]))[
+            : conf.top_features
+        ]
+        recs = [
+            (sc.item_ids[int(i)], float(v))
+            for i, v in zip(chosen_i[r], chosen_s[r])
+            if np.isfinite(float(v))
+        ]
+        rows.append(
+            {
+                "user_id": pdf["user_id"].iloc[r],
+                "stage": stages[r],
+                "interest_vector": user[r].numpy(),
+                "top_category_names": [sc.category_names[int(c)] for c in ti[r]],
+                "top_category_weights": [float(w) for w in tw[r]],
+                "churn_probability": float(churn[r]),
+                "predicted_value": float(value[r]),
+                "because_item_ids": because,
+                "because_weights": weights,
+                "feature_names": [USER_FEATURES[j] for j in order],
+                "feature_effects": [float(effects[r, j]) for j in order],
+                "rec_items": [i for i, _ in recs],
+                "rec_scores": [v for _, v in recs],
+                "strategy": recommend.strategy_names(is_new[r : r + 1], at_risk[r : r + 1])[0],
+            }
+        )
     return pd.DataFrame(rows, columns=list(SCORED_COLUMNS))

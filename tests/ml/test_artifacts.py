@@ -1,4 +1,5 @@
 """Artifacts: round trip, immutable once written, LATEST and checksums checked."""
+
 import os
 
 import numpy as np
@@ -15,7 +16,9 @@ from tests.ml.test_model import model_of
 
 def _save(root, model, promote=True):
     stats = artifacts.ItemStats(np.arange(VOCAB.n_items, dtype=float), np.full(VOCAB.n_items, 0.5))
-    return artifacts.save(str(root), model, VOCAB, 6, {"x": 1}, stats, "2026-01-01", promote=promote)
+    return artifacts.save(
+        str(root), model, VOCAB, 6, {"x": 1}, stats, "2026-01-01", promote=promote
+    )
 
 
 def test_roundtrip(tmp_path):
@@ -40,7 +43,7 @@ def test_a_saved_artifact_is_never_rewritten(tmp_path):
     m = model_of()
     d = _save(tmp_path, m)
     mtimes = {f: os.stat(os.path.join(d, f)).st_mtime_ns for f in os.listdir(d)}
-    assert _save(tmp_path, m) == d   # the same weights: the same version, left as it is
+    assert _save(tmp_path, m) == d  # the same weights: the same version, left as it is
     assert {f: os.stat(os.path.join(d, f)).st_mtime_ns for f in os.listdir(d)} == mtimes
     assert sorted(os.listdir(d)) == sorted([*artifacts.FILES, "checksums.json"])
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temp left behind
@@ -54,15 +57,24 @@ def test_the_same_weights_with_another_configuration_are_a_new_version(tmp_path)
     stats = artifacts.ItemStats(np.arange(VOCAB.n_items, dtype=float), np.full(VOCAB.n_items, 0.5))
 
     def save(extra, item_stats=stats):
-        return artifacts.save(str(tmp_path), m, VOCAB, 6, {}, item_stats, "2026-01-01", extra, promote=False)
+        return artifacts.save(
+            str(tmp_path), m, VOCAB, 6, {}, item_stats, "2026-01-01", extra, promote=False
+        )
 
     d = save({"lapsed": {"slope": 1.0, "periods": 1}, "inputs_fingerprint": "a"})
-    assert save({"lapsed": {"slope": 1.0, "periods": 1}, "inputs_fingerprint": "b"}) == d  # not what scores
+    assert (
+        save({"lapsed": {"slope": 1.0, "periods": 1}, "inputs_fingerprint": "b"}) == d
+    )  # not what scores
     other = save({"lapsed": {"slope": 0.5, "periods": 6}, "inputs_fingerprint": "a"})
     assert other != d and artifacts.load(other).config["lapsed"] == {"slope": 0.5, "periods": 6}
     assert artifacts.load(d).config["lapsed"] == {"slope": 1.0, "periods": 1}
-    assert save({"lapsed": {"slope": 1.0, "periods": 1}},
-                artifacts.ItemStats(np.zeros(VOCAB.n_items), np.full(VOCAB.n_items, 0.5))) != d
+    assert (
+        save(
+            {"lapsed": {"slope": 1.0, "periods": 1}},
+            artifacts.ItemStats(np.zeros(VOCAB.n_items), np.full(VOCAB.n_items, 0.5)),
+        )
+        != d
+    )
     assert save({"lapsed": {"slope": 1.0, "periods": 1}}) == d
 
 
@@ -74,15 +86,26 @@ def test_a_retrain_to_an_existing_version_still_records_what_it_measured(tmp_pat
     d = _save(tmp_path, m)
     assert "repeat_share" not in artifacts.load(d).config
     stats = artifacts.ItemStats(np.arange(VOCAB.n_items, dtype=float), np.full(VOCAB.n_items, 0.5))
-    again = artifacts.save(str(tmp_path), m, VOCAB, 6, {"x": 1}, stats, "2026-01-01", measured={"repeat_share": 0.12})
+    again = artifacts.save(
+        str(tmp_path), m, VOCAB, 6, {"x": 1}, stats, "2026-01-01", measured={"repeat_share": 0.12}
+    )
     assert again == d
     assert artifacts.load(d).config["repeat_share"] == 0.12
     assert artifacts.load(str(tmp_path)).config["repeat_share"] == 0.12
     artifacts.check(d)  # the artifact's own files are untouched
     # a new version carries it in its config.json too, so a copied directory keeps it
     torch.manual_seed(1)
-    other = artifacts.save(str(tmp_path), model_of(), VOCAB, 6, {}, stats, "2026-01-01", promote=False,
-                           measured={"repeat_share": None})
+    other = artifacts.save(
+        str(tmp_path),
+        model_of(),
+        VOCAB,
+        6,
+        {},
+        stats,
+        "2026-01-01",
+        promote=False,
+        measured={"repeat_share": None},
+    )
     with open(os.path.join(other, "config.json")) as fh:
         assert '"repeat_share": null' in fh.read()
     with open(os.path.join(tmp_path, artifacts.MEASURED, os.path.basename(d) + ".json"), "w") as fh:

@@ -1,12 +1,15 @@
 """BG/NBD and Gamma-Gamma against the reference implementation (lifetimes 0.11.3,
 the dev extras) on generated data: fitted parameters and every prediction."""
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from lifecycle_recs.ml import btyd
 
-lifetimes = pytest.importorskip("lifetimes", reason="the reference implementation comes with the dev extras")
+lifetimes = pytest.importorskip(
+    "lifetimes", reason="the reference implementation comes with the dev extras"
+)
 from lifetimes import BetaGeoFitter, GammaGammaFitter  # noqa: E402
 from lifetimes.generate_data import beta_geometric_nbd_model  # noqa: E402
 
@@ -25,13 +28,19 @@ def test_bgnbd_fit_and_predictions_match_lifetimes(customers):
         assert v == pytest.approx(ref.params_[k], rel=1e-3), k
     ours = btyd.BGNBD(**ref.params_.to_dict())  # the predictions at the same parameters
     args = (d.frequency.to_numpy(), d.recency.to_numpy(), d["T"].to_numpy())
-    np.testing.assert_allclose(btyd.p_alive(ours, *args), ref.conditional_probability_alive(*args), atol=1e-4)
-    np.testing.assert_allclose(btyd.expected_transactions(ours, 30, *args),
-                               ref.conditional_expected_number_of_purchases_up_to_time(30, *args), rtol=1e-3,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        btyd.p_alive(ours, *args), ref.conditional_probability_alive(*args), atol=1e-4
+    )
+    np.testing.assert_allclose(
+        btyd.expected_transactions(ours, 30, *args),
+        ref.conditional_expected_number_of_purchases_up_to_time(30, *args),
+        rtol=1e-3,
+        atol=1e-5,
+    )
     # a new customer: P(no transaction in t) is lifetimes' unconditional P(X(t) = 0)
     assert btyd.p_no_transaction(ours, 30, [0], [0], [0])[0] == pytest.approx(
-        ref.probability_of_n_purchases_up_to_time(30, 0), rel=1e-6)
+        ref.probability_of_n_purchases_up_to_time(30, 0), rel=1e-6
+    )
     # the true parameters are recovered (2,500 customers)
     assert ours.r == pytest.approx(0.5, rel=0.25) and ours.a == pytest.approx(0.8, rel=0.4)
 
@@ -49,16 +58,20 @@ def test_bgnbd_fit_on_counts_of_distinct_summaries_equals_fit_on_customers(custo
 def test_gamma_gamma_fit_and_spend_match_lifetimes():
     rng = np.random.default_rng(1)
     x = rng.integers(1, 12, 2000)
-    nu = rng.gamma(5.0, 1 / 20.0, len(x))                       # q = 5, v = 20
+    nu = rng.gamma(5.0, 1 / 20.0, len(x))  # q = 5, v = 20
     m = np.array([rng.gamma(3.0, 1 / n, int(k)).mean() for n, k in zip(nu, x)])  # p = 3
     ref = GammaGammaFitter().fit(pd.Series(x), pd.Series(m))
     ours = btyd.fit_gamma_gamma(x, m)
     for k, v in ours.to_dict().items():
         assert v == pytest.approx(ref.params_[k], rel=1e-3), k
-    np.testing.assert_allclose(btyd.expected_spend(ours, x, m),
-                               ref.conditional_expected_average_profit(pd.Series(x), pd.Series(m)), rtol=1e-4)
+    np.testing.assert_allclose(
+        btyd.expected_spend(ours, x, m),
+        ref.conditional_expected_average_profit(pd.Series(x), pd.Series(m)),
+        rtol=1e-4,
+    )
     assert btyd.expected_spend(ours, np.array([0]), np.array([0.0]))[0] == pytest.approx(
-        ours.p * ours.v / (ours.q - 1))
+        ours.p * ours.v / (ours.q - 1)
+    )
 
 
 def test_fits_name_what_is_missing():
@@ -85,7 +98,14 @@ def _simulate(n, r, alpha, a, b, T, H, seed):
             if rng.random() < pi:
                 break
         seen = [s for s in times if s <= T]
-        out.append((len(seen), (seen[-1] - b0) if seen else 0.0, T - b0, not any(T < s <= T + H for s in times)))
+        out.append(
+            (
+                len(seen),
+                (seen[-1] - b0) if seen else 0.0,
+                T - b0,
+                not any(T < s <= T + H for s in times),
+            )
+        )
     return pd.DataFrame(out, columns=["x", "t_x", "T", "silent"])
 
 

@@ -1,4 +1,5 @@
 """Arrow decoding of user rows (ml/columns.py): slices, nulls, string kinds."""
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -11,13 +12,18 @@ VOCAB = Vocab(["a", "b", "c"], ["view", "purchase"], ["x", "y", "x"])
 
 
 def batch(string_type=pa.string()):
-    return pa.RecordBatch.from_arrays([
-        pa.array(["u0", "u1", "u2", "u3"], string_type),
-        pa.array([["a", "b"], None, ["c", None, "zz"], []], pa.list_(string_type)),
-        pa.array([["view", "purchase"], None, ["view", "nope", None], []], pa.list_(string_type)),
-        pa.array([[1.0, None], None, [2.0, 3.0, 4.0], []], pa.list_(pa.float64())),
-        pa.array([5, None, 7, 0], pa.int64()),
-    ], ["user_id", "item_ids", "event_types", "time_gaps_hours", "n_events"])
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(["u0", "u1", "u2", "u3"], string_type),
+            pa.array([["a", "b"], None, ["c", None, "zz"], []], pa.list_(string_type)),
+            pa.array(
+                [["view", "purchase"], None, ["view", "nope", None], []], pa.list_(string_type)
+            ),
+            pa.array([[1.0, None], None, [2.0, 3.0, 4.0], []], pa.list_(pa.float64())),
+            pa.array([5, None, 7, 0], pa.int64()),
+        ],
+        ["user_id", "item_ids", "event_types", "time_gaps_hours", "n_events"],
+    )
 
 
 def test_lists_decode_to_flat_values_and_offsets_with_nulls_as_empty():
@@ -50,5 +56,6 @@ def test_pandas_and_arrow_inputs_encode_alike():
 def test_output_lists_from_flat_values():
     arr = columns.list_array(pa.array(["p", "q", "r"]), columns.offsets_of(np.array([2, 0, 1])))
     assert arr.to_pylist() == [["p", "q"], [], ["r"]]
-    assert columns.fixed_lists(np.arange(6, dtype=np.float64).reshape(3, 2), pa.float64()).to_pylist() == \
-        [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+    assert columns.fixed_lists(
+        np.arange(6, dtype=np.float64).reshape(3, 2), pa.float64()
+    ).to_pylist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]

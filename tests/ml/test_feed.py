@@ -1,4 +1,5 @@
 """The streaming feed: every row once per epoch, seeded order, shards, no Spark."""
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,11 +14,17 @@ def write_examples(path, n=1000, files=3, width=5, row_group=64):
     ids = np.arange(n)
     for f, part in enumerate(np.array_split(ids, files)):
         rows = {
-            "items": [[int(i) % 7 + 2] * width for i in part], "events": [[2] * width for _ in part],
-            "gaps": [[0.5] * width for _ in part], "values": [[1.0] * width for _ in part],
-            "targets": [[0] * width for _ in part], "length": [width] * len(part),
-            "feats": [[float(i)] * 6 for i in part], "churn": [float(i % 2) for i in part],
-            "value": [0.0] * len(part), "label_w": [1.0] * len(part), "eval_target": [int(i) for i in part],
+            "items": [[int(i) % 7 + 2] * width for i in part],
+            "events": [[2] * width for _ in part],
+            "gaps": [[0.5] * width for _ in part],
+            "values": [[1.0] * width for _ in part],
+            "targets": [[0] * width for _ in part],
+            "length": [width] * len(part),
+            "feats": [[float(i)] * 6 for i in part],
+            "churn": [float(i % 2) for i in part],
+            "value": [0.0] * len(part),
+            "label_w": [1.0] * len(part),
+            "eval_target": [int(i) for i in part],
         }
         pq.write_table(pa.table(rows), path / f"part-{f:05d}.parquet", row_group_size=row_group)
     (path / "_SUCCESS").write_text("")
@@ -47,7 +54,9 @@ def test_no_shuffle_keeps_the_stored_order_and_types(tmp_path):
     p = write_examples(tmp_path / "f", n=250)
     b = next(iter(ParquetExampleStream(p, 64, shuffle=False)))
     assert b.eval_target.tolist() == list(range(64))
-    assert b.items.dtype == torch.long and b.items.shape == (64, 5) and b.feats.dtype == torch.float32
+    assert (
+        b.items.dtype == torch.long and b.items.shape == (64, 5) and b.feats.dtype == torch.float32
+    )
     assert np.array_equal(ids(ParquetExampleStream(p, 64, shuffle=False)), np.arange(250))
 
 

@@ -1,5 +1,6 @@
 """Lapsed users' churn from their silence (ml/lapsed.py): the fit against sklearn, its
 guards, and that scoring and explanations apply it past the threshold only."""
+
 import math
 
 import numpy as np
@@ -33,9 +34,11 @@ def test_fit_on_counts_equals_a_logistic_regression_on_the_users():
     f, y = lapsed_users(4000, 0)
     tail = lapsed.TailCounts(60)
     for i in range(0, 4000, 700):  # batch by batch, as the train stage streams the feed
-        tail.add(f[i:i + 700], y[i:i + 700], np.ones(len(f[i:i + 700])))
+        tail.add(f[i : i + 700], y[i : i + 700], np.ones(len(f[i : i + 700])))
     p = lapsed.fit(*tail.arrays(), 60)
-    x = np.c_[np.round(f[:, 0].astype(np.float64), 3), np.round((f[:, 4] - f[:, 2]).astype(np.float64), 2)]
+    x = np.c_[
+        np.round(f[:, 0].astype(np.float64), 3), np.round((f[:, 4] - f[:, 2]).astype(np.float64), 2)
+    ]
     ref = LogisticRegression(C=1e9, max_iter=10000).fit(x, y)
     assert p["intercept"] == pytest.approx(float(ref.intercept_[0]), abs=5e-3)
     assert p["slope"] == pytest.approx(float(ref.coef_[0, 0]), abs=5e-3)
@@ -114,9 +117,13 @@ def test_only_users_past_the_threshold_get_the_silence_model():
     got = lapsed.churn_logit(params, logit, feats)
     rate = 0.5 * (math.log1p(20.0) - math.log1p(300.0))
     assert got[:2].tolist() == pytest.approx([0.3, -0.2])
-    assert got[2:].tolist() == pytest.approx([-1 + math.log1p(61.0) + rate, -1 + math.log1p(200.0) + rate], abs=1e-5)
+    assert got[2:].tolist() == pytest.approx(
+        [-1 + math.log1p(61.0) + rate, -1 + math.log1p(200.0) + rate], abs=1e-5
+    )
     older = {k: v for k, v in params.items() if k != "rate_slope"}  # silence only
-    assert lapsed.churn_logit(older, logit, feats)[3].item() == pytest.approx(-1 + math.log1p(200.0), abs=1e-5)
+    assert lapsed.churn_logit(older, logit, feats)[3].item() == pytest.approx(
+        -1 + math.log1p(200.0), abs=1e-5
+    )
 
 
 def test_held_out_check_compares_both_on_the_lapsed_users_only():
@@ -132,8 +139,13 @@ def test_held_out_check_compares_both_on_the_lapsed_users_only():
 
 
 def test_scoring_and_explanations_apply_the_silence_model(tmp_path):
-    params = {"min_silence_days": 60.0, "min_log_silence": math.log1p(60), "intercept": -2.0, "slope": 1.0,
-              "rate_slope": 0.5}
+    params = {
+        "min_silence_days": 60.0,
+        "min_log_silence": math.log1p(60),
+        "intercept": -2.0,
+        "slope": 1.0,
+        "rate_slope": 0.5,
+    }
     plain = load_scorer(make_artifact(tmp_path / "a"), "cpu")
     with_lapsed = load_scorer(make_artifact(tmp_path / "b", config={"lapsed": params}), "cpu")
     users = scoring_users(20, seed=2)
@@ -142,8 +154,13 @@ def test_scoring_and_explanations_apply_the_silence_model(tmp_path):
     a, b = score_batch(users, plain, conf), score_batch(users, with_lapsed, conf)
     past = users["days_since_last_event"].to_numpy() > 60
     assert past.sum() > 5 and (~past).sum() > 5
-    rate = 0.5 * (np.log1p(np.float32(users["active_days"][0])) - np.log1p(np.float32(users["tenure_days"][0])))
-    want = 1 / (1 + np.exp(-(-2.0 + np.log1p(users["days_since_last_event"].to_numpy(np.float32)) + rate)))
+    rate = 0.5 * (
+        np.log1p(np.float32(users["active_days"][0]))
+        - np.log1p(np.float32(users["tenure_days"][0]))
+    )
+    want = 1 / (
+        1 + np.exp(-(-2.0 + np.log1p(users["days_since_last_event"].to_numpy(np.float32)) + rate))
+    )
     assert np.allclose(b["churn_probability"][past], want[past], atol=1e-6)
     assert np.allclose(b["churn_probability"][~past], a["churn_probability"][~past], atol=1e-7)
     assert (np.diff(b["churn_probability"][past]) > 0).all()  # ordered by silence
@@ -151,21 +168,37 @@ def test_scoring_and_explanations_apply_the_silence_model(tmp_path):
     moving = {"days_since_last_event", "tenure_days", "active_days"}
     assert all(names[0] in moving for names in b["feature_names"][past])
     assert any(names[0] not in moving for names in a["feature_names"][past])
-    assert list(a["rec_items"].map(list)) == list(b["rec_items"].map(list))  # recommendations untouched
+    assert list(a["rec_items"].map(list)) == list(
+        b["rec_items"].map(list)
+    )  # recommendations untouched
 
 
 def test_an_artifact_without_the_silence_model_scores_as_before(tmp_path):
     users = scoring_users(12, seed=3).assign(days_since_last_event=150.0)
     a = score_batch(users, load_scorer(make_artifact(tmp_path / "a"), "cpu"), RecommendConf())
-    b = score_batch(users, load_scorer(make_artifact(tmp_path / "b", config={"lapsed": {}}), "cpu"), RecommendConf())
+    b = score_batch(
+        users,
+        load_scorer(make_artifact(tmp_path / "b", config={"lapsed": {}}), "cpu"),
+        RecommendConf(),
+    )
     pd.testing.assert_series_equal(a["churn_probability"], b["churn_probability"])
 
 
 def test_describe_says_what_the_model_does_and_what_it_rests_on():
     assert "the model's churn applies to every user" in lapsed.describe({})
-    p = {"min_silence_days": 30.0, "slope": 0.0, "rate_slope": -1.4, "silence_z": 0.0, "applied": False,
-         "users": 1330, "returned": 83, "periods": 6}
-    assert lapsed.describe(p).startswith("not applied (silence slope z 0.00 < 2): the model's churn applies")
+    p = {
+        "min_silence_days": 30.0,
+        "slope": 0.0,
+        "rate_slope": -1.4,
+        "silence_z": 0.0,
+        "applied": False,
+        "users": 1330,
+        "returned": 83,
+        "periods": 6,
+    }
+    assert lapsed.describe(p).startswith(
+        "not applied (silence slope z 0.00 < 2): the model's churn applies"
+    )
     assert "1330 lapsed user-periods over 6 period(s), 83 came back" in lapsed.describe(p)
     del p["periods"]  # an artifact from before model.lapsed_periods: the training snapshot alone
     assert "over 1 period(s)" in lapsed.describe(p)

@@ -1,4 +1,5 @@
 """Metrics by hand, and the library-backed ones against direct formulas."""
+
 import doctest
 
 import numpy as np
@@ -26,7 +27,9 @@ def test_binary_metrics():
     y, p = np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])
     b = M.binary_metrics(y, p)
     assert b["roc_auc"] == pytest.approx(0.75)
-    assert M.binary_metrics(y, np.full(4, 0.5))["roc_auc"] == pytest.approx(0.5)   # ties: half credit
+    assert M.binary_metrics(y, np.full(4, 0.5))["roc_auc"] == pytest.approx(
+        0.5
+    )  # ties: half credit
     assert b["pr_auc"] == pytest.approx((1 + 2 / 3) / 2)
     assert b["brier"] == pytest.approx(np.mean((p - y) ** 2)) and b["base_rate"] == 0.5
     assert np.isnan(M.binary_metrics([1, 1], [0.2, 0.3])["roc_auc"])
@@ -43,7 +46,11 @@ def test_roc_auc_is_the_pairwise_probability():
 
 def test_regression_and_calibration_and_catalog():
     r = M.regression_metrics(np.array([0, 1, 2.0]), np.array([0, 2, 4.0]))
-    assert r["mae"] == pytest.approx(1.0) and r["rmse"] == pytest.approx(np.sqrt(5 / 3)) and r["spearman"] == 1.0
+    assert (
+        r["mae"] == pytest.approx(1.0)
+        and r["rmse"] == pytest.approx(np.sqrt(5 / 3))
+        and r["spearman"] == 1.0
+    )
     assert np.isnan(M.spearman([1, 1, 1], [1, 2, 3]))
     cal = M.calibration(np.array([0, 1, 1, 0]), np.array([0.05, 0.95, 0.9, 0.15]), bins=2)
     assert cal == [(pytest.approx(0.1), 0.0, 2), (pytest.approx(0.925), 1.0, 2)]

@@ -1,4 +1,5 @@
 """The model: shapes, padding never attended, called with a typed batch, owns its loss."""
+
 import numpy as np
 import pytest
 import torch
@@ -10,8 +11,17 @@ from tests.ml.test_features import VOCAB
 
 
 def model_of(encoder="lstm"):
-    return SequenceModel(ModelSpec(n_items=VOCAB.n_items, n_event_types=VOCAB.n_event_types, text_dim=4,
-                                   encoder=encoder, hidden_dim=16, item_dim=8), np.random.rand(22, 4))
+    return SequenceModel(
+        ModelSpec(
+            n_items=VOCAB.n_items,
+            n_event_types=VOCAB.n_event_types,
+            text_dim=4,
+            encoder=encoder,
+            hidden_dim=16,
+            item_dim=8,
+        ),
+        np.random.rand(22, 4),
+    )
 
 
 @pytest.mark.parametrize("encoder", ["lstm", "gru", "transformer"])
@@ -44,7 +54,9 @@ def test_loss_weights_and_parts():
     assert total2.item() == pytest.approx(2 * parts2["churn"], rel=1e-5)
     with torch.no_grad():
         u = m(b)["user"]
-    assert m.heads_loss(u, b, {"churn": 1.0, "value": 0.0}).item() == pytest.approx(parts["churn"], rel=1e-5)
+    assert m.heads_loss(u, b, {"churn": 1.0, "value": 0.0}).item() == pytest.approx(
+        parts["churn"], rel=1e-5
+    )
 
 
 def test_unknown_encoder_is_a_clear_error():
@@ -69,7 +81,9 @@ def test_step_relevance_splits_the_pooled_part_of_the_score_exactly(encoder):
         w = explain.step_relevance(m, out["steps"], out["attention"], v)
         H = out["steps"].shape[-1]
         last = out["steps"][torch.arange(len(b.length)), b.length - 1]
-        pooled_part = ((out["user"] - m.out(torch.cat([last, torch.zeros_like(last)], -1))) * v).sum(1)
+        pooled_part = (
+            (out["user"] - m.out(torch.cat([last, torch.zeros_like(last)], -1))) * v
+        ).sum(1)
         terms = out["attention"] * (out["steps"] @ m.out.weight[:, H:].T * v[:, None, :]).sum(-1)
     assert torch.allclose(terms.sum(1), pooled_part, atol=1e-5)
     pos = terms.clamp(min=0)
@@ -90,7 +104,9 @@ def test_step_relevance_names_the_step_that_raises_the_recommendations():
         Out.out.weight.copy_(torch.tensor([[9.0, 9.0, 1.0, 0.0], [9.0, 9.0, 0.0, 1.0]]))
     steps = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])
     att = torch.full((1, 3), 1 / 3)
-    assert explain.step_relevance(Out, steps, att, torch.tensor([[1.0, 0.0]])).tolist() == [[1.0, 0.0, 0.0]]
+    assert explain.step_relevance(Out, steps, att, torch.tensor([[1.0, 0.0]])).tolist() == [
+        [1.0, 0.0, 0.0]
+    ]
     assert torch.equal(explain.step_relevance(Out, steps, att, torch.zeros(1, 2)), att)
 
 
@@ -99,6 +115,8 @@ def test_recommended_direction_is_the_mean_of_the_shown_items():
 
     vectors = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [6.0, 6.0]])
     rec_i = torch.tensor([[1, 2, 3], [3, 0, 0], [0, 0, 0]])
-    rec_s = torch.tensor([[0.9, 0.5, 0.1], [0.7, -float("inf"), -float("inf")], [-float("inf")] * 3])
+    rec_s = torch.tensor(
+        [[0.9, 0.5, 0.1], [0.7, -float("inf"), -float("inf")], [-float("inf")] * 3]
+    )
     got = explain.recommended_direction(vectors, rec_i, rec_s)
     assert torch.allclose(got, torch.tensor([[8 / 3, 10 / 3], [6.0, 6.0], [0.0, 0.0]]))

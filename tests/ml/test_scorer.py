@@ -1,4 +1,5 @@
 """score_batch: recommendation rules, strategies, explanations, odd input."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,8 +27,13 @@ def test_batch_rules(scorer):
         assert r["rec_scores"] == sorted(r["rec_scores"], reverse=True)
         cats = pd.Series([int(x[1:]) % 3 for x in r["rec_items"]]).value_counts()
         assert cats.max() <= 4, "category cap"
-        expected = ("new_user_content_popularity" if u["stage"] == "new" else
-                    "at_risk_long_term_value" if u["stage"] in ("at_risk", "churned") else "personalized")
+        expected = (
+            "new_user_content_popularity"
+            if u["stage"] == "new"
+            else "at_risk_long_term_value"
+            if u["stage"] in ("at_risk", "churned")
+            else "personalized"
+        )
         assert r["strategy"] == expected
         assert 0 <= r["churn_probability"] <= 1 and r["predicted_value"] >= 0
         assert set(r["because_item_ids"]) <= seen
@@ -48,13 +54,20 @@ def test_policy_weights_come_from_the_conf(scorer):
     """New users with all weight on popularity get the most popular unseen items."""
     df = scoring_users(12, seed=4)
     df["stage"] = "new"
-    conf = RecommendConf(k=5, category_cap=0, new_user_model_weight=0.0, new_user_content_weight=0.0,
-                         new_user_popularity_weight=1.0)
+    conf = RecommendConf(
+        k=5,
+        category_cap=0,
+        new_user_model_weight=0.0,
+        new_user_content_weight=0.0,
+        new_user_popularity_weight=1.0,
+    )
     out = score_batch(df, scorer, conf)
     pop = scorer.art.item_stats.popularity
     ids = scorer.item_ids
     for (_, u), (_, r) in zip(df.iterrows(), out.iterrows()):
-        unseen = [i for i in np.argsort(-pop[2:], kind="stable") + 2 if ids[i] not in set(u["item_ids"])]
+        unseen = [
+            i for i in np.argsort(-pop[2:], kind="stable") + 2 if ids[i] not in set(u["item_ids"])
+        ]
         assert [pop[ids.tolist().index(x)] for x in r["rec_items"]] == [pop[i] for i in unseen[:5]]
     default = score_batch(df, scorer, RecommendConf(k=5, category_cap=0))
     assert list(default["rec_items"]) != list(out["rec_items"])
@@ -67,24 +80,37 @@ def test_a_strategy_turned_off_gives_its_users_the_personalized_lists(scorer):
     conf = RecommendConf(k=5, category_cap=0, at_risk_value_weight=3.0)
     plain = score_batch(df.assign(stage="active"), scorer, conf)
     on = score_batch(df.assign(stage="at_risk"), scorer, conf)
-    off = score_batch(df.assign(stage="at_risk"), scorer,
-                      RecommendConf(k=5, category_cap=0, at_risk_value_weight=3.0,
-                                    strategies_off=("at_risk_long_term_value",)))
+    off = score_batch(
+        df.assign(stage="at_risk"),
+        scorer,
+        RecommendConf(
+            k=5,
+            category_cap=0,
+            at_risk_value_weight=3.0,
+            strategies_off=("at_risk_long_term_value",),
+        ),
+    )
     served = on["strategy"] == "at_risk_long_term_value"
     assert served.sum() >= 6  # the users with more than new_user_max_events events
-    assert list(on.loc[served, "rec_items"].map(list)) != list(plain.loc[served, "rec_items"].map(list))
-    assert set(off["strategy"]) == set(plain["strategy"]) and "at_risk_long_term_value" not in set(off["strategy"])
+    assert list(on.loc[served, "rec_items"].map(list)) != list(
+        plain.loc[served, "rec_items"].map(list)
+    )
+    assert set(off["strategy"]) == set(plain["strategy"]) and "at_risk_long_term_value" not in set(
+        off["strategy"]
+    )
     assert list(off["rec_items"].map(list)) == list(plain["rec_items"].map(list))
 
 
 def test_a_users_scores_and_explanations_do_not_depend_on_its_batch(scorer):
-    """Found by killing an executor (tests/test_cluster_faults.py): top_features
+    """Found by killing an executor (tests/system/test_cluster_faults.py): top_features
     perturbed each feature towards the *batch* mean, so a user's explanation changed
     with the users that shared its Arrow batch. The reference is fixed now."""
     users = scoring_users(24, seed=3)
     conf = RecommendConf(k=5)
     whole = score_batch(users, scorer, conf).set_index("user_id")
-    halves = pd.concat([score_batch(users.iloc[:7], scorer, conf), score_batch(users.iloc[7:], scorer, conf)])
+    halves = pd.concat(
+        [score_batch(users.iloc[:7], scorer, conf), score_batch(users.iloc[7:], scorer, conf)]
+    )
     for _, r in halves.iterrows():
         w = whole.loc[r["user_id"]]
         assert list(r["feature_names"]) == list(w["feature_names"])
@@ -113,10 +139,13 @@ EQUIVALENCE_CONFS = {
     "no_filter_no_cap": dict(k=7, filter_seen=False, category_cap=0),
     "small_chunks_cap1": dict(k=5, chunk_size=5, category_cap=1, new_user_max_events=8),
     "new_users_without_model": dict(k=6, new_user_model_weight=0.0, new_user_content_weight=0.5),
-    "new_users_content_blend": dict(k=10, new_user_model_weight=0.3, new_user_content_weight=0.4,
-                                    new_user_popularity_weight=0.3),
+    "new_users_content_blend": dict(
+        k=10, new_user_model_weight=0.3, new_user_content_weight=0.4, new_user_popularity_weight=0.3
+    ),
     "no_interest_prior": dict(k=8, interest_weight=0.0, at_risk_value_weight=2.0),
-    "at_risk_off": dict(k=10, at_risk_value_weight=2.0, strategies_off=("at_risk_long_term_value",)),
+    "at_risk_off": dict(
+        k=10, at_risk_value_weight=2.0, strategies_off=("at_risk_long_term_value",)
+    ),
 }
 
 
@@ -131,44 +160,84 @@ def test_fast_path_equals_the_reference_implementation(tmp_path, name, n_items):
 
     extra = None
     if name == "default":  # with a second stage (ml/stacking.py) fitted on generated users
-        from tests.ml.test_stacking import users
         from lifecycle_recs.ml import stacking
+        from tests.ml.test_stacking import users
+
         z, v, f, y, yv = users(600, 1, baseline=True)
         extra = {"stack": stacking.fit(z, v, f, y, yv, np.arange(600) % 4 == 0, 30)}
-        extra["stack"]["churn"]["kept"] = extra["stack"]["value"]["kept"] = True  # both parts applied
-        assert stacking.uses_baseline_value(extra["stack"])  # with BG/NBD x Gamma-Gamma's value in the blend
-        extra["btyd"] = {"purchase": {"r": 0.5, "alpha": 8.0, "a": 0.7, "b": 2.5},
-                         "spend": {"p": 6.0, "q": 4.0, "v": 15.0}, "horizon_days": 30}
+        extra["stack"]["churn"]["kept"] = extra["stack"]["value"]["kept"] = (
+            True  # both parts applied
+        )
+        assert stacking.uses_baseline_value(
+            extra["stack"]
+        )  # with BG/NBD x Gamma-Gamma's value in the blend
+        extra["btyd"] = {
+            "purchase": {"r": 0.5, "alpha": 8.0, "a": 0.7, "b": 2.5},
+            "spend": {"p": 6.0, "q": 4.0, "v": 15.0},
+            "horizon_days": 30,
+        }
         # and the lapsed users' silence model (ml/lapsed.py) on top of the stacked churn
-        extra["lapsed"] = {"min_silence_days": 20.0, "min_log_silence": float(np.log1p(20.0)), "intercept": -1.5,
-                           "slope": 0.8}
-    sc = load_scorer(make_artifact(tmp_path / "art", max_len=12, n_items=n_items, n_categories=5, config=extra),
-                     "cpu")
+        extra["lapsed"] = {
+            "min_silence_days": 20.0,
+            "min_log_silence": float(np.log1p(20.0)),
+            "intercept": -1.5,
+            "slope": 0.8,
+        }
+    sc = load_scorer(
+        make_artifact(tmp_path / "art", max_len=12, n_items=n_items, n_categories=5, config=extra),
+        "cpu",
+    )
     longer = scoring_users(30, seed=6).assign(user_id=lambda d: d["user_id"] + "b")
     for c in ("item_ids", "event_types", "time_gaps_hours", "values"):
         longer[c] = longer[c].map(lambda x: x * 2)  # sequences longer than the model's window
     users = pd.concat([scoring_users(30, seed=5), longer], ignore_index=True)
-    users["days_since_last_event"] = np.linspace(0.0, 90.0, len(users))  # on both sides of a lapsed threshold
-    rng = np.random.default_rng(7)  # purchase-days summaries (btyd.with_purchases); a third never bought
+    users["days_since_last_event"] = np.linspace(
+        0.0, 90.0, len(users)
+    )  # on both sides of a lapsed threshold
+    rng = np.random.default_rng(
+        7
+    )  # purchase-days summaries (btyd.with_purchases); a third never bought
     users["x_purchase"] = rng.integers(0, 6, len(users)).astype(float)
     users["t_purchase"] = users["x_purchase"] * 5.0
-    users["age_purchase"] = np.where(np.arange(len(users)) % 3 == 0, np.nan, users["t_purchase"] + 10.0)
+    users["age_purchase"] = np.where(
+        np.arange(len(users)) % 3 == 0, np.nan, users["t_purchase"] + 10.0
+    )
     users["m_purchase"] = np.where(users["x_purchase"] > 0, rng.uniform(5, 50, len(users)), np.nan)
     conf = RecommendConf(**EQUIVALENCE_CONFS[name])
     got, want = score_batch(users, sc, conf), reference_score(users, sc, conf)
     assert list(got.columns) == list(want.columns)
-    for g_items, g_s, w_items, w_s in zip(got["rec_items"], got["rec_scores"], want["rec_items"], want["rec_scores"]):
+    for g_items, g_s, w_items, w_s in zip(
+        got["rec_items"], got["rec_scores"], want["rec_items"], want["rec_scores"]
+    ):
         assert_same_ranking(g_items, g_s, w_items, w_s)
-    for c in ("user_id", "stage", "strategy", "top_category_names", "because_item_ids", "feature_names"):
-        assert [list(x) if isinstance(x, (list, np.ndarray)) else x for x in got[c]] == \
-            [list(x) if isinstance(x, (list, np.ndarray)) else x for x in want[c]], c
+    for c in (
+        "user_id",
+        "stage",
+        "strategy",
+        "top_category_names",
+        "because_item_ids",
+        "feature_names",
+    ):
+        assert [list(x) if isinstance(x, (list, np.ndarray)) else x for x in got[c]] == [
+            list(x) if isinstance(x, (list, np.ndarray)) else x for x in want[c]
+        ], c
     # because_weights are shares of a float32 sum that partly cancels: the two paths' orders of operations
     # differ by a few 1e-6 on some CPUs (2.3e-6 on an AMD EPYC for one weight of 0.076), so 1e-5, not 1e-6
-    for c, tol in (("churn_probability", 1e-6), ("predicted_value", 1e-4), ("interest_vector", 1e-5),
-                   ("top_category_weights", 1e-5), ("because_weights", 1e-5), ("feature_effects", 1e-6),
-                   ("rec_scores", 1e-4)):
+    for c, tol in (
+        ("churn_probability", 1e-6),
+        ("predicted_value", 1e-4),
+        ("interest_vector", 1e-5),
+        ("top_category_weights", 1e-5),
+        ("because_weights", 1e-5),
+        ("feature_effects", 1e-6),
+        ("rec_scores", 1e-4),
+    ):
         for g, w in zip(got[c], want[c]):
-            assert np.allclose(np.asarray(g, float), np.asarray(w, float), atol=tol, rtol=1e-5), (c, g, w)
+            assert np.allclose(np.asarray(g, float), np.asarray(w, float), atol=tol, rtol=1e-5), (
+                c,
+                g,
+                w,
+            )
     assert sum(len(r) for r in got["rec_items"]) > 0
 
 
@@ -183,9 +252,16 @@ def assert_same_ranking(got_items, got_scores, want_items, want_scores, tol=1e-4
         if g == w:
             continue
         tied = np.abs(levels - levels[p]) <= tol
-        assert tied.sum() > 1 or abs(levels[p] - last) <= tol, (p, got_items, want_items, want_scores)
+        assert tied.sum() > 1 or abs(levels[p] - last) <= tol, (
+            p,
+            got_items,
+            want_items,
+            want_scores,
+        )
         if abs(levels[p] - last) > tol:  # a tie inside the list: the same items at that level
-            assert {x for x, t in zip(got_items, tied) if t} == {x for x, t in zip(want_items, tied) if t}
+            assert {x for x, t in zip(got_items, tied) if t} == {
+                x for x, t in zip(want_items, tied) if t
+            }
 
 
 def test_stream_with_prefetch_yields_the_batches_in_order(scorer):

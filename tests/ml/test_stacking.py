@@ -1,5 +1,6 @@
 """The second stage (ml/stacking.py): what it learns, where its blend is fitted, and
 that scoring applies it."""
+
 import json
 
 import numpy as np
@@ -46,9 +47,13 @@ def users(n, seed, baseline=False):
     spend_rate = money / tenure * 30
     luck = rng.lognormal(0, 0.3, n)  # the part of future spend the features do not show
     y_value = ((1 - y) * spend_rate * luck).astype(np.float32)
-    value = (0.3 * spend_rate + rng.exponential(5, n)).astype(np.float32)  # a biased, noisy model value
+    value = (0.3 * spend_rate + rng.exponential(5, n)).astype(
+        np.float32
+    )  # a biased, noisy model value
     if baseline == "sharp":  # knows who stays and how much they spend
-        gg = (1 - y) * spend_rate * luck * rng.lognormal(0, 0.1, n) + y * spend_rate * rng.uniform(0, 0.3, n)
+        gg = (1 - y) * spend_rate * luck * rng.lognormal(0, 0.1, n) + y * spend_rate * rng.uniform(
+            0, 0.3, n
+        )
     elif baseline:  # sees some of the luck, not who stays, and is off by a factor
         gg = 0.5 * spend_rate * luck * rng.lognormal(0, 0.2, n)
     if baseline:
@@ -85,7 +90,7 @@ def test_value_blend_takes_the_btyd_baseline_where_the_rows_carry_it():
     logit, value, feats, y, yv = users(4000, 5, baseline=True)
     held = np.random.default_rng(6).random(4000) < 0.25
     with_b = stacking.fit(logit, value, feats, y, yv, held, 30)
-    without = stacking.fit(logit, value, feats[:, :len(USER_FEATURES)], y, yv, held, 30)
+    without = stacking.fit(logit, value, feats[:, : len(USER_FEATURES)], y, yv, held, 30)
     assert len(with_b["value"]["blend"]) == 3 and with_b["value"]["blend"][2] > 0
     assert min(with_b["value"]["blend"]) >= 0 and with_b["value"]["kept"]
     assert len(without["value"]["blend"]) == 2
@@ -99,9 +104,12 @@ def test_value_blend_takes_the_btyd_baseline_where_the_rows_carry_it():
     assert np.allclose(stacking.baseline_value(torch.tensor(t_feats)).numpy(), baseline, rtol=1e-5)
     assert rmse(v_with) < 0.97 * rmse(v_without) and rmse(v_with) < rmse(baseline)
     # an artifact fitted without the column scores rows that carry it as before
-    assert np.allclose(stacking.value(without, torch.tensor(t_value), torch.tensor(t_feats)).numpy(),
-                       stacking.value(without, torch.tensor(t_value),
-                                      torch.tensor(t_feats[:, :len(USER_FEATURES)])).numpy())
+    assert np.allclose(
+        stacking.value(without, torch.tensor(t_value), torch.tensor(t_feats)).numpy(),
+        stacking.value(
+            without, torch.tensor(t_value), torch.tensor(t_feats[:, : len(USER_FEATURES)])
+        ).numpy(),
+    )
 
 
 def test_a_baseline_better_than_any_blend_is_chosen_alone():
@@ -112,14 +120,26 @@ def test_a_baseline_better_than_any_blend_is_chosen_alone():
     yv = rng.lognormal(3, 1, n) * (rng.random(n) < 0.7)
     feats = np.zeros((n, len(USER_FEATURES) + 1), np.float32)
     feats[:, -1] = np.log1p(yv * rng.lognormal(0, 0.1, n))
-    p = stacking.fit(rng.normal(size=n), rng.exponential(10, n), feats, (yv == 0).astype(float), yv,
-                     np.ones(n, bool), 30)
+    p = stacking.fit(
+        rng.normal(size=n),
+        rng.exponential(10, n),
+        feats,
+        (yv == 0).astype(float),
+        yv,
+        np.ones(n, bool),
+        30,
+    )
     oof = p["value"]["out_of_fold"]
-    assert oof["chosen"] == "baseline" and oof["baseline_rmse"] < min(oof["model_rmse"], oof["stack_rmse"])
+    assert oof["chosen"] == "baseline" and oof["baseline_rmse"] < min(
+        oof["model_rmse"], oof["stack_rmse"]
+    )
     assert p["value"]["kept"] and stacking.uses_baseline_value(p)
     t = torch.tensor(feats)
-    assert np.allclose(stacking.value(p, torch.tensor(rng.exponential(10, n)), t).numpy(),
-                       np.expm1(feats[:, -1]), rtol=1e-5)
+    assert np.allclose(
+        stacking.value(p, torch.tensor(rng.exponential(10, n)), t).numpy(),
+        np.expm1(feats[:, -1]),
+        rtol=1e-5,
+    )
 
 
 def test_the_value_blend_as_scored_adds_up_to_its_users_actual_total():
@@ -130,9 +150,14 @@ def test_the_value_blend_as_scored_adds_up_to_its_users_actual_total():
     p = stacking.fit(logit, value, feats, y, yv, np.zeros(4000, bool), 30)
     assert p["value"]["kept"] and p["value"]["blend_users"] == 4000
     v = stacking.value(p, torch.tensor(value), torch.tensor(feats)).double().numpy()
-    raw = p["value"]["blend_intercept"] + np.c_[value, stacking._np_linear(
-        {k: np.asarray(p["value"][k]) for k in ("mean", "std", "coef")} | {"intercept": p["value"]["intercept"]},
-        stacking.value_basis(torch.tensor(feats), 30).double().numpy())] @ np.asarray(p["value"]["blend"])
+    raw = p["value"]["blend_intercept"] + np.c_[
+        value,
+        stacking._np_linear(
+            {k: np.asarray(p["value"][k]) for k in ("mean", "std", "coef")}
+            | {"intercept": p["value"]["intercept"]},
+            stacking.value_basis(torch.tensor(feats), 30).double().numpy(),
+        ),
+    ] @ np.asarray(p["value"]["blend"])
     assert (raw < 0).any()  # the clip matters on these users
     # exact on the blend's own (cross-fitted) inputs; scoring reads the feature model fitted
     # on all users, hence 1%, where the least-squares intercept alone gave 1.15x the total
@@ -159,7 +184,9 @@ def test_blend_falls_back_to_all_users_when_few_are_held_out():
 def test_without_a_stack_the_model_outputs_pass_through():
     z, v, f, _, _ = users(50, 4)
     assert torch.equal(stacking.churn_logit({}, torch.tensor(z), torch.tensor(f)), torch.tensor(z))
-    assert torch.equal(stacking.value(None, torch.tensor(v), torch.tensor(f)), torch.tensor(v).clamp(min=0))
+    assert torch.equal(
+        stacking.value(None, torch.tensor(v), torch.tensor(f)), torch.tensor(v).clamp(min=0)
+    )
 
 
 def test_one_class_labels_keep_the_models_churn():
@@ -183,8 +210,13 @@ def test_a_blend_that_does_not_beat_the_model_out_of_fold_is_not_kept():
     v = rng.lognormal(3, 0.5, n).astype(np.float32)
     yv = (v * rng.lognormal(-0.125, 0.5, n)).astype(np.float32)  # E[yv | v] = v
     p = stacking.fit(z, v, feats, y, yv, rng.random(n) < 0.3, 30)
-    assert not p["churn"]["kept"] and not p["value"]["kept"], (p["churn"]["out_of_fold"], p["value"]["out_of_fold"])
-    assert torch.equal(stacking.churn_logit(p, torch.tensor(z), torch.tensor(feats)), torch.tensor(z))
+    assert not p["churn"]["kept"] and not p["value"]["kept"], (
+        p["churn"]["out_of_fold"],
+        p["value"]["out_of_fold"],
+    )
+    assert torch.equal(
+        stacking.churn_logit(p, torch.tensor(z), torch.tensor(feats)), torch.tensor(z)
+    )
     assert torch.equal(stacking.value(p, torch.tensor(v), torch.tensor(feats)), torch.tensor(v))
 
 
@@ -195,22 +227,36 @@ def test_scoring_applies_the_artifacts_stack(tmp_path, n_items):
     without one, and as ``stacking`` says."""
     z, v, f, y, yv = users(800, 6)
     stack = stacking.fit(z, v, f, y, yv, np.random.default_rng(0).random(800) < 0.3, 30)
-    stack["value"]["blend_intercept"] += 50.0  # the random model's values are ~0: keep the stack's above its clamp
-    stack["churn"]["kept"] = stack["value"]["kept"] = True  # (the check is tested above; here: scoring applies it)
+    stack["value"]["blend_intercept"] += (
+        50.0  # the random model's values are ~0: keep the stack's above its clamp
+    )
+    stack["churn"]["kept"] = stack["value"]["kept"] = (
+        True  # (the check is tested above; here: scoring applies it)
+    )
     plain = load_scorer(make_artifact(tmp_path / "a", max_len=12, n_items=n_items), "cpu")
-    stacked = load_scorer(make_artifact(tmp_path / "b", max_len=12, n_items=n_items, config={"stack": stack}), "cpu")
+    stacked = load_scorer(
+        make_artifact(tmp_path / "b", max_len=12, n_items=n_items, config={"stack": stack}), "cpu"
+    )
     df = scoring_users(20, seed=7)
     conf = RecommendConf(k=5)
     a, b = score_batch(df, plain, conf), score_batch(df, stacked, conf)
     assert not np.allclose(a["churn_probability"], b["churn_probability"])
     assert not np.allclose(a["predicted_value"], b["predicted_value"])
     from lifecycle_recs.ml.features import encode_last
+
     enc = encode_last(df, plain.art.vocab, 12, None)
     feats = torch.tensor(enc["feats"])
-    base_logit = torch.logit(torch.tensor(a["churn_probability"].to_numpy(), dtype=torch.float32), eps=1e-7)
+    base_logit = torch.logit(
+        torch.tensor(a["churn_probability"].to_numpy(), dtype=torch.float32), eps=1e-7
+    )
     want = torch.sigmoid(stacking.churn_logit(stack, base_logit, feats)).numpy()
     assert np.allclose(b["churn_probability"], want, atol=1e-4)
-    want_v = stacking.value(stack, torch.tensor(a["predicted_value"].to_numpy(), dtype=torch.float32), feats).numpy()
+    want_v = stacking.value(
+        stack, torch.tensor(a["predicted_value"].to_numpy(), dtype=torch.float32), feats
+    ).numpy()
     assert np.allclose(b["predicted_value"], want_v, rtol=1e-4, atol=1e-3)
-    assert pd.Series([tuple(x) for x in a["feature_effects"]]).ne(
-        pd.Series([tuple(x) for x in b["feature_effects"]])).any()
+    assert (
+        pd.Series([tuple(x) for x in a["feature_effects"]])
+        .ne(pd.Series([tuple(x) for x in b["feature_effects"]]))
+        .any()
+    )

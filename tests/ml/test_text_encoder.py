@@ -1,4 +1,5 @@
 """The text encoder equals sentence-transformers, keeps order, pads per batch."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,8 +7,15 @@ import pytest
 from lifecycle_recs.config import EmbeddingConf
 from lifecycle_recs.ml.text_encoder import TextEncoder, embed_pandas, resolve_model_path
 
-TEXTS = ["Acme Wireless Noise-Cancelling Headphones. Electronics", "", None, "Crème brûlée für 東京 🎉",
-         "very long " * 3000, "a", "Toy Story. 1995. Animation Children's Comedy"]
+TEXTS = [
+    "Acme Wireless Noise-Cancelling Headphones. Electronics",
+    "",
+    None,
+    "Crème brûlée für 東京 🎉",
+    "very long " * 3000,
+    "a",
+    "Toy Story. 1995. Animation Children's Comedy",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +44,9 @@ def test_order_kept_and_padding_per_batch(encoder):
 
 
 def test_embed_pandas_keeps_ids_and_counts_characters(encoder):
-    batch = pd.DataFrame({"item_id": ["a", "b"], "text": ["Red Mug", None], "text_hash": ["h1", "h2"]})
+    batch = pd.DataFrame(
+        {"item_id": ["a", "b"], "text": ["Red Mug", None], "text_hash": ["h1", "h2"]}
+    )
     out = embed_pandas(batch, EmbeddingConf(model_name="m"), encoder)
     assert list(out["item_id"]) == ["a", "b"] and list(out["model_name"]) == ["m", "m"]
     assert list(out["text_chars"]) == [7, 0] and out["dim"].tolist() == [384, 384]

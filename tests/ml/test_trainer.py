@@ -10,8 +10,13 @@ from tests.helpers import users_frame
 from tests.ml.test_features import VOCAB
 from tests.ml.test_model import model_of
 
-MC = ModelConf(hidden_dim=32, item_dim=16, dropout=0.0, use_text=False,
-               loss_weights={"next_item": 1.0, "churn": 1.0, "value": 0.0})
+MC = ModelConf(
+    hidden_dim=32,
+    item_dim=16,
+    dropout=0.0,
+    use_text=False,
+    loss_weights={"next_item": 1.0, "churn": 1.0, "value": 0.0},
+)
 
 
 def test_tiny_overfit():
@@ -35,7 +40,9 @@ def test_same_seed_same_model():
     tc = TrainConf(seed=3, epochs=3, patience=3, batch_size=4, device="cpu")
     m1, _ = fit(b, None, VOCAB, None, MC, tc)
     m2, _ = fit(b, None, VOCAB, None, MC, tc)
-    assert all(torch.equal(x, y) for x, y in zip(m1.state_dict().values(), m2.state_dict().values()))
+    assert all(
+        torch.equal(x, y) for x, y in zip(m1.state_dict().values(), m2.state_dict().values())
+    )
 
 
 def test_early_stopping_keeps_the_best_state():
@@ -46,8 +53,8 @@ def test_early_stopping_keeps_the_best_state():
     assert not stop.step(0.5, m)
     with torch.no_grad():
         m.weight.fill_(2.0)
-    assert not stop.step(0.4, m)      # worse: 1 bad
-    assert stop.step(0.3, m)          # worse again: stop
+    assert not stop.step(0.4, m)  # worse: 1 bad
+    assert stop.step(0.3, m)  # worse again: stop
     stop.restore(m)
     assert m.weight.item() == 1.0 and stop.best == 0.5
 
@@ -55,7 +62,9 @@ def test_early_stopping_keeps_the_best_state():
 def test_fit_stops_early_on_validation():
     b = Batch.from_frame(encode_users(users_frame(8), VOCAB, 8, "last"))
     val = Batch.from_frame(encode_users(users_frame(8, seed=1), VOCAB, 8, "loo"))
-    tc = TrainConf(seed=1, epochs=50, patience=1, batch_size=8, lr=0.0, device="cpu")  # lr 0: never improves
+    tc = TrainConf(
+        seed=1, epochs=50, patience=1, batch_size=8, lr=0.0, device="cpu"
+    )  # lr 0: never improves
     _, info = fit(b, val, VOCAB, None, MC, tc)
     assert info["epochs_run"] == 2 and "val_ndcg10" in info["history"][0]
 
@@ -116,17 +125,48 @@ def test_fit_from_a_stream_is_seeded(tmp_path):
     from lifecycle_recs.ml.feed import ParquetExampleStream
 
     ex = encode_users(users_frame(40, seed=2), VOCAB, 8, "last")
-    cols = {c: [np.asarray(x).tolist() for x in ex[c]] if ex[c].dtype == object else ex[c].tolist()
-            for c in ("items", "events", "gaps", "values", "targets", "length", "feats", "churn", "value",
-                      "label_w", "eval_target")}
+    cols = {
+        c: [np.asarray(x).tolist() for x in ex[c]] if ex[c].dtype == object else ex[c].tolist()
+        for c in (
+            "items",
+            "events",
+            "gaps",
+            "values",
+            "targets",
+            "length",
+            "feats",
+            "churn",
+            "value",
+            "label_w",
+            "eval_target",
+        )
+    }
     (tmp_path / "f").mkdir()
     pq.write_table(pa.table(cols), tmp_path / "f" / "part-0.parquet", row_group_size=8)
     tc = TrainConf(seed=5, epochs=2, patience=2, batch_size=8, device="cpu")
-    models = [fit(ParquetExampleStream(str(tmp_path / "f"), 8, seed=5, buffer_rows=16), None, VOCAB, None, MC, tc)[0]
-              for _ in range(2)]
-    assert all(torch.equal(x, y) for x, y in zip(models[0].state_dict().values(), models[1].state_dict().values()))
-    info = fit_heads(models[0], ParquetExampleStream(str(tmp_path / "f"), 8, shuffle=False), None,
-                     {"churn": 1.0, "value": 1.0}, steps=20, max_rows=24)
+    models = [
+        fit(
+            ParquetExampleStream(str(tmp_path / "f"), 8, seed=5, buffer_rows=16),
+            None,
+            VOCAB,
+            None,
+            MC,
+            tc,
+        )[0]
+        for _ in range(2)
+    ]
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(models[0].state_dict().values(), models[1].state_dict().values())
+    )
+    info = fit_heads(
+        models[0],
+        ParquetExampleStream(str(tmp_path / "f"), 8, shuffle=False),
+        None,
+        {"churn": 1.0, "value": 1.0},
+        steps=20,
+        max_rows=24,
+    )
     assert info["heads_best_loss"] > 0
 
 
@@ -141,8 +181,10 @@ def test_the_heads_predicted_value_adds_up_to_the_training_users_actual_total():
     b = Batch.from_frame(encode_users(users_frame(24), VOCAB, 6, "last"))
     rng = np.random.default_rng(0)
     spend = rng.lognormal(3.0, 1.5, b.size) * (rng.random(b.size) < 0.6)  # skewed, many zeros
-    b = b._replace(value=torch.as_tensor(spend, dtype=torch.float32),
-                   label_w=(torch.arange(b.size) % 4 != 0).float())  # a quarter unlabelled
+    b = b._replace(
+        value=torch.as_tensor(spend, dtype=torch.float32),
+        label_w=(torch.arange(b.size) % 4 != 0).float(),
+    )  # a quarter unlabelled
     vec = {}
     info = fit_heads(m, b, None, {"churn": 1.0, "value": 1.0}, steps=30, lr=0.05, vectors=vec)
     got = stack_inputs(m, *vec["train"], info["value_log_residual_var"])

@@ -1,13 +1,14 @@
 """The embeddings stage embeds only new or changed texts, per model name."""
+
 import dataclasses
 
 import numpy as np
 from pyspark.sql import functions as F
 
-from lifecycle_recs import tables
 from lifecycle_recs.context import RunContext
+from lifecycle_recs.io import tables
 from lifecycle_recs.stages.embeddings import run
-from tests.test_udfs import items_frame
+from tests.adapters.test_udfs import items_frame
 
 
 def update_item_embeddings(spark, cfg):
@@ -16,9 +17,13 @@ def update_item_embeddings(spark, cfg):
 
 def test_incremental_stage(spark, make_cfg):
     cfg = make_cfg(embedding={"batch_size": 8, "arrow_batch_size": 4})
-    items = items_frame(spark, ["Red Mug", "Blue Mug", "Garden Hose", None]) \
-        .withColumn("price", F.lit(None).cast("double")).withColumn("year", F.lit(None).cast("int")) \
-        .withColumn("source", F.lit("t")).withColumn("updated_at", F.current_timestamp())
+    items = (
+        items_frame(spark, ["Red Mug", "Blue Mug", "Garden Hose", None])
+        .withColumn("price", F.lit(None).cast("double"))
+        .withColumn("year", F.lit(None).cast("int"))
+        .withColumn("source", F.lit("t"))
+        .withColumn("updated_at", F.current_timestamp())
+    )
     tables.upsert(spark, cfg, "items", items, ["item_id"], ["title", "category", "description"])
     first = update_item_embeddings(spark, cfg)
     assert (first["embedded"], first["skipped"]) == (4, 0)
@@ -27,7 +32,9 @@ def test_incremental_stage(spark, make_cfg):
     again = update_item_embeddings(spark, cfg)
     assert (again["embedded"], again["skipped"]) == (0, 4)
     before = {r["item_id"]: r for r in tables.read(spark, cfg, "item_embeddings").collect()}
-    changed = items.withColumn("title", F.when(F.col("item_id") == "I1", "Green Mug").otherwise(F.col("title")))
+    changed = items.withColumn(
+        "title", F.when(F.col("item_id") == "I1", "Green Mug").otherwise(F.col("title"))
+    )
     tables.upsert(spark, cfg, "items", changed, ["item_id"], ["title", "category", "description"])
     third = update_item_embeddings(spark, cfg)
     assert (third["embedded"], third["skipped"]) == (1, 3)
@@ -36,7 +43,9 @@ def test_incremental_stage(spark, make_cfg):
     assert after["I1"]["embedding"] != before["I1"]["embedding"]
     assert all(after[k]["embedding"] == before[k]["embedding"] for k in ("I0", "I2", "I3"))
     # another model name gives new rows, the old ones stay
-    cfg = dataclasses.replace(cfg, embedding=dataclasses.replace(cfg.embedding, model_name="minilm-copy"))
+    cfg = dataclasses.replace(
+        cfg, embedding=dataclasses.replace(cfg.embedding, model_name="minilm-copy")
+    )
     fourth = update_item_embeddings(spark, cfg)
     assert fourth["embedded"] == 4 and tables.read(spark, cfg, "item_embeddings").count() == 8
     vals = np.array([r["embedding"] for r in tables.read(spark, cfg, "item_embeddings").collect()])

@@ -4,34 +4,48 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
-from tests.helpers import repart, sorted_rows
-from lifecycle_recs import tables
+from lifecycle_recs.data.sources import RawSource, read_source
+from lifecycle_recs.io import tables
 from lifecycle_recs.stages.ingest import ingest
-from lifecycle_recs.sources import RawSource, read_source
+from tests.helpers import repart, sorted_rows
 
-RAW_COLS = ["raw_user_id", "raw_item_id", "raw_event_type", "raw_event_ts", "raw_value", "raw_quantity"]
+RAW_COLS = [
+    "raw_user_id",
+    "raw_item_id",
+    "raw_event_type",
+    "raw_event_ts",
+    "raw_value",
+    "raw_quantity",
+]
 
 ROWS = [
     ("u1", "i1", "view", "2026-03-01 10:00:00", "0", "1"),
-    ("u1", "i1", "view", "2026-03-01 10:00:00", "0", "1"),          # exact duplicate
+    ("u1", "i1", "view", "2026-03-01 10:00:00", "0", "1"),  # exact duplicate
     ("u1", "i1", "purchase", "2026-03-01 10:05:00", "19.5", "1"),
-    ("u2", "i2", "click", "2026-03-02 00:00:00", None, None),       # null value -> 0
-    (None, "i2", "view", "2026-03-02 00:00:00", "0", "1"),          # missing user
-    ("  ", "i2", "view", "2026-03-02 00:00:00", "0", "1"),          # blank user
-    ("u3", "i3", "view", "yesterday", "0", "1"),                     # bad timestamp
-    ("u3", "i3", "hover", "2026-03-02 00:00:00", "0", "1"),         # unknown type
-    ("u3", "i3", "purchase", "2026-03-02 00:00:00", "-4", "1"),     # negative
-    ("u3", "i3", "purchase", "2026-03-02 00:00:00", "abc", "1"),    # wrong type
-    ("u3", "i3", "purchase", "1850-03-02 00:00:00", "1", "1"),      # out of range
-    ("u4", None, "purchase", "2026-03-03 12:00:00", "7", "x"),      # bad quantity
-    ("u4", None, "purchase", "2026-03-03 12:00:00", "7", "2"),      # no item: ok
+    ("u2", "i2", "click", "2026-03-02 00:00:00", None, None),  # null value -> 0
+    (None, "i2", "view", "2026-03-02 00:00:00", "0", "1"),  # missing user
+    ("  ", "i2", "view", "2026-03-02 00:00:00", "0", "1"),  # blank user
+    ("u3", "i3", "view", "yesterday", "0", "1"),  # bad timestamp
+    ("u3", "i3", "hover", "2026-03-02 00:00:00", "0", "1"),  # unknown type
+    ("u3", "i3", "purchase", "2026-03-02 00:00:00", "-4", "1"),  # negative
+    ("u3", "i3", "purchase", "2026-03-02 00:00:00", "abc", "1"),  # wrong type
+    ("u3", "i3", "purchase", "1850-03-02 00:00:00", "1", "1"),  # out of range
+    ("u4", None, "purchase", "2026-03-03 12:00:00", "7", "x"),  # bad quantity
+    ("u4", None, "purchase", "2026-03-03 12:00:00", "7", "2"),  # no item: ok
 ]
 
 
 def raw_source(spark, rows, **kw):
     df = repart(spark.createDataFrame(rows, schema=", ".join(f"{c} string" for c in RAW_COLS)))
-    args = dict(name="test", events=df, timestamp_kind="datetime", timestamp_format=None, timezone="UTC",
-                event_type_map={}, items=None)
+    args = dict(
+        name="test",
+        events=df,
+        timestamp_kind="datetime",
+        timestamp_format=None,
+        timezone="UTC",
+        event_type_map={},
+        items=None,
+    )
     args.update(kw)
     return RawSource(**args)
 
@@ -41,9 +55,15 @@ def test_ingest_quarantines_dedupes_and_counts_add_up(spark, make_cfg):
     counts = ingest(spark, cfg, raw_source(spark, ROWS))
     assert counts.rows_in == len(ROWS)
     assert counts.quarantined == 8
-    assert counts.quarantine_reasons == {"bad_quantity": 1, "bad_timestamp": 1, "bad_value": 1,
-                                         "missing_user_id": 2, "negative_value": 1,
-                                         "timestamp_out_of_range": 1, "unknown_event_type": 1}
+    assert counts.quarantine_reasons == {
+        "bad_quantity": 1,
+        "bad_timestamp": 1,
+        "bad_value": 1,
+        "missing_user_id": 2,
+        "negative_value": 1,
+        "timestamp_out_of_range": 1,
+        "unknown_event_type": 1,
+    }
     assert counts.duplicates_in_batch == 1
     assert counts.written == 4
     events = tables.read(spark, cfg, "events")
@@ -53,7 +73,10 @@ def test_ingest_quarantines_dedupes_and_counts_add_up(spark, make_cfg):
     assert events.where(F.col("user_id") == "u2").first()["value"] == 0.0
     assert events.where(F.col("item_id").isNull()).count() == 1
     assert {r["event_date"] for r in events.select("event_date").collect()} == {
-        dt.date(2026, 3, 1), dt.date(2026, 3, 2), dt.date(2026, 3, 3)}
+        dt.date(2026, 3, 1),
+        dt.date(2026, 3, 2),
+        dt.date(2026, 3, 3),
+    }
     assert set(events.columns) == set(tables.spec("events").names)
 
 
@@ -68,30 +91,53 @@ def test_reingest_changes_nothing(spark, make_cfg):
     assert sorted_rows(tables.read(spark, cfg, "events")) == before
     assert tables.read(spark, cfg, "events_quarantine").count() == qbefore
     # a new batch overlapping the old one adds only the new event
-    more = ingest(spark, cfg, raw_source(spark, ROWS[:3] + [("u9", "i9", "view", "2026-03-05 01:00:00", "0", "1")]))
+    more = ingest(
+        spark,
+        cfg,
+        raw_source(spark, ROWS[:3] + [("u9", "i9", "view", "2026-03-05 01:00:00", "0", "1")]),
+    )
     assert (more.written, more.already_present, more.duplicates_in_batch) == (1, 2, 1)
 
 
 def test_output_constraints_reject_bad_rows(spark, make_cfg):
     cfg = make_cfg()
     ingest(spark, cfg, raw_source(spark, ROWS[:3]))
-    bad = tables.read(spark, cfg, "events").limit(1).withColumn("value", F.lit(-1.0)) \
+    bad = (
+        tables.read(spark, cfg, "events")
+        .limit(1)
+        .withColumn("value", F.lit(-1.0))
         .withColumn("user_id", F.lit("x"))
+    )
     with pytest.raises(Exception, match="(?i)check|constraint"):
         bad.write.format("delta").mode("append").save(tables.path(cfg, "events"))
 
 
 def test_generic_csv_with_timezone_epoch_and_mapping(spark, make_cfg, tmp_path):
     p = tmp_path / "log.csv"
-    p.write_text("customer,sku,action,at,amount\n"
-                 "c1,s1,pageview,2026-06-01 01:30:00,\n"        # Berlin summer time = UTC+2
-                 "c1,s1,order,2026-06-01 02:30:00,12.5\n"
-                 "c2,s2,bogus,2026-06-01 02:30:00,\n")
-    cfg = make_cfg(source={"kind": "generic", "name": "test-src", "format": "csv", "path": str(p),
-                           "columns": {"user_id": "customer", "item_id": "sku", "event_type": "action",
-                                       "event_ts": "at", "value": "amount"},
-                           "event_type_map": {"pageview": "view", "order": "purchase"},
-                           "timestamp_kind": "datetime", "timezone": "Europe/Berlin"})
+    p.write_text(
+        "customer,sku,action,at,amount\n"
+        "c1,s1,pageview,2026-06-01 01:30:00,\n"  # Berlin summer time = UTC+2
+        "c1,s1,order,2026-06-01 02:30:00,12.5\n"
+        "c2,s2,bogus,2026-06-01 02:30:00,\n"
+    )
+    cfg = make_cfg(
+        source={
+            "kind": "generic",
+            "name": "test-src",
+            "format": "csv",
+            "path": str(p),
+            "columns": {
+                "user_id": "customer",
+                "item_id": "sku",
+                "event_type": "action",
+                "event_ts": "at",
+                "value": "amount",
+            },
+            "event_type_map": {"pageview": "view", "order": "purchase"},
+            "timestamp_kind": "datetime",
+            "timezone": "Europe/Berlin",
+        }
+    )
     counts = ingest(spark, cfg)
     assert (counts.written, counts.quarantined) == (2, 1)
     ev = tables.read(spark, cfg, "events").orderBy("event_ts").collect()
@@ -102,15 +148,32 @@ def test_generic_csv_with_timezone_epoch_and_mapping(spark, make_cfg, tmp_path):
 
 def test_generic_json_epoch_seconds_without_item_id(spark, make_cfg, tmp_path):
     p = tmp_path / "orders.jsonl"
-    p.write_text("\n".join(json.dumps(r) for r in [
-        {"uid": "a", "t": 1767225600, "kind": "purchase", "rev": 10.0},
-        {"uid": "a", "t": 1767312000.5, "kind": "purchase", "rev": 5.0},
-        {"uid": "b", "t": "nan-time", "kind": "purchase", "rev": 1.0},
-    ]))
-    cfg = make_cfg(source={"kind": "generic", "name": "test-src", "format": "json", "path": str(p),
-                           "columns": {"user_id": "uid", "item_id": None, "event_type": "kind",
-                                       "event_ts": "t", "value": "rev"},
-                           "timestamp_kind": "epoch_seconds"})
+    p.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"uid": "a", "t": 1767225600, "kind": "purchase", "rev": 10.0},
+                {"uid": "a", "t": 1767312000.5, "kind": "purchase", "rev": 5.0},
+                {"uid": "b", "t": "nan-time", "kind": "purchase", "rev": 1.0},
+            ]
+        )
+    )
+    cfg = make_cfg(
+        source={
+            "kind": "generic",
+            "name": "test-src",
+            "format": "json",
+            "path": str(p),
+            "columns": {
+                "user_id": "uid",
+                "item_id": None,
+                "event_type": "kind",
+                "event_ts": "t",
+                "value": "rev",
+            },
+            "timestamp_kind": "epoch_seconds",
+        }
+    )
     counts = ingest(spark, cfg)
     assert (counts.written, counts.quarantined) == (2, 1)
     ev = tables.read(spark, cfg, "events").orderBy("event_ts").collect()
@@ -120,20 +183,32 @@ def test_generic_json_epoch_seconds_without_item_id(spark, make_cfg, tmp_path):
 def test_generic_source_names_missing_column(spark, make_cfg, tmp_path):
     p = tmp_path / "x.csv"
     p.write_text("a,b\n1,2\n")
-    cfg = make_cfg(source={"kind": "generic", "name": "test-src", "format": "csv", "path": str(p),
-                           "columns": {"user_id": "a", "event_type": "b", "event_ts": "when"}})
+    cfg = make_cfg(
+        source={
+            "kind": "generic",
+            "name": "test-src",
+            "format": "csv",
+            "path": str(p),
+            "columns": {"user_id": "a", "event_type": "b", "event_ts": "when"},
+        }
+    )
     with pytest.raises(ValueError, match="when"):
         read_source(spark, cfg)
 
 
-def test_rows_that_differ_in_value_are_distinct_events_on_any_partitioning(spark, make_cfg, tmp_path):
+def test_rows_that_differ_in_value_are_distinct_events_on_any_partitioning(
+    spark, make_cfg, tmp_path
+):
     """Issue 10 item 1: rows that disagree on value were merged, keeping the largest."""
-    rows = [("u1", "i1", "purchase", "2026-03-01 10:00:00", v, "1") for v in ("5", "9", "7", "9")] + [
-        ("u1", "i1", "purchase", "2026-03-01 10:00:01", "1", "1")]
+    rows = [
+        ("u1", "i1", "purchase", "2026-03-01 10:00:00", v, "1") for v in ("5", "9", "7", "9")
+    ] + [("u1", "i1", "purchase", "2026-03-01 10:00:01", "1", "1")]
     kept = []
     for n in (1, 4):
         cfg = make_cfg(lakehouse=str(tmp_path / f"lake{n}"))
-        df = repart(spark.createDataFrame(rows, schema=", ".join(f"{c} string" for c in RAW_COLS)), n)
+        df = repart(
+            spark.createDataFrame(rows, schema=", ".join(f"{c} string" for c in RAW_COLS)), n
+        )
         counts = ingest(spark, cfg, raw_source(spark, rows, events=df))
         assert (counts.written, counts.duplicates_in_batch, counts.quarantined) == (4, 1, 0)
         kept.append(sorted_rows(tables.read(spark, cfg, "events").select("event_ts", "value")))
@@ -146,15 +221,20 @@ def test_events_files_store_event_times_without_a_dictionary(spark, make_cfg):
 
     cfg = make_cfg()
     # enough rows on one date that a dictionary pays off for the repetitive columns
-    rows = [(f"u{i % 3}", f"i{i % 5}", "view", f"2026-03-01 10:{i // 60:02d}:{i % 60:02d}", "0", "1")
-            for i in range(600)]
+    rows = [
+        (f"u{i % 3}", f"i{i % 5}", "view", f"2026-03-01 10:{i // 60:02d}:{i % 60:02d}", "0", "1")
+        for i in range(600)
+    ]
     ingest(spark, cfg, raw_source(spark, rows))
     files = [f.replace("file:", "") for f in tables.read(spark, cfg, "events").inputFiles()]
     assert files
     for f in files:
         meta = pq.ParquetFile(f).metadata
         names = [meta.schema.column(i).name for i in range(meta.num_columns)]
-        enc = {c: "".join(meta.row_group(0).column(names.index(c)).encodings) for c in ("event_ts", "user_id")}
+        enc = {
+            c: "".join(meta.row_group(0).column(names.index(c)).encodings)
+            for c in ("event_ts", "user_id")
+        }
         assert "DICTIONARY" not in enc["event_ts"], f"{f}: event_ts written with a dictionary"
         assert "DICTIONARY" in enc["user_id"]  # the setting is for event_ts alone
 
@@ -162,26 +242,41 @@ def test_events_files_store_event_times_without_a_dictionary(spark, make_cfg):
 def test_a_table_of_another_schema_is_a_clear_error(spark, make_cfg):
     cfg = make_cfg()
     old = tables.spec("events").schema.add("legacy_id", "string")  # as written by another version
-    spark.createDataFrame([], old).write.format("delta").partitionBy("event_date").save(tables.path(cfg, "events"))
+    spark.createDataFrame([], old).write.format("delta").partitionBy("event_date").save(
+        tables.path(cfg, "events")
+    )
     with pytest.raises(ValueError, match=r"table 'events'.*unexpected \['legacy_id'\]"):
         ingest(spark, cfg, raw_source(spark, ROWS))
     assert not tables.exists(spark, cfg, "events_quarantine")  # nothing written before the check
 
 
-def test_source_name_comes_from_the_conf_so_moved_files_are_not_reinserted(spark, make_cfg, tmp_path):
+def test_source_name_comes_from_the_conf_so_moved_files_are_not_reinserted(
+    spark, make_cfg, tmp_path
+):
     """It was the folder's name: one folder per night re-inserted every event."""
     rows = "customer,action,at,amount\nc1,purchase,2026-06-01 10:00:00,5\nc2,purchase,2026-06-02 10:00:00,7\n"
     for night in ("night1", "night2"):
         (tmp_path / night).mkdir()
         (tmp_path / night / "log.csv").write_text(rows)
-    src = {"kind": "generic", "name": "orders", "format": "csv",
-           "columns": {"user_id": "customer", "event_type": "action", "event_ts": "at", "value": "amount"}}
+    src = {
+        "kind": "generic",
+        "name": "orders",
+        "format": "csv",
+        "columns": {
+            "user_id": "customer",
+            "event_type": "action",
+            "event_ts": "at",
+            "value": "amount",
+        },
+    }
     cfg = make_cfg(source={**src, "path": str(tmp_path / "night1")})
     first = ingest(spark, cfg)
     again = ingest(spark, make_cfg(source={**src, "path": str(tmp_path / "night2")}))
     assert (first.written, again.written, again.already_present) == (2, 0, 2)
     assert {r["source"] for r in tables.read(spark, cfg, "events").collect()} == {"orders"}
-    unnamed = make_cfg(source={k: v for k, v in src.items() if k != "name"} | {"path": str(tmp_path / "night1")})
+    unnamed = make_cfg(
+        source={k: v for k, v in src.items() if k != "name"} | {"path": str(tmp_path / "night1")}
+    )
     with pytest.raises(ValueError, match="source.name must be set"):
         read_source(spark, unnamed)
 
@@ -190,8 +285,10 @@ def test_events_later_than_the_run_are_quarantined(spark, make_cfg):
     """An event dated 2099 passed validation (max 2100) and became D."""
     cfg = make_cfg()
     future = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(days=3)
-    rows = ROWS[:2] + [("u8", "i1", "view", "2099-01-01 00:00:00", "0", "1"),
-                       ("u8", "i1", "view", future.strftime("%Y-%m-%d %H:%M:%S"), "0", "1")]
+    rows = ROWS[:2] + [
+        ("u8", "i1", "view", "2099-01-01 00:00:00", "0", "1"),
+        ("u8", "i1", "view", future.strftime("%Y-%m-%d %H:%M:%S"), "0", "1"),
+    ]
     counts = ingest(spark, cfg, raw_source(spark, rows))
     assert counts.quarantine_reasons.get("timestamp_in_future") == 2
     assert tables.last_partition_date(spark, cfg, "events") < dt.date(2030, 1, 1)
@@ -206,26 +303,44 @@ def test_table_paths_are_quoted_in_sql():
 
 # ---- issue 10: nothing lost, nothing corrupted ------------------------------------------
 
-ORDERS_SRC = {"kind": "generic", "name": "orders", "format": "csv", "timestamp_kind": "date",
-              "columns": {"user_id": "customer", "event_type": "kind", "event_ts": "day", "value": "amount",
-                          "quantity": "qty"}}
+ORDERS_SRC = {
+    "kind": "generic",
+    "name": "orders",
+    "format": "csv",
+    "timestamp_kind": "date",
+    "columns": {
+        "user_id": "customer",
+        "event_type": "kind",
+        "event_ts": "day",
+        "value": "amount",
+        "quantity": "qty",
+    },
+}
 
 
 def _no_time(rows, drop=("ingested_at",)):
-    return sorted((tuple((k, v) for k, v in sorted(r.items()) if k not in drop) for r in rows), key=repr)
+    return sorted(
+        (tuple((k, v) for k, v in sorted(r.items()) if k not in drop) for r in rows), key=repr
+    )
 
 
 def test_two_same_day_orders_of_one_customer_are_two_events(spark, make_cfg, tmp_path):
     """Item 1: an order log with day-precision dates and no item lost the smaller of two orders."""
     (tmp_path / "o").mkdir()
-    (tmp_path / "o" / "orders.csv").write_text("customer,kind,day,amount,qty\n"
-                                               "c1,purchase,2026-06-01,30.0,1\nc1,purchase,2026-06-01,12.5,1\n"
-                                               "c1,purchase,2026-06-01,12.5,2\nc1,purchase,2026-06-01,12.5,2\n")
+    (tmp_path / "o" / "orders.csv").write_text(
+        "customer,kind,day,amount,qty\n"
+        "c1,purchase,2026-06-01,30.0,1\nc1,purchase,2026-06-01,12.5,1\n"
+        "c1,purchase,2026-06-01,12.5,2\nc1,purchase,2026-06-01,12.5,2\n"
+    )
     cfg = make_cfg(source={**ORDERS_SRC, "path": str(tmp_path / "o")})
     counts = ingest(spark, cfg)
     assert (counts.rows_in, counts.written, counts.duplicates_in_batch) == (4, 3, 1)
     ev = tables.read(spark, cfg, "events")
-    assert sorted((r["value"], r["quantity"]) for r in ev.collect()) == [(12.5, 1), (12.5, 2), (30.0, 1)]
+    assert sorted((r["value"], r["quantity"]) for r in ev.collect()) == [
+        (12.5, 1),
+        (12.5, 2),
+        (30.0, 1),
+    ]
     assert ev.agg(F.sum("value")).first()[0] == 55.0  # no revenue vanishes
 
 
@@ -245,47 +360,96 @@ def test_stored_result_does_not_depend_on_how_the_input_arrived(spark, make_cfg,
     """Item 1: a re-sent event id kept the first value on a later night but the largest in a rebuild;
     identical bad rows of two files were kept twice by a rebuild but once by nightly runs."""
     header = "id,customer,kind,at,amount\n"
-    a = header + "e1,c1,purchase,2026-06-01 10:00:00,5\ne2,c2,purchase,2026-06-01 11:00:00,7\n" \
-                 "x,c9,purchase,not-a-time,1\n"
-    b = header + "e1,c1,purchase,2026-06-01 10:00:00,9\ne3,c3,view,2026-06-02 09:00:00,0\n" \
-                 "x,c9,purchase,not-a-time,1\n"
-    src = {"kind": "generic", "name": "shop", "format": "csv",
-           "columns": {"event_id": "id", "user_id": "customer", "event_type": "kind", "event_ts": "at",
-                       "value": "amount"}}
-    arrivals = {"one_batch": [{"a.csv": a, "b.csv": b}], "a_then_b": [{"a.csv": a}, {"b.csv": b}],
-                "b_then_a": [{"b.csv": b}, {"a.csv": a}]}
+    a = (
+        header + "e1,c1,purchase,2026-06-01 10:00:00,5\ne2,c2,purchase,2026-06-01 11:00:00,7\n"
+        "x,c9,purchase,not-a-time,1\n"
+    )
+    b = (
+        header + "e1,c1,purchase,2026-06-01 10:00:00,9\ne3,c3,view,2026-06-02 09:00:00,0\n"
+        "x,c9,purchase,not-a-time,1\n"
+    )
+    src = {
+        "kind": "generic",
+        "name": "shop",
+        "format": "csv",
+        "columns": {
+            "event_id": "id",
+            "user_id": "customer",
+            "event_type": "kind",
+            "event_ts": "at",
+            "value": "amount",
+        },
+    }
+    arrivals = {
+        "one_batch": [{"a.csv": a, "b.csv": b}],
+        "a_then_b": [{"a.csv": a}, {"b.csv": b}],
+        "b_then_a": [{"b.csv": b}, {"a.csv": a}],
+    }
     results = {}
     for name, batches in arrivals.items():
         cfg = make_cfg(lakehouse=str(tmp_path / f"lake_{name}"))
         for d in _write_batches(tmp_path, name, batches):
             ingest(spark, make_cfg(lakehouse=cfg.lakehouse, source={**src, "path": str(d)}))
-        results[name] = (_no_time(sorted_rows(tables.read(spark, cfg, "events"))),
-                         _no_time(sorted_rows(tables.read(spark, cfg, "events_quarantine"))))
+        results[name] = (
+            _no_time(sorted_rows(tables.read(spark, cfg, "events"))),
+            _no_time(sorted_rows(tables.read(spark, cfg, "events_quarantine"))),
+        )
     assert results["one_batch"] == results["a_then_b"] == results["b_then_a"]
     events, quarantine = results["one_batch"]
-    assert sorted(dict(r)["value"] for r in events) == [0.0, 7.0, 9.0]   # e1: the larger row, any order
+    assert sorted(dict(r)["value"] for r in events) == [
+        0.0,
+        7.0,
+        9.0,
+    ]  # e1: the larger row, any order
     assert sorted(dict(r)["source_file"] for r in quarantine) == ["a.csv", "b.csv"]
 
 
 def test_an_event_id_column_with_a_blank_id_is_quarantined(spark, make_cfg, tmp_path):
     (tmp_path / "e").mkdir()
-    (tmp_path / "e" / "x.csv").write_text("id,customer,kind,at\n,c1,view,2026-06-01 10:00:00\n"
-                                          "e1,c1,view,2026-06-01 10:00:00\n")
-    cfg = make_cfg(source={"kind": "generic", "name": "s", "format": "csv", "path": str(tmp_path / "e"),
-                           "columns": {"event_id": "id", "user_id": "customer", "event_type": "kind",
-                                       "event_ts": "at"}})
+    (tmp_path / "e" / "x.csv").write_text(
+        "id,customer,kind,at\n,c1,view,2026-06-01 10:00:00\ne1,c1,view,2026-06-01 10:00:00\n"
+    )
+    cfg = make_cfg(
+        source={
+            "kind": "generic",
+            "name": "s",
+            "format": "csv",
+            "path": str(tmp_path / "e"),
+            "columns": {
+                "event_id": "id",
+                "user_id": "customer",
+                "event_type": "kind",
+                "event_ts": "at",
+            },
+        }
+    )
     counts = ingest(spark, cfg)
     assert counts.quarantine_reasons == {"missing_event_id": 1} and counts.written == 1
 
 
 def test_counts_are_measured_independently_so_the_check_can_fail():
     """Item 2: duplicates_in_batch was the remainder, so the reconciliation held by algebra."""
-    from lifecycle_recs.ingest import IngestCounts
+    from lifecycle_recs.data.validation import IngestCounts
 
-    ok = IngestCounts(rows_in=10, valid=8, quarantined=2, quarantine_reasons={"bad_value": 2}, distinct=7,
-                      duplicates_in_batch=1, new=5, already_present=2, written=5)
+    ok = IngestCounts(
+        rows_in=10,
+        valid=8,
+        quarantined=2,
+        quarantine_reasons={"bad_value": 2},
+        distinct=7,
+        duplicates_in_batch=1,
+        new=5,
+        already_present=2,
+        written=5,
+    )
     ok.check()
-    for field, wrong in [("valid", 9), ("distinct", 6), ("new", 4), ("written", 6), ("quarantine_reasons", {})]:
+    for field, wrong in [
+        ("valid", 9),
+        ("distinct", 6),
+        ("new", 4),
+        ("written", 6),
+        ("quarantine_reasons", {}),
+    ]:
         bad = IngestCounts(**{**ok.__dict__, field: wrong})
         with pytest.raises(RuntimeError, match="do not add up"):
             bad.check()
@@ -294,10 +458,14 @@ def test_counts_are_measured_independently_so_the_check_can_fail():
 def test_the_source_is_read_from_the_file_list_taken_when_it_was_opened(spark, make_cfg, tmp_path):
     """Item 2: a file landing mid-run was absorbed by a later scan of the folder."""
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "a.csv").write_text("customer,kind,day,amount,qty\nc1,purchase,2026-06-01,3,1\n")
+    (tmp_path / "in" / "a.csv").write_text(
+        "customer,kind,day,amount,qty\nc1,purchase,2026-06-01,3,1\n"
+    )
     cfg = make_cfg(source={**ORDERS_SRC, "path": str(tmp_path / "in")})
     raw = read_source(spark, cfg)
-    (tmp_path / "in" / "late.csv").write_text("customer,kind,day,amount,qty\nc2,purchase,2026-06-01,4,1\n")
+    (tmp_path / "in" / "late.csv").write_text(
+        "customer,kind,day,amount,qty\nc2,purchase,2026-06-01,4,1\n"
+    )
     counts = ingest(spark, cfg, raw)
     assert (counts.files, counts.rows_in, counts.written) == (1, 1, 1)
     assert [r["user_id"] for r in tables.read(spark, cfg, "events").collect()] == ["c1"]
@@ -306,8 +474,12 @@ def test_the_source_is_read_from_the_file_list_taken_when_it_was_opened(spark, m
 def test_a_reordered_csv_file_fails_naming_the_column(spark, make_cfg, tmp_path):
     """Item 4: CSV columns were matched by position, so a reordered file swapped them."""
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "a.csv").write_text("customer,kind,day,amount,qty\nc1,purchase,2026-06-01,3,1\n")
-    (tmp_path / "in" / "b.csv").write_text("customer,kind,day,qty,amount\nc2,purchase,2026-06-01,1,4\n")
+    (tmp_path / "in" / "a.csv").write_text(
+        "customer,kind,day,amount,qty\nc1,purchase,2026-06-01,3,1\n"
+    )
+    (tmp_path / "in" / "b.csv").write_text(
+        "customer,kind,day,qty,amount\nc2,purchase,2026-06-01,1,4\n"
+    )
     cfg = make_cfg(source={**ORDERS_SRC, "path": str(tmp_path / "in")})
     with pytest.raises(Exception, match="(?s)(amount|qty).*b.csv|b.csv.*(amount|qty)"):
         ingest(spark, cfg)
@@ -317,10 +489,19 @@ def test_a_reordered_csv_file_fails_naming_the_column(spark, make_cfg, tmp_path)
 def test_a_misnamed_catalog_column_fails_instead_of_nulling_titles(spark, make_cfg, tmp_path):
     """Item 4: a typo in items_columns nulled every title and was upserted over the good catalog."""
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "a.csv").write_text("customer,kind,day,amount,qty\nc1,purchase,2026-06-01,3,1\n")
+    (tmp_path / "in" / "a.csv").write_text(
+        "customer,kind,day,amount,qty\nc1,purchase,2026-06-01,3,1\n"
+    )
     (tmp_path / "items.csv").write_text("sku,name\ns1,Shoe\n")
-    cfg = make_cfg(source={**ORDERS_SRC, "path": str(tmp_path / "in"), "items_path": str(tmp_path / "items.csv"),
-                           "items_format": "csv", "items_columns": {"item_id": "sku", "title": "nmae"}})
+    cfg = make_cfg(
+        source={
+            **ORDERS_SRC,
+            "path": str(tmp_path / "in"),
+            "items_path": str(tmp_path / "items.csv"),
+            "items_format": "csv",
+            "items_columns": {"item_id": "sku", "title": "nmae"},
+        }
+    )
     with pytest.raises(ValueError, match="nmae"):
         read_source(spark, cfg)
 
@@ -334,22 +515,34 @@ def test_too_many_bad_rows_fail_the_run_before_anything_is_committed(spark, make
         ingest(spark, cfg, raw_source(spark, ROWS))
     assert tables.read(spark, cfg, "events").count() == 0
     assert tables.read(spark, cfg, "events_quarantine").count() == 0
-    ok = ingest(spark, make_cfg(validation={"on_quarantine_excess": "fail", "max_quarantine_fraction": 0.7}),
-                raw_source(spark, ROWS))
+    ok = ingest(
+        spark,
+        make_cfg(validation={"on_quarantine_excess": "fail", "max_quarantine_fraction": 0.7}),
+        raw_source(spark, ROWS),
+    )
     assert ok.quarantined == 8
 
 
-def test_catalog_duplicates_resolve_the_same_way_and_a_bad_price_is_counted(spark, make_cfg, tmp_path):
+def test_catalog_duplicates_resolve_the_same_way_and_a_bad_price_is_counted(
+    spark, make_cfg, tmp_path
+):
     """Item 14: dropDuplicates kept an arbitrary title; one bad price failed the whole run under ANSI."""
-    items = [("i1", "Old title", "Shoes", None, "10.0", "2020"), ("i1", "Better title", "Shoes", "desc", "12.0",
-                                                                  "2020"),
-             ("i2", "Hat", "Hats", None, "cheap", "2021"), ("i3", "Sock", None, None, "-3", None),
-             (" ", "No id", None, None, "1", None)]
+    items = [
+        ("i1", "Old title", "Shoes", None, "10.0", "2020"),
+        ("i1", "Better title", "Shoes", "desc", "12.0", "2020"),
+        ("i2", "Hat", "Hats", None, "cheap", "2021"),
+        ("i3", "Sock", None, None, "-3", None),
+        (" ", "No id", None, None, "1", None),
+    ]
     cols = "item_id string, title string, category string, description string, price string, year string"
     stored = []
     for n, order in ((1, items), (3, items[::-1])):
         cfg = make_cfg(lakehouse=str(tmp_path / f"lake{n}"))
-        counts = ingest(spark, cfg, raw_source(spark, ROWS[:3], items=repart(spark.createDataFrame(order, cols), n)))
+        counts = ingest(
+            spark,
+            cfg,
+            raw_source(spark, ROWS[:3], items=repart(spark.createDataFrame(order, cols), n)),
+        )
         assert (counts.items_in, counts.items_missing_id, counts.items_bad_price) == (5, 1, 2)
         stored.append(sorted_rows(tables.read(spark, cfg, "items").drop("updated_at")))
     assert stored[0] == stored[1]
@@ -368,7 +561,7 @@ def test_two_first_ingests_released_together_store_each_event_once(spark, make_c
 
     def hold(table):
         if table == "events":
-            barrier.wait()   # both ingests have counted and are about to commit
+            barrier.wait()  # both ingests have counted and are about to commit
 
     tables.BEFORE_COMMIT_HOOKS.append(hold)
     outcomes = []
@@ -389,7 +582,7 @@ def test_two_first_ingests_released_together_store_each_event_once(spark, make_c
     ok = [o for o in outcomes if not isinstance(o, Exception)]
     failed = [o for o in outcomes if isinstance(o, Exception)]
     assert len(ok) >= 1 and len(outcomes) == 2, outcomes
-    for e in failed:   # the loser gets Delta's conflict error, naming it
+    for e in failed:  # the loser gets Delta's conflict error, naming it
         assert "Concurrent" in type(e).__name__ + str(e) or "conflict" in str(e).lower(), e
     assert tables.read(spark, cfg, "events").count() == 3
     assert tables.read(spark, cfg, "events").distinct().count() == 3
@@ -397,12 +590,25 @@ def test_two_first_ingests_released_together_store_each_event_once(spark, make_c
 
 def test_naive_times_are_shifted_once_and_times_with_an_offset_not_again(spark, make_cfg, tmp_path):
     """Item 12: a time with an offset was shifted twice when the conf time zone was not UTC."""
-    (tmp_path / "log.csv").write_text("customer,action,at\n"
-                                      "c1,view,2026-06-01T10:00:00+02:00\nc2,view,2026-06-01 10:00:00\n"
-                                      "c3,view,2026-06-01T08:00:00Z\n")
-    cfg = make_cfg(source={"kind": "generic", "name": "t", "format": "csv", "path": str(tmp_path / "log.csv"),
-                           "columns": {"user_id": "customer", "event_type": "action", "event_ts": "at"},
-                           "timezone": "Europe/Berlin"})
+    (tmp_path / "log.csv").write_text(
+        "customer,action,at\n"
+        "c1,view,2026-06-01T10:00:00+02:00\nc2,view,2026-06-01 10:00:00\n"
+        "c3,view,2026-06-01T08:00:00Z\n"
+    )
+    cfg = make_cfg(
+        source={
+            "kind": "generic",
+            "name": "t",
+            "format": "csv",
+            "path": str(tmp_path / "log.csv"),
+            "columns": {"user_id": "customer", "event_type": "action", "event_ts": "at"},
+            "timezone": "Europe/Berlin",
+        }
+    )
     ingest(spark, cfg)
     got = {r["user_id"]: r["event_ts"] for r in tables.read(spark, cfg, "events").collect()}
-    assert got == {"c1": dt.datetime(2026, 6, 1, 8), "c2": dt.datetime(2026, 6, 1, 8), "c3": dt.datetime(2026, 6, 1, 8)}
+    assert got == {
+        "c1": dt.datetime(2026, 6, 1, 8),
+        "c2": dt.datetime(2026, 6, 1, 8),
+        "c3": dt.datetime(2026, 6, 1, 8),
+    }

@@ -1,5 +1,6 @@
 """Promotion gating (item 9): an artifact whose heads were never trained, or whose
 held-out churn AUC fell by more than train.max_metric_drop, is saved but not promoted."""
+
 import json
 import os
 

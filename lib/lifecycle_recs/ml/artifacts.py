@@ -20,6 +20,7 @@ decides whether seen items are filtered) is also kept beside the artifact, in
 exists (the same weights, saved before that figure existed) still records it, and
 :func:`load` reads it over ``config.json``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,8 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-from .model import ModelSpec, SequenceModel
-from .vocab import Vocab
+from lifecycle_recs.ml.model import ModelSpec, SequenceModel
+from lifecycle_recs.ml.vocab import Vocab
 
 LATEST = "LATEST"
 PROMOTED = "promoted"
@@ -50,11 +51,12 @@ FILES = ("model.pt", "config.json", "vocab.json", "metrics.json", "item_stats.np
 class ItemStats:
     """Per item index: ``popularity`` (events in the training sequences) and ``ltv``
     (long-term-value association: smoothed share of its users still active H days later)."""
+
     popularity: np.ndarray
     ltv: np.ndarray
 
     @classmethod
-    def empty(cls, n_items: int) -> "ItemStats":
+    def empty(cls, n_items: int) -> ItemStats:
         return cls(np.zeros(n_items), np.zeros(n_items))
 
 
@@ -99,9 +101,13 @@ def version_of(model: SequenceModel, training_date: str, content: bytes = b"") -
 def _content(max_len: int, extra: Dict, vocab: Vocab, item_stats: ItemStats) -> bytes:
     """The bytes of what an artifact scores with besides its weights (see :func:`version_of`)."""
     scored = {k: v for k, v in extra.items() if k not in UNVERSIONED}
-    return (json.dumps({"max_len": max_len, "vocab": vocab.to_json(), **scored}, sort_keys=True, default=str).encode()
-            + np.asarray(item_stats.popularity, np.float64).tobytes()
-            + np.asarray(item_stats.ltv, np.float64).tobytes())
+    return (
+        json.dumps(
+            {"max_len": max_len, "vocab": vocab.to_json(), **scored}, sort_keys=True, default=str
+        ).encode()
+        + np.asarray(item_stats.popularity, np.float64).tobytes()
+        + np.asarray(item_stats.ltv, np.float64).tobytes()
+    )
 
 
 def _sha256(path: str) -> str:
@@ -112,9 +118,19 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def save(root: str, model: SequenceModel, vocab: Vocab, max_len: int, metrics: Dict, item_stats: ItemStats,
-         training_date: str, extra: Optional[Dict] = None, promote: bool = True, night: Optional[str] = None,
-         measured: Optional[Dict[str, Optional[float]]] = None) -> str:
+def save(
+    root: str,
+    model: SequenceModel,
+    vocab: Vocab,
+    max_len: int,
+    metrics: Dict,
+    item_stats: ItemStats,
+    training_date: str,
+    extra: Optional[Dict] = None,
+    promote: bool = True,
+    night: Optional[str] = None,
+    measured: Optional[Dict[str, Optional[float]]] = None,
+) -> str:
     """Write a new artifact under ``root/<version>/`` (all at once) and, with
     ``promote``, promote it for ``night`` (default: the training date). Returns
     the directory. When that version exists already (a rerun), it is left as it is.
@@ -129,13 +145,26 @@ def save(root: str, model: SequenceModel, vocab: Vocab, max_len: int, metrics: D
         try:
             torch.save(model.state_dict(), os.path.join(tmp, "model.pt"))
             with open(os.path.join(tmp, "config.json"), "w") as fh:
-                json.dump({"spec": model.spec.to_dict(), "max_len": max_len, "version": version,
-                           "training_date": training_date, **extra}, fh, indent=1)
+                json.dump(
+                    {
+                        "spec": model.spec.to_dict(),
+                        "max_len": max_len,
+                        "version": version,
+                        "training_date": training_date,
+                        **extra,
+                    },
+                    fh,
+                    indent=1,
+                )
             with open(os.path.join(tmp, "vocab.json"), "w") as fh:
                 json.dump(vocab.to_json(), fh)
             with open(os.path.join(tmp, "metrics.json"), "w") as fh:
                 json.dump(metrics, fh, indent=1, default=float)
-            np.savez(os.path.join(tmp, "item_stats.npz"), popularity=item_stats.popularity, ltv=item_stats.ltv)
+            np.savez(
+                os.path.join(tmp, "item_stats.npz"),
+                popularity=item_stats.popularity,
+                ltv=item_stats.ltv,
+            )
             with open(os.path.join(tmp, "checksums.json"), "w") as fh:
                 json.dump({f: _sha256(os.path.join(tmp, f)) for f in FILES}, fh, indent=1)
             os.rename(tmp, d)  # atomic: the version appears whole or not at all
@@ -175,9 +204,13 @@ def _write_pointer(directory: str, name: str, text: str) -> None:
 
 def _check_measured(values, where: str) -> Dict[str, Optional[float]]:
     if not isinstance(values, dict) or not all(
-            isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
-            for k, v in values.items()):
-        raise ValueError(f"{where}: measured figures must be a mapping of names to numbers or null, got {values!r}")
+        isinstance(k, str)
+        and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
+        for k, v in values.items()
+    ):
+        raise ValueError(
+            f"{where}: measured figures must be a mapping of names to numbers or null, got {values!r}"
+        )
     return values
 
 
@@ -186,13 +219,18 @@ def record_measured(root: str, version: str, values: Dict[str, Optional[float]])
     (``<root>/_measured/<version>.json``, replaced atomically; the artifact itself is
     never written again). :func:`load` reads these over the artifact's ``config.json``."""
     _check_version(version, "record_measured")
-    _write_pointer(os.path.join(root, MEASURED), f"{version}.json",
-                   json.dumps(_check_measured(values, "record_measured"), sort_keys=True))
+    _write_pointer(
+        os.path.join(root, MEASURED),
+        f"{version}.json",
+        json.dumps(_check_measured(values, "record_measured"), sort_keys=True),
+    )
 
 
 def measured_of(path: str, version: str) -> Dict[str, Optional[float]]:
     """The figures recorded beside the artifact directory ``path`` (empty when none)."""
-    f = os.path.join(os.path.dirname(os.path.abspath(path)), MEASURED, f"{_check_version(version, path)}.json")
+    f = os.path.join(
+        os.path.dirname(os.path.abspath(path)), MEASURED, f"{_check_version(version, path)}.json"
+    )
     if not os.path.isfile(f):
         return {}
     with open(f) as fh:
@@ -227,7 +265,9 @@ def resolve(path: str, as_of: Optional[str] = None) -> str:
         version = promoted_version(path, as_of)
         if version is None:
             when = f" on or before {as_of}" if as_of else ""
-            raise FileNotFoundError(f"no model artifact promoted{when} under {path}: run the train stage first")
+            raise FileNotFoundError(
+                f"no model artifact promoted{when} under {path}: run the train stage first"
+            )
         path = os.path.join(path, version)
     if not os.path.exists(os.path.join(path, "model.pt")):
         raise FileNotFoundError(f"no model artifact at {path}: run the train stage first")
@@ -280,7 +320,9 @@ def load(path: str, device: str = "cpu", verify: bool = True) -> Artifact:
     with open(os.path.join(path, "config.json")) as fh:
         cfg = json.load(fh)
     _check_version(cfg["version"], os.path.join(path, "config.json"))
-    cfg.update(measured_of(path, cfg["version"]))  # the latest training's figures of the same version
+    cfg.update(
+        measured_of(path, cfg["version"])
+    )  # the latest training's figures of the same version
     with open(os.path.join(path, "vocab.json")) as fh:
         vocab = Vocab.from_json(json.load(fh))
     metrics = {}
@@ -288,12 +330,16 @@ def load(path: str, device: str = "cpu", verify: bool = True) -> Artifact:
         with open(os.path.join(path, "metrics.json")) as fh:
             metrics = json.load(fh)
     model = SequenceModel(ModelSpec(**cfg["spec"]))
-    model.load_state_dict(torch.load(os.path.join(path, "model.pt"), map_location="cpu", weights_only=True))
+    model.load_state_dict(
+        torch.load(os.path.join(path, "model.pt"), map_location="cpu", weights_only=True)
+    )
     model.to(device).eval()
     stats_path = os.path.join(path, "item_stats.npz")
     if os.path.exists(stats_path):
         with np.load(stats_path) as st:
-            stats = ItemStats(np.asarray(st["popularity"], np.float64), np.asarray(st["ltv"], np.float64))
+            stats = ItemStats(
+                np.asarray(st["popularity"], np.float64), np.asarray(st["ltv"], np.float64)
+            )
     else:
         stats = ItemStats.empty(vocab.n_items)
     return Artifact(model, vocab, cfg["version"], int(cfg["max_len"]), cfg, stats, path, metrics)

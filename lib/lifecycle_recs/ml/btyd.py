@@ -17,6 +17,7 @@ of the repeat transactions. Fits take a ``weight`` per row, so the caller can
 pass distinct summaries with their counts (sufficient statistics) instead of
 one row per customer.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -56,11 +57,19 @@ def bgnbd_loglik(params, x, t_x, T) -> np.ndarray:
     r, alpha, a, b = params
     x, t_x, T = _arrays(x, t_x, T)
     a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-    a2 = special.gammaln(a + b) + special.gammaln(b + x) - special.gammaln(b) - special.gammaln(a + b + x)
+    a2 = (
+        special.gammaln(a + b)
+        + special.gammaln(b + x)
+        - special.gammaln(b)
+        - special.gammaln(a + b + x)
+    )
     a3 = -(r + x) * np.log(alpha + T)
     with np.errstate(divide="ignore", invalid="ignore"):
-        a4 = np.where(x > 0, np.log(a) - np.log(np.maximum(b + x - 1, 1e-300)) - (r + x) * np.log(alpha + t_x),
-                      -np.inf)
+        a4 = np.where(
+            x > 0,
+            np.log(a) - np.log(np.maximum(b + x - 1, 1e-300)) - (r + x) * np.log(alpha + t_x),
+            -np.inf,
+        )
     return a1 + a2 + np.logaddexp(a3, a4)
 
 
@@ -88,7 +97,7 @@ def fit_bgnbd(x, t_x, T, weight=None, penalizer: float = 0.0) -> BGNBD:
     def negll(logp):
         p = np.exp(logp)
         ll = bgnbd_loglik(p, x, t_x, T)
-        return -(w * ll).sum() / n + penalizer * (p ** 2).sum()
+        return -(w * ll).sum() / n + penalizer * (p**2).sum()
 
     return BGNBD(*(float(v) for v in _fit(negll, 4)))
 
@@ -97,8 +106,11 @@ def p_alive(m: BGNBD, x, t_x, T) -> np.ndarray:
     """P(the customer is still active at T | x, t_x, T)."""
     x, t_x, T = _arrays(x, t_x, T)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        log_ratio = np.log(m.a) - np.log(np.maximum(m.b + x - 1, 1e-300)) \
+        log_ratio = (
+            np.log(m.a)
+            - np.log(np.maximum(m.b + x - 1, 1e-300))
             + (m.r + x) * (np.log(m.alpha + T) - np.log(m.alpha + t_x))
+        )
         return np.where(x > 0, 1.0 / (1.0 + np.exp(np.minimum(log_ratio, 700))), 1.0)
 
 
@@ -131,8 +143,15 @@ def gamma_gamma_loglik(params, x, m) -> np.ndarray:
     """Per-customer log-likelihood of the mean spend ``m`` over ``x`` >= 1 transactions."""
     p, q, v = params
     x, m = _arrays(x, m)
-    return (special.gammaln(p * x + q) - special.gammaln(p * x) - special.gammaln(q) + q * np.log(v)
-            + (p * x - 1) * np.log(m) + (p * x) * np.log(x) - (p * x + q) * np.log(x * m + v))
+    return (
+        special.gammaln(p * x + q)
+        - special.gammaln(p * x)
+        - special.gammaln(q)
+        + q * np.log(v)
+        + (p * x - 1) * np.log(m)
+        + (p * x) * np.log(x)
+        - (p * x + q) * np.log(x * m + v)
+    )
 
 
 def fit_gamma_gamma(x, m, weight=None, penalizer: float = 0.0) -> GammaGamma:
@@ -142,12 +161,14 @@ def fit_gamma_gamma(x, m, weight=None, penalizer: float = 0.0) -> GammaGamma:
     ok = (x >= 1) & (m > 0) & (w > 0)
     x, m, w = x[ok], m[ok], w[ok]
     if len(x) == 0:
-        raise ValueError("Gamma-Gamma needs at least one customer with a repeat transaction of positive value")
+        raise ValueError(
+            "Gamma-Gamma needs at least one customer with a repeat transaction of positive value"
+        )
     n = w.sum()
 
     def negll(logp):
         prm = np.exp(logp)
-        return -(w * gamma_gamma_loglik(prm, x, m)).sum() / n + penalizer * (prm ** 2).sum()
+        return -(w * gamma_gamma_loglik(prm, x, m)).sum() / n + penalizer * (prm**2).sum()
 
     return GammaGamma(*(float(v) for v in _fit(negll, 3)))
 
@@ -162,7 +183,9 @@ def expected_spend(g: GammaGamma, x, m) -> np.ndarray:
     return np.where(x > 0, w * pop + (1 - w) * m, pop)
 
 
-def expected_value(purchase: Optional[BGNBD], spend: Optional[GammaGamma], t: float, x, t_x, T, m) -> np.ndarray:
+def expected_value(
+    purchase: Optional[BGNBD], spend: Optional[GammaGamma], t: float, x, t_x, T, m
+) -> np.ndarray:
     """E[spend in (T, T + t]]: the purchase-days BG/NBD's expected purchase days times
     Gamma-Gamma's spend per purchase day (the customer's own mean ``m`` without a
     Gamma-Gamma fit). ``T`` NaN (never bought) or no purchase fit: 0."""

@@ -7,6 +7,7 @@ offsets, ids stay Arrow strings and are looked up with Arrow's hash kernels
 list columns from flat values and offsets the same way. A pandas frame goes
 through ``pa.RecordBatch.from_pandas`` first (tests, notebooks, MLflow pyfunc).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .vocab import UNK
+from lifecycle_recs.ml.vocab import UNK
 
 LIST_COLUMNS = ("item_ids", "event_types", "time_gaps_hours", "values")
 
@@ -27,12 +28,13 @@ class UserColumns:
     """One batch of users as flat arrays. ``offsets`` [n + 1] index the flat step
     arrays of the item list (``item_ids``); ``lists`` holds each list column's flat
     values and offsets; ``numeric`` every numeric column as float64 (null = NaN)."""
+
     n: int
     user_id: pa.Array
     stage: Optional[pa.Array]
-    items: pa.Array                               # flat item ids (strings)
-    offsets: np.ndarray                           # [n + 1] int64
-    lists: Dict[str, tuple]                       # name -> (flat values: pa.Array, offsets)
+    items: pa.Array  # flat item ids (strings)
+    offsets: np.ndarray  # [n + 1] int64
+    lists: Dict[str, tuple]  # name -> (flat values: pa.Array, offsets)
     numeric: Dict[str, np.ndarray]
 
     @property
@@ -81,8 +83,15 @@ def from_record_batch(rb) -> UserColumns:
         if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
             numeric[c] = _float(rb.column(c))
     items, offsets = lists["item_ids"]
-    return UserColumns(len(rb), _column(rb, "user_id"), _column(rb, "stage") if "stage" in names else None,
-                       items, offsets, lists, numeric)
+    return UserColumns(
+        len(rb),
+        _column(rb, "user_id"),
+        _column(rb, "stage") if "stage" in names else None,
+        items,
+        offsets,
+        lists,
+        numeric,
+    )
 
 
 def _column(rb, name: str) -> pa.Array:
@@ -121,7 +130,9 @@ def list_array(flat: pa.Array, offsets: np.ndarray) -> pa.ListArray:
 def fixed_lists(values: np.ndarray, arrow_type: pa.DataType) -> pa.ListArray:
     """[n, m] values -> a list column of n lists of m values."""
     n, m = values.shape
-    return list_array(pa.array(np.ascontiguousarray(values).reshape(-1), arrow_type), np.arange(n + 1) * m)
+    return list_array(
+        pa.array(np.ascontiguousarray(values).reshape(-1), arrow_type), np.arange(n + 1) * m
+    )
 
 
 def offsets_of(counts: np.ndarray) -> np.ndarray:

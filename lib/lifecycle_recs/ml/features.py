@@ -5,6 +5,7 @@ and the encoders from user rows (a pandas frame, or Arrow decoded by :mod:`.colu
 builds training/evaluation examples (last window, leave-one-out, or RecBole-style
 sliding windows).
 """
+
 from __future__ import annotations
 
 from typing import Dict, NamedTuple, Optional, Tuple
@@ -13,8 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .columns import from_pandas, index_in
-from .vocab import UNK, Vocab
+from lifecycle_recs.ml.columns import from_pandas, index_in
+from lifecycle_recs.ml.vocab import UNK, Vocab
 
 # The user features the model sees, in order: five RFM-style columns of
 # ``user_sequences`` (log1p) and the sequence length as a share of the window.
@@ -43,6 +44,7 @@ class Batch(NamedTuple):
     ``length`` int64 [B]; ``feats`` float32 [B, len(USER_FEATURES)]. Labels
     (``churn``, ``value``, ``label_w``) and ``eval_target`` are present only
     where the batch is used for training or evaluation."""
+
     items: torch.Tensor
     events: torch.Tensor
     gaps: torch.Tensor
@@ -60,15 +62,17 @@ class Batch(NamedTuple):
         """Number of users (``len()`` of a NamedTuple counts its fields)."""
         return int(self.length.shape[0])
 
-    def to(self, device, non_blocking: bool = True) -> "Batch":
-        return Batch(*[None if t is None else t.to(device, non_blocking=non_blocking) for t in self])
+    def to(self, device, non_blocking: bool = True) -> Batch:
+        return Batch(
+            *[None if t is None else t.to(device, non_blocking=non_blocking) for t in self]
+        )
 
-    def rows(self, idx) -> "Batch":
+    def rows(self, idx) -> Batch:
         """The users at ``idx`` (a slice, index tensor or boolean mask)."""
         return Batch(*[None if t is None else t[idx] for t in self])
 
     @classmethod
-    def from_arrays(cls, arrays: Dict[str, np.ndarray]) -> "Batch":
+    def from_arrays(cls, arrays: Dict[str, np.ndarray]) -> Batch:
         """numpy arrays by field name -> tensors of the field's dtype."""
         long = {"items", "events", "targets", "length", "eval_target"}
         out = {}
@@ -79,10 +83,12 @@ class Batch(NamedTuple):
         return cls(**out)
 
     @classmethod
-    def from_frame(cls, ex: pd.DataFrame) -> "Batch":
+    def from_frame(cls, ex: pd.DataFrame) -> Batch:
         """Example rows (``EXAMPLE_SCHEMA``: one list per array column) -> a Batch."""
-        arrays = {k: np.stack(ex[k].to_numpy()) if len(ex) else np.zeros((0, 0), np.float32)
-                  for k in (*STEP_ARRAYS, "feats")}
+        arrays = {
+            k: np.stack(ex[k].to_numpy()) if len(ex) else np.zeros((0, 0), np.float32)
+            for k in (*STEP_ARRAYS, "feats")
+        }
         for k in ("length", "eval_target", "churn", "value", "label_w"):
             arrays[k] = ex[k].to_numpy()
         return cls.from_arrays(arrays)
@@ -108,11 +114,15 @@ def _n_users(users) -> int:
 def activity_summary(users) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """BG/NBD's (x, t_x, T) of active days from ``user_sequences`` columns, in whole
     days (``floor(v + 0.5)``, as ``btyd.sequence_summaries`` computes them in Spark)."""
+
     def col(c):
         v = _column(users, c)
         return v if v is not None else np.zeros(_n_users(users))
+
     age = np.floor(np.nan_to_num(col("tenure_days")) + 0.5)
-    t_x = np.clip(np.floor(np.nan_to_num(col("tenure_days") - col("days_since_last_event")) + 0.5), 0, age)
+    t_x = np.clip(
+        np.floor(np.nan_to_num(col("tenure_days") - col("days_since_last_event")) + 0.5), 0, age
+    )
     x = np.maximum(np.nan_to_num(col("active_days")) - 1, 0)
     return x, t_x, age
 
@@ -121,7 +131,7 @@ def btyd_features(users, btyd_params: Optional[Dict]) -> np.ndarray:
     """[B, len(BTYD_FEATURES)]: P(alive) and log1p(expected active days in H) (0 without a fit)."""
     if not btyd_params or "active" not in btyd_params:
         return np.zeros((_n_users(users), len(BTYD_FEATURES)), np.float32)
-    from . import btyd
+    from lifecycle_recs.ml import btyd
 
     m = btyd.BGNBD(**btyd_params["active"])
     x, t_x, age = activity_summary(users)
@@ -137,11 +147,15 @@ def spend_features(users, btyd_params: Optional[Dict]) -> np.ndarray:
     cols = [_column(users, c) for c in PURCHASE_COLUMNS]
     if not btyd_params or "purchase" not in btyd_params or any(c is None for c in cols) or not n:
         return np.zeros((n, len(STACK_FEATURES)), np.float32)
-    from . import btyd
+    from lifecycle_recs.ml import btyd
 
     spend = btyd.GammaGamma(**btyd_params["spend"]) if "spend" in btyd_params else None
-    v = btyd.expected_value(btyd.BGNBD(**btyd_params["purchase"]), spend,
-                            float(btyd_params.get("horizon_days", 30)), *cols)
+    v = btyd.expected_value(
+        btyd.BGNBD(**btyd_params["purchase"]),
+        spend,
+        float(btyd_params.get("horizon_days", 30)),
+        *cols,
+    )
     return log1p_features(v)[:, None]
 
 
@@ -150,25 +164,42 @@ def user_features(users, max_len: int, btyd_params: Optional[Dict] = None) -> np
     ``users``: a pandas frame of user rows or ``columns.UserColumns``."""
     n = _n_users(users)
     cols = [_column(users, c) for c in RFM_FEATURES]
-    f = np.stack([log1p_features(v) if v is not None else np.zeros(n, np.float32) for v in cols], axis=1) \
-        if n else np.zeros((0, len(RFM_FEATURES)), np.float32)
+    f = (
+        np.stack(
+            [log1p_features(v) if v is not None else np.zeros(n, np.float32) for v in cols], axis=1
+        )
+        if n
+        else np.zeros((0, len(RFM_FEATURES)), np.float32)
+    )
     seq_len = _column(users, "sequence_length")
     # float32 before the division, as the features were always computed (bit-identical models)
     seq_len = np.zeros(n) if seq_len is None else np.nan_to_num(seq_len).astype(np.float32)
-    return np.concatenate([f, (seq_len / max_len)[:, None].astype(np.float32), btyd_features(users, btyd_params),
-                           spend_features(users, btyd_params)], axis=1)
+    return np.concatenate(
+        [
+            f,
+            (seq_len / max_len)[:, None].astype(np.float32),
+            btyd_features(users, btyd_params),
+            spend_features(users, btyd_params),
+        ],
+        axis=1,
+    )
 
 
-def encode_columns(cols, vocab: Vocab, max_len: int,
-                   btyd_params: Optional[Dict] = None) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+def encode_columns(
+    cols, vocab: Vocab, max_len: int, btyd_params: Optional[Dict] = None
+) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
     """``columns.UserColumns`` -> (the arrays of :func:`encode_last`, the vocabulary
     index of every flat step of every user, window or not: the seen items)."""
     B = cols.n
     n_all = cols.lengths
     start = np.maximum(n_all - max_len, 0)
     length = (n_all - start).astype(np.int64)
-    out = {"items": np.zeros((B, max_len), np.int64), "events": np.zeros((B, max_len), np.int64),
-           "gaps": np.zeros((B, max_len), np.float32), "values": np.zeros((B, max_len), np.float32)}
+    out = {
+        "items": np.zeros((B, max_len), np.int64),
+        "events": np.zeros((B, max_len), np.int64),
+        "gaps": np.zeros((B, max_len), np.float32),
+        "values": np.zeros((B, max_len), np.float32),
+    }
     all_items = index_in(cols.items, vocab.arrow_ids("items"))
     total = int(n_all.sum())
     if total:
@@ -179,8 +210,11 @@ def encode_columns(cols, vocab: Vocab, max_len: int,
         col = pos[keep]
         out["items"][row, col] = all_items[keep]
         ev = cols.lists.get("event_types")
-        out["events"][row, col] = index_in(ev[0], vocab.arrow_ids("events"))[keep] \
-            if ev is not None and np.array_equal(ev[1], cols.offsets) else UNK
+        out["events"][row, col] = (
+            index_in(ev[0], vocab.arrow_ids("events"))[keep]
+            if ev is not None and np.array_equal(ev[1], cols.offsets)
+            else UNK
+        )
         for src, dst in (("time_gaps_hours", "gaps"), ("values", "values")):
             flat = cols.flat_float(src)
             if flat is not None:
@@ -195,7 +229,9 @@ def encode_columns(cols, vocab: Vocab, max_len: int,
     return out, all_items
 
 
-def encode_last(users, vocab: Vocab, max_len: int, btyd_params: Optional[Dict] = None) -> Dict[str, np.ndarray]:
+def encode_last(
+    users, vocab: Vocab, max_len: int, btyd_params: Optional[Dict] = None
+) -> Dict[str, np.ndarray]:
     """Vectorised: the last ``max_len`` steps of each user, right-padded, as arrays
     (items, events, gaps, values, targets, length, feats). ``users``: a pandas frame
     of user rows or ``columns.UserColumns`` (the scoring hot path)."""
@@ -207,32 +243,58 @@ def _step_arrays(row, vocab: Vocab):
     items = row["item_ids"] if row["item_ids"] is not None else []
     n = len(items)
     it = vocab.item_index(list(items))
-    ev = vocab.event_index(list(row["event_types"] if row["event_types"] is not None else [None] * n))
-    gaps = log1p_features(np.asarray(row["time_gaps_hours"] if row["time_gaps_hours"] is not None else
-                                     np.zeros(n), dtype=np.float64))
-    vals = log1p_features(np.asarray(row["values"] if row["values"] is not None else np.zeros(n),
-                                     dtype=np.float64))
+    ev = vocab.event_index(
+        list(row["event_types"] if row["event_types"] is not None else [None] * n)
+    )
+    gaps = log1p_features(
+        np.asarray(
+            row["time_gaps_hours"] if row["time_gaps_hours"] is not None else np.zeros(n),
+            dtype=np.float64,
+        )
+    )
+    vals = log1p_features(
+        np.asarray(row["values"] if row["values"] is not None else np.zeros(n), dtype=np.float64)
+    )
     return it, ev, gaps, vals
 
 
 def _window(it, ev, gaps, vals, lo, hi, max_len, next_target: bool):
     """Steps [lo, hi) right-padded to max_len; per-step targets are the next step's item."""
     n = hi - lo
-    out = {k: np.zeros(max_len, np.int32 if k in ("items", "events", "targets") else np.float32)
-           for k in STEP_ARRAYS}
+    out = {
+        k: np.zeros(max_len, np.int32 if k in ("items", "events", "targets") else np.float32)
+        for k in STEP_ARRAYS
+    }
     out["items"][:n], out["events"][:n] = it[lo:hi], ev[lo:hi]
     out["gaps"][:n], out["values"][:n] = gaps[lo:hi], vals[lo:hi]
     if next_target and n > 1:
-        out["targets"][:n - 1] = it[lo + 1:hi]
+        out["targets"][: n - 1] = it[lo + 1 : hi]
         out["targets"][out["targets"] == UNK] = 0  # unknown items are not targets
     return out, n
 
 
-EXAMPLE_COLUMNS = ("user_id", *STEP_ARRAYS, "length", "feats", "churn", "value", "label_w", "eval_target", "split")
+EXAMPLE_COLUMNS = (
+    "user_id",
+    *STEP_ARRAYS,
+    "length",
+    "feats",
+    "churn",
+    "value",
+    "label_w",
+    "eval_target",
+    "split",
+)
 
 
-def encode_users(pdf: pd.DataFrame, vocab: Vocab, max_len: int, mode: str = "last",
-                 holdout: int = 0, stride: Optional[int] = None, btyd_params: Optional[Dict] = None) -> pd.DataFrame:
+def encode_users(
+    pdf: pd.DataFrame,
+    vocab: Vocab,
+    max_len: int,
+    mode: str = "last",
+    holdout: int = 0,
+    stride: Optional[int] = None,
+    btyd_params: Optional[Dict] = None,
+) -> pd.DataFrame:
     """user rows (user_sequences [+ lifecycle labels]) -> model example rows (``EXAMPLE_COLUMNS``).
 
     mode ``last``: one example per user from the last ``max_len`` steps, with
@@ -251,17 +313,32 @@ def encode_users(pdf: pd.DataFrame, vocab: Vocab, max_len: int, mode: str = "las
     if mode not in ("last", "loo", "windows"):
         raise ValueError(f"unknown example mode '{mode}'; expected last, loo or windows")
     feats = user_features(pdf, max_len, btyd_params)
-    has = pdf["has_labels"].fillna(False).to_numpy(bool) if "has_labels" in pdf else np.zeros(len(pdf), bool)
-    churn = pdf["churned_within_horizon"].astype("float64").fillna(0).to_numpy(np.float32) \
-        if "churned_within_horizon" in pdf else np.zeros(len(pdf), np.float32)
-    value = np.nan_to_num(pdf["value_next_horizon"].astype("float64").to_numpy(np.float32)) \
-        if "value_next_horizon" in pdf else np.zeros(len(pdf), np.float32)
+    has = (
+        pdf["has_labels"].fillna(False).to_numpy(bool)
+        if "has_labels" in pdf
+        else np.zeros(len(pdf), bool)
+    )
+    churn = (
+        pdf["churned_within_horizon"].astype("float64").fillna(0).to_numpy(np.float32)
+        if "churned_within_horizon" in pdf
+        else np.zeros(len(pdf), np.float32)
+    )
+    value = (
+        np.nan_to_num(pdf["value_next_horizon"].astype("float64").to_numpy(np.float32))
+        if "value_next_horizon" in pdf
+        else np.zeros(len(pdf), np.float32)
+    )
     rows = []
     for r, (_, row) in enumerate(pdf.iterrows()):
         it, ev, gaps, vals = _step_arrays(row, vocab)
         n = len(it)
-        base = {"user_id": row["user_id"], "feats": feats[r], "churn": churn[r], "value": value[r],
-                "label_w": np.float32(has[r])}
+        base = {
+            "user_id": row["user_id"],
+            "feats": feats[r],
+            "churn": churn[r],
+            "value": value[r],
+            "label_w": np.float32(has[r]),
+        }
         if mode == "last":
             w, length = _window(it, ev, gaps, vals, max(0, n - max_len), n, max_len, True)
             rows.append({**base, **w, "length": length, "eval_target": 0, "split": "train"})
@@ -269,7 +346,9 @@ def encode_users(pdf: pd.DataFrame, vocab: Vocab, max_len: int, mode: str = "las
             if n < 2:
                 continue
             w, length = _window(it, ev, gaps, vals, max(0, n - 1 - max_len), n - 1, max_len, False)
-            rows.append({**base, **w, "length": length, "eval_target": int(it[n - 1]), "split": "test"})
+            rows.append(
+                {**base, **w, "length": length, "eval_target": int(it[n - 1]), "split": "test"}
+            )
         else:
             end = n - holdout
             step = max(1, min(stride or max_len, max_len))
@@ -279,15 +358,25 @@ def encode_users(pdf: pd.DataFrame, vocab: Vocab, max_len: int, mode: str = "las
                 w, length = _window(it, ev, gaps, vals, lo, hi, max_len + 1, True)
                 w = {k: v[:max_len] for k, v in w.items()}
                 if lo > 0:
-                    w["targets"][:max_len - step] = 0  # trained by the previous window
-                rows.append({**base, **w, "length": min(length, max_len), "eval_target": 0, "split": "train"})
+                    w["targets"][: max_len - step] = 0  # trained by the previous window
+                rows.append(
+                    {
+                        **base,
+                        **w,
+                        "length": min(length, max_len),
+                        "eval_target": 0,
+                        "split": "train",
+                    }
+                )
                 if hi == end:
                     break
                 lo += step
             for name, t in (("val", n - 2), ("test", n - 1)) if holdout == 2 else ():
                 if t >= 1:
                     w, length = _window(it, ev, gaps, vals, max(0, t - max_len), t, max_len, False)
-                    rows.append({**base, **w, "length": length, "eval_target": int(it[t]), "split": name})
+                    rows.append(
+                        {**base, **w, "length": length, "eval_target": int(it[t]), "split": name}
+                    )
     if not rows:
         return pd.DataFrame({c: [] for c in EXAMPLE_COLUMNS})
     out = pd.DataFrame(rows)[list(EXAMPLE_COLUMNS)]

@@ -10,6 +10,7 @@ JVM and runs on shared/standard Databricks compute.
 
 List columns are decoded through their flat values and offsets, never as Python objects.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -22,35 +23,27 @@ import pyarrow.parquet as pq
 import torch
 from pyarrow import fs as pafs
 
-from .features import STEP_ARRAYS, Batch
+from lifecycle_recs.fs import filesystem
+from lifecycle_recs.ml.features import STEP_ARRAYS, Batch
 
 FEED_COLUMNS = (*STEP_ARRAYS, "length", "feats", "churn", "value", "label_w", "eval_target")
 
 
-def _filesystem(path: str) -> Tuple[pafs.FileSystem, str]:
-    if "://" in path:
-        return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), path
-
-
-def remove_dir(path: str) -> None:
-    """Remove the directory ``path`` and what it holds (nothing when it is absent)."""
-    fs, root = _filesystem(path)
-    if fs.get_file_info(root).type != pafs.FileType.NotFound:
-        fs.delete_dir(root)
-
-
 def parquet_files(path: str) -> Tuple[pafs.FileSystem, List[str]]:
     """The Parquet files under ``path`` (or ``path`` itself), sorted by name."""
-    fs, root = _filesystem(path)
+    fs, root = filesystem(path)
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.File:
         return fs, [root]
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"training feed: no such path {path}")
-    files = [f.path for f in fs.get_file_info(pafs.FileSelector(root, recursive=True))
-             if f.type == pafs.FileType.File and f.base_name.endswith(".parquet")
-             and not f.base_name.startswith(("_", "."))]
+    files = [
+        f.path
+        for f in fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        if f.type == pafs.FileType.File
+        and f.base_name.endswith(".parquet")
+        and not f.base_name.startswith(("_", "."))
+    ]
     return fs, sorted(files)
 
 
@@ -98,22 +91,30 @@ def _concat(parts: List[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
     for k in parts[0]:
         if parts[0][k].ndim == 2:  # widths can differ between row groups: pad to the widest
             w = max(p[k].shape[1] for p in parts)
-            out[k] = np.concatenate([p[k] if p[k].shape[1] == w else np.pad(p[k], ((0, 0), (0, w - p[k].shape[1])))
-                                     for p in parts])
+            out[k] = np.concatenate(
+                [
+                    p[k] if p[k].shape[1] == w else np.pad(p[k], ((0, 0), (0, w - p[k].shape[1])))
+                    for p in parts
+                ]
+            )
         else:
             out[k] = np.concatenate([p[k] for p in parts])
     return out
 
 
-def _take(parts: List[Dict[str, np.ndarray]], starts: np.ndarray, idx: np.ndarray) -> Dict[str, np.ndarray]:
+def _take(
+    parts: List[Dict[str, np.ndarray]], starts: np.ndarray, idx: np.ndarray
+) -> Dict[str, np.ndarray]:
     """Rows ``idx`` (positions in the parts laid end to end) gathered from each part
     directly, so a buffer of several row groups is never copied whole; the rows of a
     batch come grouped by part (the batch is a random draw either way)."""
     if len(parts) == 1:
         return {k: np.take(v, idx, axis=0) for k, v in parts[0].items()}
     pid = np.searchsorted(starts, idx, side="right") - 1
-    pieces = [{k: np.take(v, idx[pid == p] - starts[p], axis=0) for k, v in parts[p].items()}
-              for p in np.unique(pid)]
+    pieces = [
+        {k: np.take(v, idx[pid == p] - starts[p], axis=0) for k, v in parts[p].items()}
+        for p in np.unique(pid)
+    ]
     return _concat(pieces)
 
 
@@ -127,12 +128,29 @@ class ParquetExampleStream(torch.utils.data.IterableDataset):
     Memory: one buffer (``buffer_rows`` + one row group) per worker, whatever the size
     of the dataset."""
 
-    def __init__(self, path: str, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 buffer_rows: int = 16384, rank: int = 0, world_size: int = 1,
-                 columns: Sequence[str] = FEED_COLUMNS):
+    def __init__(
+        self,
+        path: str,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        buffer_rows: int = 16384,
+        rank: int = 0,
+        world_size: int = 1,
+        columns: Sequence[str] = FEED_COLUMNS,
+    ):
         super().__init__()
-        self.path, self.batch_size, self.shuffle, self.seed = path, int(batch_size), shuffle, int(seed)
-        self.buffer_rows, self.rank, self.world_size = max(int(buffer_rows), int(batch_size)), rank, world_size
+        self.path, self.batch_size, self.shuffle, self.seed = (
+            path,
+            int(batch_size),
+            shuffle,
+            int(seed),
+        )
+        self.buffer_rows, self.rank, self.world_size = (
+            max(int(buffer_rows), int(batch_size)),
+            rank,
+            world_size,
+        )
         self.columns = tuple(columns)
         self.epoch = 0
         fs, files = parquet_files(path)
@@ -158,10 +176,10 @@ class ParquetExampleStream(torch.utils.data.IterableDataset):
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(len(units))
             units = [units[i] for i in order]
-        units = units[self.rank::self.world_size]
+        units = units[self.rank :: self.world_size]
         info = torch.utils.data.get_worker_info()
         if info is not None:
-            units = units[info.id::info.num_workers]
+            units = units[info.id :: info.num_workers]
         return units
 
     def _read(self, unit: Tuple[str, int]) -> Dict[str, np.ndarray]:
@@ -170,7 +188,9 @@ class ParquetExampleStream(torch.utils.data.IterableDataset):
             table = pq.ParquetFile(fh).read_row_group(rg, columns=list(self.columns))
         return table_arrays(table, self.columns)
 
-    def _prefetched(self, units: List[Tuple[str, int]], depth: int = 2) -> Iterator[Dict[str, np.ndarray]]:
+    def _prefetched(
+        self, units: List[Tuple[str, int]], depth: int = 2
+    ) -> Iterator[Dict[str, np.ndarray]]:
         """Row groups decoded by a background thread, ``depth`` ahead of the consumer
         (pyarrow decodes without the GIL, so decoding overlaps the batch gathering)."""
         with ThreadPoolExecutor(max_workers=1) as ex:
@@ -197,14 +217,14 @@ class ParquetExampleStream(torch.utils.data.IterableDataset):
             order = rng.permutation(held) if self.shuffle else np.arange(held)
             n_full = held // self.batch_size * self.batch_size
             for lo in range(0, n_full, self.batch_size):
-                yield Batch.from_arrays(_take(parts, starts, order[lo:lo + self.batch_size]))
+                yield Batch.from_arrays(_take(parts, starts, order[lo : lo + self.batch_size]))
             parts = [_take(parts, starts, np.sort(order[n_full:]))] if n_full < held else []
             held -= n_full
         if held:
             starts = np.cumsum([0] + [len(p["length"]) for p in parts])[:-1]
             order = rng.permutation(held) if self.shuffle else np.arange(held)
             for lo in range(0, held, self.batch_size):
-                yield Batch.from_arrays(_take(parts, starts, order[lo:lo + self.batch_size]))
+                yield Batch.from_arrays(_take(parts, starts, order[lo : lo + self.batch_size]))
 
 
 def batches(source, batch_size: int = 4096) -> Iterator[Batch]:

@@ -27,13 +27,17 @@ artifacts, too few returners to fit) every user keeps the model's logit.
 Spark-free: the fit takes numpy arrays (streamed from the training feed by the train
 stage), :func:`churn_logit` works on tensors in scoring and explanations.
 """
+
 from __future__ import annotations
 
+import logging
 import math
 from typing import Dict, Iterable, Optional
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 # the silence slope must be this many standard errors above 0 for the model to apply
 MIN_SILENCE_Z = 2.0
@@ -76,12 +80,21 @@ class TailCounts:
     def arrays(self):
         """(x [groups, 2]: log1p silence and log rate, n users, k churned)."""
         keys = sorted(self.n)
-        return (np.array(keys, np.float64).reshape(-1, 2), np.array([self.n[v] for v in keys]),
-                np.array([self.k[v] for v in keys]))
+        return (
+            np.array(keys, np.float64).reshape(-1, 2),
+            np.array([self.n[v] for v in keys]),
+            np.array([self.k[v] for v in keys]),
+        )
 
 
-def fit(x: np.ndarray, n: np.ndarray, k: np.ndarray, min_silence_days: float, min_each: int = 5,
-        l2: float = 1e-4) -> Optional[Dict]:
+def fit(
+    x: np.ndarray,
+    n: np.ndarray,
+    k: np.ndarray,
+    min_silence_days: float,
+    min_each: int = 5,
+    l2: float = 1e-4,
+) -> Optional[Dict]:
     """(intercept, slope, rate_slope) of P(churned) = sigmoid(a + b x0 + c x1) from
     grouped counts: ``n`` users at (log1p silence, log rate) ``x`` [groups, 2] of whom
     ``k`` churned; ``b >= 0``. None when fewer than ``min_each`` users churned or came back
@@ -115,10 +128,17 @@ def fit(x: np.ndarray, n: np.ndarray, k: np.ndarray, min_silence_days: float, mi
     hess = (d * (n * r * (1 - r))[:, None]).T @ d + 2 * l2 * np.eye(d.shape[1])
     se = float(np.sqrt(max(np.linalg.pinv(hess)[1, 1], 1e-300)))
     z = float(coef[0] / se)
-    return {"min_silence_days": float(min_silence_days), "min_log_silence": math.log1p(float(min_silence_days)),
-            "intercept": float(res.x[0] - coef @ xc), "slope": float(coef[0]),
-            "rate_slope": float(coef[1]) if len(coef) > 1 else 0.0, "silence_z": z,
-            "applied": bool(z >= MIN_SILENCE_Z), "users": int(n.sum()), "returned": int(returned)}
+    return {
+        "min_silence_days": float(min_silence_days),
+        "min_log_silence": math.log1p(float(min_silence_days)),
+        "intercept": float(res.x[0] - coef @ xc),
+        "slope": float(coef[0]),
+        "rate_slope": float(coef[1]) if len(coef) > 1 else 0.0,
+        "silence_z": z,
+        "applied": bool(z >= MIN_SILENCE_Z),
+        "users": int(n.sum()),
+        "returned": int(returned),
+    }
 
 
 def churn_logit(params: Optional[Dict], logit: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
@@ -127,8 +147,11 @@ def churn_logit(params: Optional[Dict], logit: torch.Tensor, feats: torch.Tensor
     if not params or not params.get("applied", True):
         return logit
     x = feats[:, SILENCE_FEATURE].to(logit.dtype)
-    tail = float(params["intercept"]) + float(params["slope"]) * x \
+    tail = (
+        float(params["intercept"])
+        + float(params["slope"]) * x
         + float(params.get("rate_slope", 0.0)) * _log_rate(feats).to(logit.dtype)
+    )
     return torch.where(x > float(params["min_log_silence"]), tail, logit)
 
 
@@ -136,19 +159,28 @@ def describe(params: Optional[Dict]) -> str:
     """One line on an artifact's lapsed users' model (its ``config.json`` ``lapsed``): what
     it does to whom, what it rests on, and the held-out check (notebooks, reports)."""
     if not params:
-        return ("not fitted (too few lapsed users churned or came back, or model.lapsed_churn off): "
-                "the model's churn applies to every user")
+        return (
+            "not fitted (too few lapsed users churned or came back, or model.lapsed_churn off): "
+            "the model's churn applies to every user"
+        )
     applied = params.get("applied", True)
-    head = (f"users silent > {params['min_silence_days']:g} days get the silence model" if applied else
-            f"not applied (silence slope z {params['silence_z']:.2f} < {MIN_SILENCE_Z:g}): the model's churn "
-            "applies to every user")
-    out = (f"{head}; fitted on {params['users']} lapsed user-periods over {params.get('periods', 1)} period(s), "
-           f"{params['returned']} came back; silence slope {params['slope']:.3f} (z {params['silence_z']:.2f}), "
-           f"rate slope {params.get('rate_slope', 0.0):.3f}")
+    head = (
+        f"users silent > {params['min_silence_days']:g} days get the silence model"
+        if applied
+        else f"not applied (silence slope z {params['silence_z']:.2f} < {MIN_SILENCE_Z:g}): the model's churn "
+        "applies to every user"
+    )
+    out = (
+        f"{head}; fitted on {params['users']} lapsed user-periods over {params.get('periods', 1)} period(s), "
+        f"{params['returned']} came back; silence slope {params['slope']:.3f} (z {params['silence_z']:.2f}), "
+        f"rate slope {params.get('rate_slope', 0.0):.3f}"
+    )
     held = params.get("held_out") or {}
     if "model_roc_auc" in held and "lapsed_roc_auc" in held:
-        out += (f"; held-out lapsed users ({held['users']}, {held['returned']} back): ROC AUC model "
-                f"{held['model_roc_auc']:.3f} vs silence model {held['lapsed_roc_auc']:.3f}")
+        out += (
+            f"; held-out lapsed users ({held['users']}, {held['returned']} back): ROC AUC model "
+            f"{held['model_roc_auc']:.3f} vs silence model {held['lapsed_roc_auc']:.3f}"
+        )
     return out
 
 
@@ -158,7 +190,7 @@ def held_out_check(params: Optional[Dict], pairs: Iterable) -> Dict:
     yields (model churn logits, feats, churn labels, label weights) per batch."""
     if not params:
         return {}
-    from .metrics import binary_metrics
+    from lifecycle_recs.ml.metrics import binary_metrics
 
     ys, zm, zl = [], [], []
     for logit, feats, y, w in pairs:
@@ -176,3 +208,44 @@ def held_out_check(params: Optional[Dict], pairs: Iterable) -> Dict:
         if 0 < y.mean() < 1:
             out[f"{name}_roc_auc"] = float(binary_metrics(y, 1 / (1 + np.exp(-z)))["roc_auc"])
     return out
+
+
+def fit_tail(tail: TailCounts, min_silence_days: float, periods: int = 1) -> Optional[Dict]:
+    """``ml.lapsed`` on the lapsed labelled training users, with those of the earlier
+    periods ``tail`` holds (None: too few to fit)."""
+    x, n, k = tail.arrays()
+    params = fit(x, n, k, min_silence_days)
+    if params is not None:
+        params["periods"] = int(periods)
+    if params is None:
+        log.info(
+            "lapsed churn: not fitted (%d users silent > %g days, %d came back): the model's churn applies "
+            "to every user",
+            int(n.sum()),
+            min_silence_days,
+            int((n - k).sum()),
+        )
+    elif not params["applied"]:
+        log.info(
+            "lapsed churn: not applied, coming back does not get rarer with silence here (silence slope %.3f, "
+            "z %.2f < %g; %d users silent > %g days, %d came back): the model's churn applies to every user",
+            params["slope"],
+            params["silence_z"],
+            MIN_SILENCE_Z,
+            params["users"],
+            min_silence_days,
+            params["returned"],
+        )
+    else:
+        log.info(
+            "lapsed churn: users silent > %g days get sigmoid(%.3f + %.3f log1p(days) + %.3f log rate) (fitted "
+            "on %d lapsed user-periods, %d came back; silence slope z %.2f)",
+            min_silence_days,
+            params["intercept"],
+            params["slope"],
+            params["rate_slope"],
+            params["users"],
+            params["returned"],
+            params["silence_z"],
+        )
+    return params

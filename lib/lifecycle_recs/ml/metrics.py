@@ -10,6 +10,7 @@ catalog coverage/diversity.
 >>> round(binary_metrics([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])["roc_auc"], 2)
 0.75
 """
+
 from __future__ import annotations
 
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -28,12 +29,16 @@ def rank_metrics(ranks: np.ndarray, k: int = 10) -> Dict[str, float]:
     if len(r) == 0:
         return {f"hit@{k}": NAN, f"ndcg@{k}": NAN, f"mrr@{k}": NAN}
     inside = r <= k
-    return {f"hit@{k}": float(inside.mean()),
-            f"ndcg@{k}": float(np.where(inside, 1.0 / np.log2(r + 1.0), 0.0).mean()),
-            f"mrr@{k}": float(np.where(inside, 1.0 / r, 0.0).mean())}
+    return {
+        f"hit@{k}": float(inside.mean()),
+        f"ndcg@{k}": float(np.where(inside, 1.0 / np.log2(r + 1.0), 0.0).mean()),
+        f"mrr@{k}": float(np.where(inside, 1.0 / r, 0.0).mean()),
+    }
 
 
-def set_metrics(recommended: Sequence[Sequence], truth: Sequence[Iterable], k: int) -> Dict[str, float]:
+def set_metrics(
+    recommended: Sequence[Sequence], truth: Sequence[Iterable], k: int
+) -> Dict[str, float]:
     """Recall@k and NDCG@k against a set of relevant items per user (long horizon).
     Recall divides by min(|relevant|, k). Users with an empty truth set are skipped.
 
@@ -52,8 +57,11 @@ def set_metrics(recommended: Sequence[Sequence], truth: Sequence[Iterable], k: i
         idcg = sum(1.0 / np.log2(i + 2) for i in range(min(len(rel), k)))
         ndcgs.append(dcg / idcg)
     n = len(recalls)
-    return {f"recall@{k}": float(np.mean(recalls)) if n else NAN,
-            f"ndcg@{k}": float(np.mean(ndcgs)) if n else NAN, "users": float(n)}
+    return {
+        f"recall@{k}": float(np.mean(recalls)) if n else NAN,
+        f"ndcg@{k}": float(np.mean(ndcgs)) if n else NAN,
+        "users": float(n),
+    }
 
 
 # -- binary (churn) -------------------------------------------------------------------
@@ -65,10 +73,12 @@ def binary_metrics(y: Sequence, p: Sequence) -> Dict[str, float]:
     if len(y) == 0:
         return {"roc_auc": NAN, "pr_auc": NAN, "brier": NAN, "base_rate": NAN}
     both = 0 < y.sum() < len(y)
-    return {"roc_auc": float(skm.roc_auc_score(y, p)) if both else NAN,
-            "pr_auc": float(skm.average_precision_score(y, p)) if y.sum() > 0 else NAN,
-            "brier": float(np.mean((p - y) ** 2)),
-            "base_rate": float(y.mean())}
+    return {
+        "roc_auc": float(skm.roc_auc_score(y, p)) if both else NAN,
+        "pr_auc": float(skm.average_precision_score(y, p)) if y.sum() > 0 else NAN,
+        "brier": float(np.mean((p - y) ** 2)),
+        "base_rate": float(y.mean()),
+    }
 
 
 def calibration(y: Sequence, p: Sequence, bins: int = 10) -> List[Tuple[float, float, int]]:
@@ -79,8 +89,11 @@ def calibration(y: Sequence, p: Sequence, bins: int = 10) -> List[Tuple[float, f
         return []
     edges = np.linspace(0.0, 1.0, bins + 1)
     idx = np.searchsorted(edges[1:-1], p)
-    return [(float(p[idx == b].mean()), float(y[idx == b].mean()), int((idx == b).sum()))
-            for b in range(bins) if (idx == b).any()]
+    return [
+        (float(p[idx == b].mean()), float(y[idx == b].mean()), int((idx == b).sum()))
+        for b in range(bins)
+        if (idx == b).any()
+    ]
 
 
 def lift_curve(y: Sequence, p: Sequence, points: int = 20) -> List[Tuple[float, float]]:
@@ -89,7 +102,9 @@ def lift_curve(y: Sequence, p: Sequence, points: int = 20) -> List[Tuple[float, 
     order = np.argsort(-np.asarray(p, float), kind="mergesort")
     cum = np.cumsum(y[order]) / max(1.0, y.sum())
     xs = np.linspace(0, 1, points + 1)[1:]
-    return [(float(x), float(cum[max(0, int(np.ceil(x * len(y))) - 1)])) for x in xs] if len(y) else []
+    return (
+        [(float(x), float(cum[max(0, int(np.ceil(x * len(y))) - 1)])) for x in xs] if len(y) else []
+    )
 
 
 # -- regression (value) ----------------------------------------------------------------
@@ -105,20 +120,29 @@ def regression_metrics(y: Sequence, yhat: Sequence) -> Dict[str, float]:
     y, yhat = np.asarray(y, float), np.asarray(yhat, float)
     if len(y) == 0:
         return {"mae": NAN, "rmse": NAN, "spearman": NAN}
-    return {"mae": float(skm.mean_absolute_error(y, yhat)),
-            "rmse": float(np.sqrt(skm.mean_squared_error(y, yhat))),
-            "spearman": spearman(y, yhat)}
+    return {
+        "mae": float(skm.mean_absolute_error(y, yhat)),
+        "rmse": float(np.sqrt(skm.mean_squared_error(y, yhat))),
+        "spearman": spearman(y, yhat),
+    }
 
 
 # -- catalog -------------------------------------------------------------------------------
-def catalog_metrics(recs: Sequence[Sequence[int]], n_catalog: int, popularity: np.ndarray,
-                    categories: Optional[Sequence] = None) -> Dict[str, float]:
+def catalog_metrics(
+    recs: Sequence[Sequence[int]],
+    n_catalog: int,
+    popularity: np.ndarray,
+    categories: Optional[Sequence] = None,
+) -> Dict[str, float]:
     """Coverage (share of catalog recommended to anyone), intra-list diversity
     (share of distinct categories in a list), popularity bias (mean log popularity)."""
     flat = [i for r in recs for i in r]
-    out = {"coverage": len(set(flat)) / max(1, n_catalog),
-           "popularity_bias": float(np.mean(np.log1p(popularity[flat]))) if flat else NAN}
+    out = {
+        "coverage": len(set(flat)) / max(1, n_catalog),
+        "popularity_bias": float(np.mean(np.log1p(popularity[flat]))) if flat else NAN,
+    }
     if categories is not None and recs:
-        out["category_diversity"] = float(np.mean([len({categories[i] for i in r}) / max(1, len(r))
-                                                   for r in recs if r]))
+        out["category_diversity"] = float(
+            np.mean([len({categories[i] for i in r}) / max(1, len(r)) for r in recs if r])
+        )
     return out

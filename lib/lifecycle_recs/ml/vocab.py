@@ -1,4 +1,5 @@
 """Item and event-type vocabularies: ids -> indices, 0 = padding, 1 = unknown."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ _NULL_KEY = "\u0000"  # stands in for a null id: never a real id
 class Vocab:
     """Item ids and event types in index order (index = position + 2), with each
     item's category (None where unknown)."""
+
     item_ids: List[str]
     event_types: List[str]
     categories: List[Optional[str]] = field(default_factory=list)
@@ -32,7 +34,9 @@ class Vocab:
 
     @staticmethod
     def _lookup(index: pd.Index, values: Sequence) -> np.ndarray:
-        keys = pd.Series(np.asarray(values, dtype=object), dtype=object).fillna(_NULL_KEY).to_numpy()
+        keys = (
+            pd.Series(np.asarray(values, dtype=object), dtype=object).fillna(_NULL_KEY).to_numpy()
+        )
         got = index.get_indexer(keys)
         return np.where(got >= 0, got + 2, UNK).astype(np.int64)
 
@@ -54,7 +58,9 @@ class Vocab:
         if kind not in self._arrow:
             import pyarrow as pa
 
-            self._arrow[kind] = pa.array(list(self.item_ids if kind == "items" else self.event_types), pa.string())
+            self._arrow[kind] = pa.array(
+                list(self.item_ids if kind == "items" else self.event_types), pa.string()
+            )
         return self._arrow[kind]
 
     def item_id_array(self) -> np.ndarray:
@@ -62,9 +68,12 @@ class Vocab:
         return np.array(["", ""] + list(self.item_ids), dtype=object)
 
     def to_json(self) -> Dict:
-        return {"item_ids": list(self.item_ids), "event_types": list(self.event_types),
-                "categories": list(self.categories)}
+        return {
+            "item_ids": list(self.item_ids),
+            "event_types": list(self.event_types),
+            "categories": list(self.categories),
+        }
 
     @classmethod
-    def from_json(cls, d: Dict) -> "Vocab":
+    def from_json(cls, d: Dict) -> Vocab:
         return cls(list(d["item_ids"]), list(d["event_types"]), list(d.get("categories", [])))

@@ -1,12 +1,13 @@
 """Stage ``lifecycle``: ``events`` + ``user_sequences`` -> ``user_lifecycle`` for each snapshot of the run."""
+
 from __future__ import annotations
 
 from typing import Dict
 
-from .. import tables
-from ..context import RunContext
-from ..lifecycle import build_lifecycle
-from ..splits import labels_known
+from lifecycle_recs.context import RunContext
+from lifecycle_recs.data.lifecycle import build_lifecycle
+from lifecycle_recs.data.splits import labels_known
+from lifecycle_recs.io import tables
 
 
 def run(ctx: RunContext) -> Dict[str, object]:

@@ -12,6 +12,7 @@ A rerun whose training inputs (the rows of T, vocabulary, text vectors, BG/NBD o
 T, shaping configuration, code: ``fingerprint``) are those an intact artifact of T
 was trained from reuses that artifact instead of training again; promotion and
 MLflow are then decided as for a new one (``train.reuse_same_inputs``)."""
+
 from __future__ import annotations
 
 import json
@@ -20,21 +21,25 @@ import os
 import time
 from typing import Dict, Optional, Tuple
 
-import numpy as np
-import torch
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
-from .. import btyd, fingerprint, lapsed_history, scratch, tables, tracking
-from ..context import RunContext
-from ..feeding import build_vocab, example_feed, examples, item_stats, repeat_share, training_frame
-from ..ml import artifacts
-from ..ml.feed import batches
-from ..ml.metrics import binary_metrics
-from ..ml import lapsed, stacking
-from ..ml.features import PURCHASE_COLUMNS
-from ..ml.trainer import fit, fit_heads, stack_inputs
-from ..splits import holdout_flag
+from lifecycle_recs.adapters import btyd, fingerprint
+from lifecycle_recs.adapters.feeding import (
+    build_vocab,
+    example_feed,
+    examples,
+    item_stats,
+    repeat_share,
+    training_frame,
+)
+from lifecycle_recs.adapters.lapsed import cutoffs, earlier_tail_counts
+from lifecycle_recs.context import RunContext
+from lifecycle_recs.data.splits import holdout_flag
+from lifecycle_recs.io import scratch, tables
+from lifecycle_recs.ml import artifacts, lapsed, registry
+from lifecycle_recs.ml.features import PURCHASE_COLUMNS
+from lifecycle_recs.ml.trainer import feature_reference, fit, fit_heads, fit_stack, held_out_churn
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,9 @@ log = logging.getLogger(__name__)
 def promotion_refusal(root: str, night: str, metrics: Dict, max_drop: float) -> Optional[str]:
     """Why the new artifact must not be promoted for ``night`` (None: promote it)."""
     if "heads_best_loss" not in metrics:
-        return "its churn/value heads were never trained (the training snapshot has no labelled users)"
+        return (
+            "its churn/value heads were never trained (the training snapshot has no labelled users)"
+        )
     prev = artifacts.promoted_version(root, as_of=night)
     if prev is None:
         return None
@@ -50,43 +57,11 @@ def promotion_refusal(root: str, night: str, metrics: Dict, max_drop: float) -> 
         prev_auc = json.load(fh).get("val_churn_auc")
     auc = metrics.get("val_churn_auc")
     if prev_auc is not None and (auc is None or auc < prev_auc - max_drop):
-        return (f"its held-out churn AUC {auc} is more than train.max_metric_drop {max_drop} below "
-                f"{prev_auc} of the promoted {prev}")
+        return (
+            f"its held-out churn AUC {auc} is more than train.max_metric_drop {max_drop} below "
+            f"{prev_auc} of the promoted {prev}"
+        )
     return None
-
-
-def _held_out_churn(model, val_labels) -> Tuple[Dict[str, object], list]:
-    """Churn ROC AUC of the held-out users (for the log and the artifact), and their
-    (churn logit, feats, churn, weight) batches for the lapsed users' check."""
-    dev = next(model.parameters()).device
-    ys, ps, ws, pairs = [], [], [], []
-    with torch.no_grad():
-        for b in batches(val_labels):
-            logit = model(b.to(dev))["churn_logit"].float().cpu()
-            ps.append(torch.sigmoid(logit).numpy())
-            ys.append(b.churn.numpy())
-            ws.append(b.label_w.numpy())
-            pairs.append((logit, b.feats, b.churn, b.label_w))
-    if not ys:
-        return {}, pairs
-    y, p, m = np.concatenate(ys), np.concatenate(ps), np.concatenate(ws) > 0
-    if m.sum() and 0 < y[m].mean() < 1:
-        return {"val_churn_auc": binary_metrics(y[m], p[m])["roc_auc"]}, pairs
-    return {}, pairs
-
-
-def feature_reference(feed, tail: Optional[lapsed.TailCounts] = None) -> list:
-    """Mean user features of the training examples (one pass over the feed): the fixed
-    reference that ``top_features`` explanations perturb towards. With ``tail``, the
-    same pass counts the lapsed labelled users for ``ml.lapsed``."""
-    total, n = None, 0
-    for b in batches(feed):
-        s = b.feats.double().sum(0)
-        total = s if total is None else total + s
-        n += b.feats.shape[0]
-        if tail is not None and b.churn is not None:
-            tail.add(b.feats.numpy(), b.churn.numpy(), b.label_w.numpy())
-    return [] if total is None else [float(x) for x in (total / max(n, 1)).tolist()]
 
 
 def earlier_lapsed(spark, cfg, t_date: str) -> Optional[tuple]:
@@ -95,56 +70,23 @@ def earlier_lapsed(spark, cfg, t_date: str) -> Optional[tuple]:
     periods = int(cfg.model.lapsed_periods)
     if not cfg.model.lapsed_churn or periods <= 1:
         return None
-    x, n, k = lapsed_history.earlier_tail_counts(tables.read(spark, cfg, "events"), t_date,
-                                                 cfg.lifecycle.horizon_days, cfg.lifecycle.churn_days, periods)
-    log.info("lapsed churn: %d users silent > %g days at the %d cutoffs before %s (%s), %d came back", n.sum(),
-             cfg.lifecycle.churn_days, periods - 1, t_date,
-             ", ".join(lapsed_history.cutoffs(t_date, cfg.lifecycle.horizon_days, periods)), (n - k).sum())
+    x, n, k = earlier_tail_counts(
+        tables.read(spark, cfg, "events"),
+        t_date,
+        cfg.lifecycle.horizon_days,
+        cfg.lifecycle.churn_days,
+        periods,
+    )
+    log.info(
+        "lapsed churn: %d users silent > %g days at the %d cutoffs before %s (%s), %d came back",
+        n.sum(),
+        cfg.lifecycle.churn_days,
+        periods - 1,
+        t_date,
+        ", ".join(cutoffs(t_date, cfg.lifecycle.horizon_days, periods)),
+        (n - k).sum(),
+    )
     return x, n, k
-
-
-def fit_lapsed(tail: lapsed.TailCounts, min_silence_days: float, periods: int = 1) -> Optional[Dict]:
-    """``ml.lapsed`` on the lapsed labelled training users, with those of the earlier
-    periods ``tail`` holds (None: too few to fit)."""
-    x, n, k = tail.arrays()
-    params = lapsed.fit(x, n, k, min_silence_days)
-    if params is not None:
-        params["periods"] = int(periods)
-    if params is None:
-        log.info("lapsed churn: not fitted (%d users silent > %g days, %d came back): the model's churn applies "
-                 "to every user", int(n.sum()), min_silence_days, int((n - k).sum()))
-    elif not params["applied"]:
-        log.info("lapsed churn: not applied, coming back does not get rarer with silence here (silence slope %.3f, "
-                 "z %.2f < %g; %d users silent > %g days, %d came back): the model's churn applies to every user",
-                 params["slope"], params["silence_z"], lapsed.MIN_SILENCE_Z, params["users"], min_silence_days,
-                 params["returned"])
-    else:
-        log.info("lapsed churn: users silent > %g days get sigmoid(%.3f + %.3f log1p(days) + %.3f log rate) (fitted "
-                 "on %d lapsed user-periods, %d came back; silence slope z %.2f)", min_silence_days, params["intercept"], params["slope"],
-                 params["rate_slope"], params["users"], params["returned"], params["silence_z"])
-    return params
-
-
-def fit_stack(model, vectors: Dict[str, tuple], info: Dict, cfg) -> Dict:
-    """The second stage (``ml.stacking``) on the labelled training users, from the
-    rows and user vectors the heads refit used: feature models on all of them,
-    blends on the held-out ones."""
-    if "train" not in vectors:
-        return {}
-    var = float(info.get("value_log_residual_var", 0.0))
-    parts = [stack_inputs(model, *vectors[k], var) for k in ("train", "val") if k in vectors]
-    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    held_out = np.concatenate([np.full(len(p["y_churn"]), i > 0) for i, p in enumerate(parts)])
-    stack = stacking.fit(cat["churn_logit"], cat["value"], cat["feats"], cat["y_churn"], cat["y_value"], held_out,
-                         cfg.lifecycle.horizon_days)
-    if stack:
-        for part in ("churn", "value"):
-            p = stack[part]
-            log.info("stack %s: %s (blend %s on %d users; out of fold %s)", part,
-                     "kept" if p["kept"] else "NOT kept, the model's output passes through",
-                     [round(x, 3) for x in p["blend"]], p["blend_users"],
-                     {k: (round(v, 4) if isinstance(v, float) else v) for k, v in p["out_of_fold"].items()})
-    return stack
 
 
 def reusable(cfg, t_date: str, inputs: str) -> Optional[str]:
@@ -158,7 +100,9 @@ def reusable(cfg, t_date: str, inputs: str) -> Optional[str]:
             artifacts.check(os.path.join(cfg.artifacts, version))
         return version
     except (OSError, ValueError) as e:
-        log.warning("the artifact recorded for these training inputs is not intact (%s): training again", e)
+        log.warning(
+            "the artifact recorded for these training inputs is not intact (%s): training again", e
+        )
         return None
 
 
@@ -167,23 +111,36 @@ def run(ctx: RunContext) -> Dict[str, object]:
     t_date = ctx.training_date
     vocab, text = build_vocab(spark, cfg, tables.read(spark, cfg, "user_sequences", t_date))
     if vocab.n_items <= 2:
-        log.info("no items in the catalog or the training sequences (an order-level log): the model trains "
-                 "its churn and value heads only; score writes no recommendations")
+        log.info(
+            "no items in the catalog or the training sequences (an order-level log): the model trains "
+            "its churn and value heads only; score writes no recommendations"
+        )
     frame = training_frame(spark, cfg, t_date)
     if frame.limit(1).count() == 0:
-        raise ValueError(f"no training examples: user_sequences/user_lifecycle of the training snapshot {t_date} "
-                         "have no users (run sequences and lifecycle with train, or --training-snapshot)")
+        raise ValueError(
+            f"no training examples: user_sequences/user_lifecycle of the training snapshot {t_date} "
+            "have no users (run sequences and lifecycle with train, or --training-snapshot)"
+        )
     # the BG/NBD of T's active days: its P(alive) and expected days are model features (stacking)
-    bg = btyd.fit_activity(tables.read(spark, cfg, "user_sequences", t_date), cfg.lifecycle.horizon_days,
-                           cfg.evaluation.btyd_max_rows, cfg.train.seed)
+    bg = btyd.fit_activity(
+        tables.read(spark, cfg, "user_sequences", t_date),
+        cfg.lifecycle.horizon_days,
+        cfg.evaluation.btyd_max_rows,
+        cfg.train.seed,
+    )
     purchases = None
     if cfg.model.stacking:
         # the purchase-days BG/NBD x Gamma-Gamma of T: its expected spend is an input of the stack's value
         # blend (not of the model); the artifact keeps the fit, score joins the same summary of D
-        summ = btyd.summaries(tables.read(spark, cfg, "events"), t_date, cfg.sequences.value_event_types)
+        summ = btyd.summaries(
+            tables.read(spark, cfg, "events"), t_date, cfg.sequences.value_event_types
+        )
         purchases = summ.select("user_id", *PURCHASE_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
-        bg = {**bg, **btyd.fit(summ, cfg.evaluation.btyd_max_rows, cfg.train.seed, active=False),
-              "horizon_days": int(cfg.lifecycle.horizon_days)}
+        bg = {
+            **bg,
+            **btyd.fit(summ, cfg.evaluation.btyd_max_rows, cfg.train.seed, active=False),
+            "horizon_days": int(cfg.lifecycle.horizon_days),
+        }
         frame = btyd.with_purchases(frame, purchases)
     try:
         t0 = time.perf_counter()  # the one pass over the training rows that a reuse costs
@@ -194,8 +151,12 @@ def run(ctx: RunContext) -> Dict[str, object]:
         version = reusable(cfg, t_date, inputs)
         reused = version is not None
         if reused:
-            log.info("training inputs of %s unchanged (fingerprint %s): artifact %s is reused, not trained again",
-                     t_date, inputs, version)
+            log.info(
+                "training inputs of %s unchanged (fingerprint %s): artifact %s is reused, not trained again",
+                t_date,
+                inputs,
+                version,
+            )
             d = os.path.join(cfg.artifacts, version)
             with open(os.path.join(d, "metrics.json")) as fh:
                 metrics = json.load(fh)
@@ -211,17 +172,34 @@ def run(ctx: RunContext) -> Dict[str, object]:
         artifacts.promote_version(cfg.artifacts, version, night)
         log.info("artifact %s promoted for %s", version, night)
     else:
-        log.warning("artifact %s saved but NOT promoted: %s; night %s scores with %s", version, refusal, night,
-                    artifacts.promoted_version(cfg.artifacts, as_of=night) or "no model (score will fail)")
-    run_id = (tracking.log_reuse if reused else tracking.log_training)(cfg, d, info, metrics, refusal is None, night)
-    return {"artifact": version, "promoted": refusal is None, "not_promoted_because": refusal, "mlflow_run": run_id,
-            "reused": reused, "inputs_fingerprint": inputs, "fingerprint_seconds": fingerprint_seconds,
-            "train_rows": metrics.get("train_rows"), "val_rows": metrics.get("val_rows"),
-            "epochs": info.get("epochs_run"), "val_churn_auc": metrics.get("val_churn_auc")}
+        log.warning(
+            "artifact %s saved but NOT promoted: %s; night %s scores with %s",
+            version,
+            refusal,
+            night,
+            artifacts.promoted_version(cfg.artifacts, as_of=night) or "no model (score will fail)",
+        )
+    run_id = (registry.log_reuse if reused else registry.log_training)(
+        cfg, d, info, metrics, refusal is None, night
+    )
+    return {
+        "artifact": version,
+        "promoted": refusal is None,
+        "not_promoted_because": refusal,
+        "mlflow_run": run_id,
+        "reused": reused,
+        "inputs_fingerprint": inputs,
+        "fingerprint_seconds": fingerprint_seconds,
+        "train_rows": metrics.get("train_rows"),
+        "val_rows": metrics.get("val_rows"),
+        "epochs": info.get("epochs_run"),
+        "val_churn_auc": metrics.get("val_churn_auc"),
+    }
 
 
-def train_and_save(ctx: RunContext, frame, vocab, text, bg: Dict, inputs: str,
-                   earlier: Optional[tuple] = None) -> Tuple[str, Dict, Dict]:
+def train_and_save(
+    ctx: RunContext, frame, vocab, text, bg: Dict, inputs: str, earlier: Optional[tuple] = None
+) -> Tuple[str, Dict, Dict]:
     """Train on ``frame`` (the training frame of T with its purchases) and save the
     artifact (not promoted); its directory, the training info and the metrics.
     ``earlier``: the lapsed users of the periods before T (:func:`earlier_lapsed`)."""
@@ -231,47 +209,118 @@ def train_and_save(ctx: RunContext, frame, vocab, text, bg: Dict, inputs: str,
     feeds = []
     with scratch.directory(cfg, f"train-{t_date}") as root:
         try:
-            train_f = example_feed(spark, cfg, examples(frame.where(~F.col("_val")), vocab, L, "last", btyd_params=bg),
-                                   "train", True, root)
-            val_f = example_feed(spark, cfg, examples(frame.where(F.col("_val")), vocab, L, "loo", btyd_params=bg),
-                                 "val", False, root)
-            val_labels = example_feed(spark, cfg, examples(frame.where(F.col("_val")), vocab, L, "last",
-                                                           btyd_params=bg), "val_labels", False, root)
+            train_f = example_feed(
+                spark,
+                cfg,
+                examples(frame.where(~F.col("_val")), vocab, L, "last", btyd_params=bg),
+                "train",
+                True,
+                root,
+            )
+            val_f = example_feed(
+                spark,
+                cfg,
+                examples(frame.where(F.col("_val")), vocab, L, "loo", btyd_params=bg),
+                "val",
+                False,
+                root,
+            )
+            val_labels = example_feed(
+                spark,
+                cfg,
+                examples(frame.where(F.col("_val")), vocab, L, "last", btyd_params=bg),
+                "val_labels",
+                False,
+                root,
+            )
             feeds = [train_f, val_f, val_labels]
             # without items there are no next-item targets: early stopping on the labels' loss
-            model, info = fit(train_f, val_f if vocab.n_items > 2 else val_labels, vocab, text, cfg.model, cfg.train)
+            model, info = fit(
+                train_f,
+                val_f if vocab.n_items > 2 else val_labels,
+                vocab,
+                text,
+                cfg.model,
+                cfg.train,
+            )
             vectors: Dict[str, tuple] = {}
-            info.update(fit_heads(model, train_f, val_labels, cfg.model.loss_weights, steps=cfg.train.heads_steps,
-                                  lr=cfg.train.heads_lr, seed=cfg.train.seed, max_rows=cfg.train.heads_max_rows,
-                                  vectors=vectors if cfg.model.stacking else None))
-            stack = fit_stack(model, vectors, info, cfg) if cfg.model.stacking else {}
+            info.update(
+                fit_heads(
+                    model,
+                    train_f,
+                    val_labels,
+                    cfg.model.loss_weights,
+                    steps=cfg.train.heads_steps,
+                    lr=cfg.train.heads_lr,
+                    seed=cfg.train.seed,
+                    max_rows=cfg.train.heads_max_rows,
+                    vectors=vectors if cfg.model.stacking else None,
+                )
+            )
+            stack = (
+                fit_stack(model, vectors, info, cfg.lifecycle.horizon_days)
+                if cfg.model.stacking
+                else {}
+            )
             vectors.clear()
             tail = lapsed.TailCounts(cfg.lifecycle.churn_days) if cfg.model.lapsed_churn else None
             reference = feature_reference(train_f, tail)
             if tail is not None and earlier is not None:
                 tail.add_groups(*earlier)
-            lapsed_params = fit_lapsed(tail, cfg.lifecycle.churn_days, cfg.model.lapsed_periods) \
-                if tail is not None else None
-            held_auc, held_pairs = _held_out_churn(model, val_labels)
+            lapsed_params = (
+                lapsed.fit_tail(tail, cfg.lifecycle.churn_days, cfg.model.lapsed_periods)
+                if tail is not None
+                else None
+            )
+            held_auc, held_pairs = held_out_churn(model, val_labels)
             metrics = {"train_rows": train_f.rows, "val_rows": val_f.rows, **info, **held_auc}
-            if lapsed_params:  # figures in the artifact's config.json with the parameters, not metrics
-                lapsed_params["held_out"] = lapsed.held_out_check({**lapsed_params, "applied": True}, held_pairs) \
-                    if held_pairs else {}
+            if (
+                lapsed_params
+            ):  # figures in the artifact's config.json with the parameters, not metrics
+                lapsed_params["held_out"] = (
+                    lapsed.held_out_check({**lapsed_params, "applied": True}, held_pairs)
+                    if held_pairs
+                    else {}
+                )
                 log.info("lapsed churn on the held-out lapsed users: %s", lapsed_params["held_out"])
             del held_pairs
         finally:
             for f in feeds:
                 getattr(f, "close", lambda: None)()
-    stats = item_stats(tables.read(spark, cfg, "user_sequences", t_date),
-                       tables.read(spark, cfg, "user_lifecycle", t_date), vocab, cfg.recommend.ltv_prior_users)
+    stats = item_stats(
+        tables.read(spark, cfg, "user_sequences", t_date),
+        tables.read(spark, cfg, "user_lifecycle", t_date),
+        vocab,
+        cfg.recommend.ltv_prior_users,
+    )
     # is re-consumption expected? (score keeps seen items where it is: ml.recommend.seen_policy)
     repeats = repeat_share(frame) if vocab.n_items > 2 else None
     if repeats is not None:
-        log.info("%.1f%% of the items the users of %s touched in the next %d days were already in their "
-                 "sequences", 100 * repeats, t_date, cfg.lifecycle.horizon_days)
-    d = artifacts.save(cfg.artifacts, model, vocab, L, metrics, stats, t_date,
-                       {"embedding_model": cfg.embedding.model_name, "feature_reference": reference, "btyd": bg,
-                        "stack": stack, "lapsed": lapsed_params or {}, "inputs_fingerprint": inputs},
-                       promote=False, measured={"repeat_share": repeats})
+        log.info(
+            "%.1f%% of the items the users of %s touched in the next %d days were already in their "
+            "sequences",
+            100 * repeats,
+            t_date,
+            cfg.lifecycle.horizon_days,
+        )
+    d = artifacts.save(
+        cfg.artifacts,
+        model,
+        vocab,
+        L,
+        metrics,
+        stats,
+        t_date,
+        {
+            "embedding_model": cfg.embedding.model_name,
+            "feature_reference": reference,
+            "btyd": bg,
+            "stack": stack,
+            "lapsed": lapsed_params or {},
+            "inputs_fingerprint": inputs,
+        },
+        promote=False,
+        measured={"repeat_share": repeats},
+    )
     artifacts.record_inputs(cfg.artifacts, os.path.basename(d), inputs)
     return d, info, metrics

@@ -1,0 +1,264 @@
+"""Event and catalog sources, read into one raw, all-string shape.
+
+Every source returns a :class:`RawSource`: ``events`` with the columns
+``raw_user_id, raw_item_id, raw_event_type, raw_event_ts, raw_value,
+raw_quantity, raw_event_id`` (strings, exactly as read, so that ingest can
+quarantine what does not parse) and ``raw_file`` (the name of the file a row
+came from), plus how to parse the timestamp; and ``items`` (or None).
+
+File sources are listed once: the DataFrames read exactly the files present
+when the source was opened (``RawSource.files``), however many times ingest
+scans them, so a file that lands mid-run waits for the next night. CSV headers
+are checked against the first file's in every file (``enforceSchema`` off):
+columns are matched by name, never by position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lifecycle_recs.config import Config, SourceConf
+from lifecycle_recs.data.synthetic import shop
+from lifecycle_recs.fs import is_remote_path
+
+TARGETS = ("user_id", "item_id", "event_type", "event_ts", "value", "quantity", "event_id")
+RAW_COLUMNS = tuple("raw_" + t for t in TARGETS) + ("raw_file",)
+ITEM_COLUMNS = ("item_id", "title", "category", "description", "price", "year")
+
+
+@dataclass
+class RawSource:
+    name: str
+    events: DataFrame
+    timestamp_kind: str  # epoch_seconds | datetime | date
+    timestamp_format: Optional[str]
+    timezone: str
+    event_type_map: Dict[str, str]
+    items: Optional[DataFrame]
+    files: Tuple[str, ...] = ()  # the files read (empty for in-memory sources)
+    with_event_id: bool = False  # the source has an event id column: it is the identity
+
+
+def _reader(spark: SparkSession, fmt: str, source: SourceConf):
+    if fmt == "csv":
+        # everything as strings: parsing (and quarantine) happens in ingest; every file's
+        # header must name the same columns in the same order (a reordered file fails, naming
+        # the column, instead of having its columns swapped)
+        return (
+            spark.read.format("csv")
+            .option("header", source.csv_header)
+            .option("sep", source.csv_sep)
+            .option("inferSchema", False)
+            .option("enforceSchema", False)
+        )
+    if fmt == "json":
+        return spark.read.format("json").option("primitivesAsString", True)
+    if fmt == "parquet":
+        return spark.read.format("parquet")
+    raise ValueError(f"source.format must be one of csv, json, parquet; got '{fmt}'")
+
+
+def _read(
+    spark: SparkSession, fmt: str, path: str, source: SourceConf
+) -> Tuple[DataFrame, Tuple[str, ...]]:
+    """The files under ``path``, listed once, and a DataFrame over exactly those files."""
+    if not path:
+        raise ValueError("source.path is not set in the config")
+    if not is_remote_path(path) and not os.path.exists(path):
+        raise FileNotFoundError(f"source path does not exist: {path}")
+    reader = _reader(spark, fmt, source)
+    files = tuple(sorted(reader.load(path).inputFiles()))
+    if not files:
+        raise FileNotFoundError(f"source path {path} holds no {fmt} files")
+    return reader.load(list(files)), files
+
+
+def with_file_name(df: DataFrame) -> DataFrame:
+    """Add ``raw_file``: the name of the file each row was read from (part of a
+    quarantined row's identity, so identical bad rows of two files are two rows)."""
+    return df.withColumn("raw_file", F.col("_metadata.file_name"))
+
+
+def _as_raw(
+    df: DataFrame,
+    columns: Dict[str, Optional[str]],
+    where: str,
+    constant_type: Optional[str] = None,
+) -> DataFrame:
+    """``df`` in ``RAW_COLUMNS`` by the target -> source column mapping; with
+    ``constant_type`` every row gets that event type (logs without a type column)."""
+    needed = ("user_id", "event_ts") if constant_type else ("user_id", "event_type", "event_ts")
+    missing_conf = [t for t in needed if not columns.get(t)]
+    if missing_conf:
+        hint = (
+            " (or set source.event_type for a log whose rows are all one type)"
+            if "event_type" in missing_conf
+            else ""
+        )
+        raise ValueError(
+            f"{where}: source.columns must map {missing_conf} to a source column{hint}"
+        )
+    absent = [c for c in columns.values() if c and c not in df.columns]
+    if absent:
+        raise ValueError(
+            f"{where}: column(s) {absent} named in source.columns are not in the input; it has {df.columns}"
+        )
+
+    def pick(target: str) -> Column:
+        if target == "event_type" and constant_type:
+            return F.lit(constant_type).alias("raw_event_type")
+        src = columns.get(target)
+        return (F.col(src).cast("string") if src else F.lit(None).cast("string")).alias(
+            "raw_" + target
+        )
+
+    file_col = F.col("raw_file") if "raw_file" in df.columns else F.lit(None).cast("string")
+    return df.select(*[pick(t) for t in TARGETS], file_col.alias("raw_file"))
+
+
+def read_source(spark: SparkSession, cfg: Config) -> RawSource:
+    """Read the configured source (``source.kind``: synthetic, generic or recbole)."""
+    src = cfg.source
+    if src.kind == "synthetic":
+        raw = src.raw_path or os.path.join(cfg.lakehouse, "_raw_synthetic")
+        if not os.path.exists(os.path.join(raw, "events", "_SUCCESS")):
+            shop.write_raw(spark, cfg.synthetic, raw)
+        events, files = _read(spark, "parquet", os.path.join(raw, "events"), src)
+        events = with_file_name(events)
+        mapping = {
+            "user_id": "event_user",
+            "item_id": "sku",
+            "event_type": "action",
+            "event_ts": "ts",
+            "value": "revenue",
+            "quantity": "qty",
+        }
+        items = spark.read.parquet(os.path.join(raw, "items"))
+        return RawSource(
+            src.name or "synthetic",
+            _as_raw(events, mapping, "synthetic"),
+            "datetime",
+            None,
+            "UTC",
+            {},
+            items.select(*ITEM_COLUMNS),
+            files,
+        )
+    if src.kind == "generic":
+        if not src.name:
+            raise ValueError(
+                "source.name must be set for a generic source: it is part of every event's identity, "
+                "so a name taken from the path would re-insert every event when the files move"
+            )
+        events, files = _read(spark, src.format, src.path, src)
+        items = None
+        if src.items_path:
+            items = _catalog(
+                _read(spark, src.items_format, src.items_path, src)[0],
+                src.items_columns,
+                src.items_path,
+            )
+        return RawSource(
+            src.name,
+            _as_raw(with_file_name(events), src.columns, src.path, src.event_type),
+            src.timestamp_kind,
+            src.timestamp_format,
+            src.timezone,
+            src.event_type_map,
+            items,
+            files,
+            bool(src.columns.get("event_id")),
+        )
+    if src.kind == "recbole":
+        raw = read_recbole(spark, src.recbole_dir, src.recbole_dataset, src.recbole_event_type)
+        return dataclasses.replace(raw, name=src.name) if src.name else raw
+    raise ValueError(f"source.kind must be synthetic, generic or recbole; got '{src.kind}'")
+
+
+def _catalog(raw_items: DataFrame, columns: Dict[str, Optional[str]], where: str) -> DataFrame:
+    """The catalog in ``ITEM_COLUMNS``. A column named in ``source.items_columns``
+    must exist (a typo would null every title and be upserted over the good
+    catalog); an unnamed one is read from the same-named column when present."""
+    unknown = sorted(set(columns) - set(ITEM_COLUMNS))
+    if unknown:
+        raise ValueError(
+            f"source.items_columns: unknown target(s) {unknown}; expected some of {list(ITEM_COLUMNS)}"
+        )
+    absent = {t: c for t, c in columns.items() if c and c not in raw_items.columns}
+    if absent:
+        raise ValueError(
+            f"{where}: column(s) {absent} named in source.items_columns are not in the catalog; "
+            f"it has {raw_items.columns}"
+        )
+    cols = {
+        t: columns[t] if t in columns else (t if t in raw_items.columns else None)
+        for t in ITEM_COLUMNS
+    }
+    if not cols["item_id"]:
+        raise ValueError(
+            f"{where}: the catalog has no item id column (set source.items_columns.item_id)"
+        )
+    return raw_items.select(
+        *[(F.col(c) if c else F.lit(None)).cast("string").alias(t) for t, c in cols.items()]
+    )
+
+
+def _read_atomic(spark: SparkSession, path: str) -> DataFrame:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"RecBole atomic file not found: {path}")
+    df = spark.read.option("header", True).option("sep", "\t").option("quote", "\u0000").csv(path)
+    # RecBole headers are "name:type"
+    return with_file_name(df).toDF(*[c.split(":")[0] for c in df.columns], "raw_file")
+
+
+def read_recbole(
+    spark: SparkSession, directory: str, dataset: Optional[str] = None, event_type: str = "rating"
+) -> RawSource:
+    """RecBole atomic files ``<dir>/<name>.inter`` (+ ``.item``): ratings become events
+    with ``value`` = rating and epoch-second timestamps; items get title, genres as
+    category and release year."""
+    if not directory:
+        raise ValueError("source.recbole_dir is not set in the config")
+    name = dataset or os.path.basename(directory.rstrip("/"))
+    inter_path = os.path.join(directory, f"{name}.inter")
+    inter = _read_atomic(spark, inter_path)
+    for c in ("user_id", "item_id", "timestamp"):
+        if c not in inter.columns:
+            raise ValueError(f"{name}.inter has no '{c}' column; it has {inter.columns}")
+    value_col = "rating" if "rating" in inter.columns else None
+    events = inter.select(
+        F.col("user_id").alias("raw_user_id"),
+        F.col("item_id").alias("raw_item_id"),
+        F.lit(event_type).alias("raw_event_type"),
+        F.col("timestamp").alias("raw_event_ts"),
+        (F.col(value_col) if value_col else F.lit(None).cast("string")).alias("raw_value"),
+        F.lit(None).cast("string").alias("raw_quantity"),
+        F.lit(None).cast("string").alias("raw_event_id"),
+        F.col("raw_file"),
+    )
+    items = None
+    item_path = os.path.join(directory, f"{name}.item")
+    if os.path.exists(item_path):
+        it = _read_atomic(spark, item_path)
+        title = next((c for c in ("movie_title", "title", "name") if c in it.columns), None)
+        cat = next(
+            (c for c in ("class", "genre", "categories", "category") if c in it.columns), None
+        )
+        year = next((c for c in ("release_year", "year") if c in it.columns), None)
+        items = it.select(
+            F.col("item_id"),
+            (F.col(title) if title else F.lit(None).cast("string")).alias("title"),
+            (F.col(cat) if cat else F.lit(None).cast("string")).alias("category"),
+            F.lit(None).cast("string").alias("description"),
+            F.lit(None).cast("double").alias("price"),
+            (F.col(year).try_cast("int") if year else F.lit(None).cast("int")).alias("year"),
+        )
+    return RawSource(
+        name, events, "epoch_seconds", None, "UTC", {}, items, (os.path.abspath(inter_path),)
+    )

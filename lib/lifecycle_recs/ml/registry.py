@@ -1,0 +1,264 @@
+"""Optional MLflow tracking and model registry (``mlflow`` conf section).
+
+When ``mlflow`` is importable (Databricks ML runtimes ship mlflow-skinny) and
+``mlflow.enabled``: the train stage logs its parameters, per-epoch metrics and
+held-out metrics to a run tagged with the artifact version, and, with
+``mlflow.registered_model`` set, registers the artifact as a pyfunc model with a
+signature (the artifact directory is the model's files; scoring never unpickles
+anything) and moves ``mlflow.alias`` to it when it is promoted. The evaluate
+stage logs its figures to the same run. With ``mlflow.score_alias`` set, score
+and evaluate use ``models:/<registered_model>@<score_alias>`` instead of the
+night's promotion under ``artifacts``. Without mlflow everything works as
+before. No Spark here."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import math
+import os
+import re
+from typing import Dict, List, Optional
+
+import pandas as pd
+
+from lifecycle_recs.config import Config, MlflowConf
+
+log = logging.getLogger(__name__)
+VERSION_TAG = "lifecycle.artifact_version"
+
+
+def enabled(conf: MlflowConf) -> bool:
+    return bool(conf.enabled) and importlib.util.find_spec("mlflow") is not None
+
+
+def _mlflow(conf: MlflowConf):
+    import mlflow
+
+    if conf.tracking_uri:
+        mlflow.set_tracking_uri(conf.tracking_uri)
+        mlflow.set_registry_uri(conf.registry_uri or conf.tracking_uri)
+    elif conf.registry_uri:
+        mlflow.set_registry_uri(conf.registry_uri)
+    mlflow.set_experiment(conf.experiment)
+    return mlflow
+
+
+def _params(cfg: Config) -> Dict[str, object]:
+    out = {}
+    for section in ("model", "train", "sequences", "lifecycle", "recommend"):
+        for k, v in dataclasses.asdict(getattr(cfg, section)).items():
+            out[f"{section}.{k}"] = v if not isinstance(v, (dict, list, tuple)) else str(v)
+    return out
+
+
+def _numeric(metrics: Dict[str, object]) -> Dict[str, float]:
+    return {
+        metric_name(k): float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+    }
+
+
+def example_input(vocab_items: List[str], max_len: int) -> pd.DataFrame:
+    """One user row in the scorer's input shape (for the model signature)."""
+    items = [x for x in vocab_items if x][: max(1, min(3, max_len))] or ["item"]
+    n = len(items)
+    return pd.DataFrame(
+        [
+            {
+                "user_id": "example",
+                "item_ids": items,
+                "event_types": ["view"] * n,
+                "time_gaps_hours": [0.0] * n,
+                "values": [0.0] * n,
+                "sequence_length": n,
+                "n_events": n,
+                "days_since_last_event": 1.0,
+                "tenure_days": 10.0,
+                "monetary_total": 0.0,
+                "active_days": 1,
+                "stage": "active",
+            }
+        ]
+    )
+
+
+def _python_model():
+    import mlflow
+
+    class LifecycleModel(mlflow.pyfunc.PythonModel):
+        """users (the scorer's input columns) -> scored rows, from the artifact files."""
+
+        def load_context(self, context):
+            from lifecycle_recs.ml.scorer import load_scorer
+
+            self.scorer = load_scorer(context.artifacts["artifact"], "auto")
+
+        def predict(self, context, model_input, params=None):
+            from lifecycle_recs.config import RecommendConf
+            from lifecycle_recs.ml.scorer import score_batch
+
+            return score_batch(model_input, self.scorer, RecommendConf())
+
+    return LifecycleModel()
+
+
+def metric_name(name: str) -> str:
+    """An MLflow-safe metric name: '@' as '_at_', any other character MLflow refuses as '_'."""
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", name.replace("@", "_at_"))
+
+
+def log_training(
+    cfg: Config, art_dir: str, info: Dict, metrics: Dict, promoted: bool, night: str
+) -> Optional[str]:
+    """Log a training run (and register the model); the run id, or None when disabled."""
+    conf = cfg.mlflow
+    if not enabled(conf):
+        return None
+    mlflow = _mlflow(conf)
+    version = os.path.basename(art_dir)
+    with mlflow.start_run(run_name=f"train {version}") as run:
+        mlflow.set_tags(
+            {VERSION_TAG: version, "lifecycle.night": night, "lifecycle.promoted": str(promoted)}
+        )
+        mlflow.log_params(_params(cfg))
+        for rec in info.get("history", []):
+            mlflow.log_metrics(
+                _numeric({k: v for k, v in rec.items() if k != "epoch"}), step=int(rec["epoch"])
+            )
+        mlflow.log_metrics(_numeric({k: v for k, v in metrics.items() if k != "history"}))
+        if conf.registered_model:
+            from mlflow.models import infer_signature
+
+            from lifecycle_recs.config import RecommendConf
+            from lifecycle_recs.ml import artifacts
+            from lifecycle_recs.ml.scorer import load_scorer, score_batch
+
+            art = artifacts.load(art_dir)
+            example = example_input(list(art.vocab.item_id_array()), art.max_len)
+            out = score_batch(example, load_scorer(art_dir, "cpu"), RecommendConf())
+            mi = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=_python_model(),
+                artifacts={"artifact": art_dir},
+                signature=infer_signature(example, out),
+                registered_model_name=conf.registered_model,
+            )
+            if promoted and conf.alias:
+                mlflow.MlflowClient().set_registered_model_alias(
+                    conf.registered_model, conf.alias, mi.registered_model_version
+                )
+            log.info(
+                "mlflow: registered %s version %s%s",
+                conf.registered_model,
+                mi.registered_model_version,
+                f" as @{conf.alias}" if promoted and conf.alias else "",
+            )
+        _remember_run(cfg, version, run.info.run_id)
+        return run.info.run_id
+
+
+def log_reuse(
+    cfg: Config, art_dir: str, info: Dict, metrics: Dict, promoted: bool, night: str
+) -> Optional[str]:
+    """A reused artifact (train found one from the same inputs): its remembered training
+    run, with the alias moved to its registered version when it is promoted again; a
+    new training run when none is remembered (the first run stopped before logging)."""
+    conf = cfg.mlflow
+    if not enabled(conf):
+        return None
+    run_id = remembered_run(cfg, os.path.basename(art_dir))
+    if run_id is None:
+        return log_training(cfg, art_dir, info, metrics, promoted, night)
+    if promoted and conf.registered_model and conf.alias:
+        client = _mlflow(conf).MlflowClient()
+        versions = [
+            v
+            for v in client.search_model_versions(f"run_id = '{run_id}'")
+            if v.name == conf.registered_model
+        ]
+        if versions:
+            client.set_registered_model_alias(
+                conf.registered_model, conf.alias, versions[0].version
+            )
+    return run_id
+
+
+def remembered_run(cfg: Config, version: str) -> Optional[str]:
+    """The latest training run of ``version`` (None when none was logged)."""
+    if not os.path.exists(_run_file(cfg, version)):
+        return None
+    with open(_run_file(cfg, version)) as fh:
+        return fh.read().strip() or None
+
+
+def _run_file(cfg: Config, version: str) -> str:
+    return os.path.join(cfg.artifacts, "_mlflow_runs", version)
+
+
+def _remember_run(cfg: Config, version: str, run_id: str) -> None:
+    """The latest training run of ``version`` (evaluate logs its figures there)."""
+    path = _run_file(cfg, version)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(run_id)
+    os.replace(tmp, path)
+
+
+def log_evaluation(cfg: Config, version: str, rows: List[Dict]) -> Optional[str]:
+    """Log the evaluation figures to the latest training run of ``version`` (a new run if none)."""
+    conf = cfg.mlflow
+    if not enabled(conf):
+        return None
+    mlflow = _mlflow(conf)
+    # the latest run that trained this version (a rerun trains the same version again)
+    run_id = remembered_run(cfg, version)
+    found = [mlflow.get_run(run_id)] if run_id else []
+    figures = _numeric({f"eval.{r['task']}.{r['model']}.{r['metric']}": r["value"] for r in rows})
+    with mlflow.start_run(
+        run_id=found[0].info.run_id if found else None,
+        run_name=None if found else f"evaluate {version}",
+    ) as run:
+        if not found:
+            mlflow.set_tag(VERSION_TAG, version)
+        mlflow.log_metrics(figures)
+        return run.info.run_id
+
+
+def resolve_alias(cfg: Config) -> str:
+    """The artifact directory of ``models:/<registered_model>@<score_alias>``, downloaded
+    under ``<artifacts>/_registry/`` (a path every node can read, like the artifacts)."""
+    conf = cfg.mlflow
+    if not enabled(conf):
+        raise RuntimeError(
+            "mlflow.score_alias is set but mlflow is not installed (or mlflow.enabled is false)"
+        )
+    if not conf.registered_model:
+        raise ValueError("mlflow.score_alias needs mlflow.registered_model")
+    mlflow = _mlflow(conf)
+    mv = mlflow.MlflowClient().get_model_version_by_alias(conf.registered_model, conf.score_alias)
+    dst = os.path.join(cfg.artifacts, "_registry", conf.registered_model, str(mv.version))
+    if not os.path.isdir(dst):
+        os.makedirs(dst, exist_ok=True)
+        mlflow.artifacts.download_artifacts(
+            f"models:/{conf.registered_model}/{mv.version}", dst_path=dst
+        )
+    inner = os.path.join(dst, "artifacts")
+    names = [n for n in os.listdir(inner) if os.path.isfile(os.path.join(inner, n, "model.pt"))]
+    if len(names) != 1:
+        raise FileNotFoundError(
+            f"registered model {conf.registered_model} v{mv.version} has no artifact under {inner}"
+        )
+    return os.path.join(inner, names[0])
+
+
+def artifact_for(cfg: Config, night: str) -> str:
+    """The artifact directory score and evaluate use for ``night``."""
+    from lifecycle_recs.ml import artifacts
+
+    if cfg.mlflow.score_alias:
+        return resolve_alias(cfg)
+    return artifacts.resolve(cfg.artifacts, as_of=night)
