@@ -98,3 +98,10 @@ def test_popularity_metrics_rank_items_by_events_and_split_head_from_tail(spark)
     )
     assert got["two"] == (pytest.approx(0.6), 0.0, 1)
     assert popularity_metrics({}, seqs, catalog, 0.3) == {}
+
+
+def test_spark_recall_at_k_divides_by_every_relevant_item(spark):
+    recs = spark.createDataFrame([("u", 1, "a"), ("u", 2, "b")], "user_id string, rank int, item_id string")
+    truth = spark.createDataFrame([("u", ["a", "b", "c"])], "user_id string, items array<string>")
+    got = set_metrics_spark(recs, truth, 2)
+    assert got["recall@2"] == pytest.approx(2 / 3) and got["ndcg@2"] == pytest.approx(1.0)

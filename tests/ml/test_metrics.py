@@ -58,3 +58,11 @@ def test_regression_and_calibration_and_catalog():
     assert c["coverage"] == 0.3 and c["category_diversity"] == pytest.approx(0.75)
     lc = M.lift_curve(np.array([1, 0, 0, 1]), np.array([0.9, 0.8, 0.1, 0.7]), points=4)
     assert lc[-1] == (1.0, 1.0) and lc[0] == (0.25, 0.5)
+
+
+def test_recall_at_k_divides_by_every_relevant_item_as_recbole_does():
+    """Recall@k = hits / |relevant| (RecBole, RePlay, Microsoft Recommenders), not
+    hits / min(|relevant|, k): two hits of three relevant items in a list of two is 2/3."""
+    got = M.set_metrics([["a", "b"]], [{"a", "b", "c"}], k=2)
+    assert got["recall@2"] == pytest.approx(2 / 3)
+    assert got["ndcg@2"] == pytest.approx(1.0)  # the ideal list of two holds two hits

@@ -140,13 +140,13 @@ def ranking_per_user(recs: DataFrame, truth: DataFrame, k: int) -> DataFrame:
         ).otherwise(0.0),
     )
     hits = F.size(F.filter("r", lambda x: F.array_contains(F.col("items"), x["item_id"])))
-    n_rel = F.least(F.size("items"), F.lit(k))
+    n_ideal = F.least(F.size("items"), F.lit(k))
     idcg = F.aggregate(
-        F.sequence(F.lit(1), n_rel), F.lit(0.0), lambda acc, i: acc + 1.0 / F.log2(i + 1.0)
+        F.sequence(F.lit(1), n_ideal), F.lit(0.0), lambda acc, i: acc + 1.0 / F.log2(i + 1.0)
     )
     return j.select(
         "user_id",
-        (hits / n_rel).alias("recall"),
+        (hits / F.size("items")).alias("recall"),
         (F.aggregate(gains, F.lit(0.0), lambda a, g: a + g) / idcg).alias("ndcg"),
     )
 

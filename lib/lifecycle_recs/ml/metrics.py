@@ -39,8 +39,10 @@ def rank_metrics(ranks: np.ndarray, k: int = 10) -> Dict[str, float]:
 def set_metrics(
     recommended: Sequence[Sequence], truth: Sequence[Iterable], k: int
 ) -> Dict[str, float]:
-    """Recall@k and NDCG@k against a set of relevant items per user (long horizon).
-    Recall divides by min(|relevant|, k). Users with an empty truth set are skipped.
+    """Recall@k and NDCG@k against a set of relevant items per user (long horizon),
+    averaged over users with a non-empty truth set. Recall@k = hits in the top k /
+    |relevant| (as RecBole, RePlay and Microsoft Recommenders define it: a user with more
+    relevant items than k cannot reach 1); NDCG@k's ideal list has min(|relevant|, k) hits.
 
     >>> set_metrics([["a", "b"]], [{"b", "c"}], k=2)["recall@2"]
     0.5
@@ -52,7 +54,7 @@ def set_metrics(
             continue
         top = list(rec)[:k]
         gains = [1.0 if x in rel else 0.0 for x in top]
-        recalls.append(sum(gains) / min(len(rel), k))
+        recalls.append(sum(gains) / len(rel))
         dcg = sum(g / np.log2(i + 2) for i, g in enumerate(gains))
         idcg = sum(1.0 / np.log2(i + 2) for i in range(min(len(rel), k)))
         ndcgs.append(dcg / idcg)
