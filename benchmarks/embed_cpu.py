@@ -37,8 +37,8 @@ def main():
     cat = item_catalog(SyntheticConf(n_items=args.n, seed=5))
     texts = (cat["title"] + ". " + cat["category"] + ". " + cat["description"]).tolist()
     print(
-        f"{len(texts):,} texts, mean {np.mean([len(t) for t in texts]):.0f} chars, {os.cpu_count()} CPUs, "
-        f"torch threads {torch.get_num_threads()}",
+        f"{len(texts):,} texts, mean {np.mean([len(t) for t in texts]):.0f} chars, "
+        f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}",
         flush=True,
     )
 

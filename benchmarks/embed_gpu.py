@@ -148,11 +148,12 @@ def main():
         fwd_s = time.perf_counter() - t
     mean_tokens = float(np.mean([m.sum(1).mean() for _, m in toks]))
     print(
-        f"tokenization alone, one process (Rust encode_batch + numpy pad): {len(texts) / tok_s:,.0f} texts/s"
+        "tokenization alone, one process (Rust encode_batch + numpy pad): "
+        f"{len(texts) / tok_s:,.0f} texts/s"
     )
     print(
-        f"fp16 forward + pooling alone on pre-tokenized length-sorted batches: {len(texts) / fwd_s:,.0f} texts/s "
-        f"(mean {mean_tokens:.1f} tokens/text)"
+        "fp16 forward + pooling alone on pre-tokenized length-sorted batches: "
+        f"{len(texts) / fwd_s:,.0f} texts/s (mean {mean_tokens:.1f} tokens/text)"
     )
 
     if args.reference:
@@ -160,11 +161,12 @@ def main():
         got = TextEncoder(args.model, device="cuda", batch_size=bs).encode(texts[: len(ref)])
         cos = (got * ref).sum(1)
         print(
-            f"fp16 GPU vs fp32 CPU reference on {len(ref)} texts: max abs diff {np.abs(got - ref).max():.2e}, "
-            f"min cosine {cos.min():.6f}"
+            f"fp16 GPU vs fp32 CPU reference on {len(ref)} texts: max abs diff "
+            f"{np.abs(got - ref).max():.2e}, min cosine {cos.min():.6f}"
         )
     print(
-        f"RESULT texts_per_s={best[0]:.0f} gpu={gpu.replace(' ', '_')} batch={bs} tokenizer_procs={w}"
+        f"RESULT texts_per_s={best[0]:.0f} gpu={gpu.replace(' ', '_')} batch={bs} "
+        f"tokenizer_procs={w}"
     )
 
 

@@ -138,11 +138,13 @@ def main() -> None:
                 assert r["examples"] == n, r
                 results.setdefault((n, method), []).append(r)
                 print(
-                    f"  run {run} {method:<8} {n / r['seconds']:>10,.0f} examples/s  peak RSS {r['rss_mib']:,.0f} MiB",
+                    f"  run {run} {method:<8} {n / r['seconds']:>10,.0f} examples/s  peak RSS "
+                    f"{r['rss_mib']:,.0f} MiB",
                     flush=True,
                 )
     print(
-        "\n| examples | stream examples/s | pyarrow examples/s | stream / pyarrow time | stream peak RSS (MiB) |"
+        "\n| examples | stream examples/s | pyarrow examples/s | stream / pyarrow time | stream "
+        "peak RSS (MiB) |"
     )
     print("|---|---|---|---|---|")
     summary = {}
@@ -155,14 +157,17 @@ def main() -> None:
             "rss": median_spread([x["rss_mib"] for x in s])[0],
         }
         print(
-            f"| {n:,} | {summary[n]['eps']:,.0f} ({min(n / x['seconds'] for x in s):,.0f}-"
-            f"{max(n / x['seconds'] for x in s):,.0f}) | {median_spread([n / y['seconds'] for y in a])[0]:,.0f} | "
-            f"{summary[n]['ratio']:.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | {summary[n]['rss']:,.0f} "
+            f"| {n:,} | {summary[n]['eps']:,.0f} "
+            f"({min(n / x['seconds'] for x in s):,.0f}-{max(n / x['seconds'] for x in s):,.0f}) | "
+            f"{median_spread([n / y['seconds'] for y in a])[0]:,.0f} | {summary[n]['ratio']:.2f} "
+            f"({min(ratios):.2f}-{max(ratios):.2f}) | {summary[n]['rss']:,.0f} "
             f"({min(x['rss_mib'] for x in s):,.0f}-{max(x['rss_mib'] for x in s):,.0f}) |"
         )
     lo, hi = min(args.sizes), max(args.sizes)
     print(
-        f"RESULT rss_growth_{hi // 1_000_000 or hi}M_over_{lo // 1000}k={summary[hi]['rss'] / summary[lo]['rss']:.3f} "
+        "RESULT "
+        f"rss_growth_{hi // 1_000_000 or hi}M_over_{lo // 1000}k="
+        f"{summary[hi]['rss'] / summary[lo]['rss']:.3f} "
         f"stream_over_pyarrow={summary[hi]['ratio']:.3f} examples_per_s={summary[hi]['eps']:.0f}"
     )
 

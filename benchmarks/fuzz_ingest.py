@@ -1,4 +1,4 @@
-"""The longer profile of the ingest fuzz (tests/stages/test_ingest_fuzz.py):
+"""The longer profile of the ingest fuzz (tests/system/test_ingest_fuzz.py):
 ``python benchmarks/fuzz_ingest.py --examples 50`` runs that property with more
 examples (each 1-3 batches through real Spark and Delta, checked against the
 pure-Python oracle) and prints how many ran and how long they took."""
@@ -9,10 +9,8 @@ import argparse
 import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import ROOT, result, seconds
 
 
 def main() -> int:
@@ -20,21 +18,26 @@ def main() -> int:
     ap.add_argument("--examples", type=int, default=50)
     args = ap.parse_args()
     env = dict(os.environ, FUZZ_EXAMPLES=str(args.examples))
-    t0 = time.perf_counter()
-    rc = subprocess.call(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/stages/test_ingest_fuzz.py",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    print(f"fuzz_ingest: examples={args.examples} rc={rc} seconds={time.perf_counter() - t0:.0f}")
+    rc = 0
+
+    def run():
+        nonlocal rc
+        rc = subprocess.call(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "tests/system/test_ingest_fuzz.py",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+
+    secs = seconds(run)
+    print(result(examples=args.examples, rc=rc, seconds=round(secs)))
     return rc
 
 

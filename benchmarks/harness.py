@@ -122,8 +122,9 @@ def result_lines(rows, prefix: str):
         ours = by.get(("ours", r["task"], r["metric"]))
         yield (
             f"RESULT {prefix} task={r['task']} metric={r['metric']} comparison={r['model']} "
-            f"n={r['n_users']} ours={ours['value']:.4f} baseline={base['value']:.4f} diff={r['value']:.4f} "
-            f"low={_f(r['ci_low'])} high={_f(r['ci_high'])} verdict={r['verdict'].replace(' ', '_')}"
+            f"n={r['n_users']} ours={ours['value']:.4f} baseline={base['value']:.4f} "
+            f"diff={r['value']:.4f} low={_f(r['ci_low'])} high={_f(r['ci_high'])} "
+            f"verdict={r['verdict'].replace(' ', '_')}"
         )
 
 

@@ -110,7 +110,8 @@ def main():
     n = len(users)
     idx = rng.integers(0, n, (args.bootstrap, n))
     print(
-        f"{args.dataset}: D={d}, {n} users with landed interests, {len(cats)} categories, top {n_top}"
+        f"{args.dataset}: D={d}, {n} users with landed interests, {len(cats)} categories, top "
+        f"{n_top}"
     )
     print("| metric | ours | baseline | baseline value | ours - baseline [95%] |")
     print("|---|---|---|---|---|")
@@ -122,11 +123,13 @@ def main():
             diff = ours - b
             lo, hi = np.quantile(diff[idx].mean(1), [0.025, 0.975])
             print(
-                f"| {metric} | {ours.mean():.4f} | {base} | {b.mean():.4f} | {diff.mean():+.4f} [{lo:+.4f}, {hi:+.4f}] |"
+                f"| {metric} | {ours.mean():.4f} | {base} | {b.mean():.4f} | {diff.mean():+.4f} "
+                f"[{lo:+.4f}, {hi:+.4f}] |"
             )
             lines.append(
                 f"RESULT dataset={args.dataset} metric={metric} ours={ours.mean():.4f} "
-                f"baseline={base}:{b.mean():.4f} diff={diff.mean():.4f} low={lo:.4f} high={hi:.4f} n={n}"
+                f"baseline={base}:{b.mean():.4f} diff={diff.mean():.4f} low={lo:.4f} high={hi:.4f} "
+                f"n={n}"
             )
     print("\n".join(lines))
 

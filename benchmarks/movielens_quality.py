@@ -186,8 +186,8 @@ def main():
         ru = rank_targets(model, test_t, dev, exclude_seen=True)
         results[seed] = (rank_metrics(r, 10), rank_metrics(ru, 10))
         print(
-            f"seed {seed}: {results[seed][0]}  unseen: {results[seed][1]}  epochs {info['epochs_run']} "
-            f"({time.perf_counter() - t:.0f}s)",
+            f"seed {seed}: {results[seed][0]}  unseen: {results[seed][1]}  epochs "
+            f"{info['epochs_run']} ({time.perf_counter() - t:.0f}s)",
             flush=True,
         )
     ours = {
@@ -197,7 +197,8 @@ def main():
         k: float(np.mean([v[1][k] for v in results.values()])) for k in results[args.seeds[0]][1]
     }
 
-    # baselines on the same split, from the same ordering: training part = all but each user's last 2 events
+    # baselines on the same split, from the same ordering: training part = all but each user's last
+    # 2 events
     steps = full.select(
         "user_id", F.posexplode("item_ids").alias("pos", "item_id"), "sequence_length"
     )
@@ -246,30 +247,34 @@ def main():
 
     print("\n| model | Hit@10 | NDCG@10 | MRR@10 |\n|---|---|---|---|")
     print(
-        f"| ours ({args.encoder}, mean of {len(args.seeds)} seeds) | {ours['hit@10']:.4f} | {ours['ndcg@10']:.4f} | "
-        f"{ours['mrr@10']:.4f} |"
+        f"| ours ({args.encoder}, mean of {len(args.seeds)} seeds) | {ours['hit@10']:.4f} | "
+        f"{ours['ndcg@10']:.4f} | {ours['mrr@10']:.4f} |"
     )
     print(
-        f"| ours, seen items removed | {ours_unseen['hit@10']:.4f} | {ours_unseen['ndcg@10']:.4f} | "
-        f"{ours_unseen['mrr@10']:.4f} |"
+        f"| ours, seen items removed | {ours_unseen['hit@10']:.4f} | {ours_unseen['ndcg@10']:.4f} "
+        f"| {ours_unseen['mrr@10']:.4f} |"
     )
     print(
-        f"| most popular (this run) | {popular['hit@10']:.4f} | {popular['ndcg@10']:.4f} | {popular['mrr@10']:.4f} |"
+        f"| most popular (this run) | {popular['hit@10']:.4f} | {popular['ndcg@10']:.4f} | "
+        f"{popular['mrr@10']:.4f} |"
     )
     print(
-        f"| Spark ALS implicit (this run) | {als['hit@10']:.4f} | {als['ndcg@10']:.4f} | {als['mrr@10']:.4f} |"
+        f"| Spark ALS implicit (this run) | {als['hit@10']:.4f} | {als['ndcg@10']:.4f} | "
+        f"{als['mrr@10']:.4f} |"
     )
     for k, (h, n, m) in RECBOLE.items():
         print(f"| {k} | {h:.4f} | {n:.4f} | {m:.4f} |")
     ch = {r["model"] + ":" + r["metric"]: r["value"] for r in churn_rows}
     print(
-        f"\nchurn within 30d at 1998-03-01: ours AUC {ch['ours:roc_auc']:.4f} PR-AUC {ch['ours:pr_auc']:.4f} "
-        f"Brier {ch['ours:brier']:.4f}; recency AUC {ch['recency:roc_auc']:.4f} PR-AUC {ch['recency:pr_auc']:.4f}"
+        f"\nchurn within 30d at 1998-03-01: ours AUC {ch['ours:roc_auc']:.4f} PR-AUC "
+        f"{ch['ours:pr_auc']:.4f} Brier {ch['ours:brier']:.4f}; recency AUC "
+        f"{ch['recency:roc_auc']:.4f} PR-AUC {ch['recency:pr_auc']:.4f}"
     )
     print(f"report: {report}")
     print(
-        f"RESULT hit10={ours['hit@10']:.4f} ndcg10={ours['ndcg@10']:.4f} mrr10={ours['mrr@10']:.4f} "
-        f"churn_auc={ch['ours:roc_auc']:.4f} recency_auc={ch['recency:roc_auc']:.4f}"
+        f"RESULT hit10={ours['hit@10']:.4f} ndcg10={ours['ndcg@10']:.4f} "
+        f"mrr10={ours['mrr@10']:.4f} churn_auc={ch['ours:roc_auc']:.4f} "
+        f"recency_auc={ch['recency:roc_auc']:.4f}"
     )
 
 

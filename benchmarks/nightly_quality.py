@@ -1,10 +1,10 @@
 """Quality through the nightly pipeline itself, one dataset per run:
 
-    python benchmarks/nightly_quality.py --dataset demo        # conf/local.yaml's synthetic log
-    python benchmarks/nightly_quality.py --dataset synthetic   # a larger synthetic log (--users 6000)
-    python benchmarks/nightly_quality.py --dataset movielens   # conf/movielens.yaml (../shared/datasets)
-    python benchmarks/nightly_quality.py --dataset orders      # a generated order-level log (--users 4000)
-    python benchmarks/nightly_quality.py --dataset demo --set model.use_text=false   # any conf key, as jobs/nightly.py
+    python benchmarks/nightly_quality.py --dataset demo        # conf/local.yaml's log
+    python benchmarks/nightly_quality.py --dataset synthetic   # larger (--users 6000)
+    python benchmarks/nightly_quality.py --dataset movielens   # conf/movielens.yaml
+    python benchmarks/nightly_quality.py --dataset orders      # an order log (--users 4000)
+    python benchmarks/nightly_quality.py --dataset demo --set model.use_text=false  # any key
 
 Each run starts from an empty work directory, warms up (trains the model of
 night T = D - H on T - H, as ``jobs/nightly.py --warm-up`` does), runs every
@@ -12,7 +12,8 @@ stage of the conf for D, then prints the evaluate stage's quality table for T
 (ours vs every baseline on the same users, n and 95% bootstrap intervals, and
 each paired difference with its verdict) and one line per comparison:
 
-RESULT dataset=<d> task=<t> metric=<m> comparison=<ours-vs-x> n=<n> ours=<a> baseline=<b> diff=<d> low=<l> high=<h> verdict=<v>
+RESULT dataset=<d> task=<t> metric=<m> comparison=<ours-vs-x> n=<n> ours=<a> baseline=<b>
+       diff=<d> low=<l> high=<h> verdict=<v>   (one line)
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def main():
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a conf key, as jobs/nightly.py --set (repeatable; after the dataset's own keys)",
+        help="override a conf key, as jobs/nightly.py --set (repeatable; after the dataset's own "
+        "keys)",
     )
     args = p.parse_args()
     users = args.users or {"synthetic": 6000, "orders": 4000}.get(args.dataset, 0)
@@ -77,8 +79,8 @@ def main():
     ev = next(r.info for r in run.results if r.stage == "evaluate")
     sets = "".join(f" --set {x}" for x in args.set)
     print(
-        f"\n{args.dataset}{sets}: D={d}, T={t}, model {ev['model']}, users: {ev['protocol']} ({ev['evaluated_users']}), "
-        f"{time.perf_counter() - t0:.0f}s"
+        f"\n{args.dataset}{sets}: D={d}, T={t}, model {ev['model']}, users: {ev['protocol']} "
+        f"({ev['evaluated_users']}), {time.perf_counter() - t0:.0f}s"
     )
     print("\n".join(quality_table(rows)))
     print(stack_summary(cfg.artifacts, ev["model"]))
@@ -102,8 +104,8 @@ def stack_summary(root: str, version: str) -> str:
             for k, v in p["out_of_fold"].items()
         )
         parts.append(
-            f"{name} {'applied' if p.get('kept', True) else 'not applied'} (blend users {p['blend_users']}; "
-            f"out of fold: {oof})"
+            f"{name} {'applied' if p.get('kept', True) else 'not applied'} (blend users "
+            f"{p['blend_users']}; out of fold: {oof})"
         )
     return "\nstack: " + "; ".join(parts)
 

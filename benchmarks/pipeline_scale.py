@@ -277,15 +277,17 @@ def main() -> None:
         )
 
     print(
-        "\n| events in | pipeline s | ingest s | sequences s | lifecycle s | naive Spark s | pandas seq+RFM s | "
-        "µs/event | pipeline/naive | seq Spark/pandas | driver py RSS MB | pandas RSS MB |"
+        "\n| events in | pipeline s | ingest s | sequences s | lifecycle s | naive Spark s | "
+        "pandas seq+RFM s | µs/event | pipeline/naive | seq Spark/pandas | driver py RSS MB | "
+        "pandas RSS MB |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for m, r in rows.items():
         print(
-            f"| {r['events_in']:,} | {r['pipeline_s']:.1f} | {r['ingest_s']:.1f} | {r['sequences_s']:.1f} | "
-            f"{r['lifecycle_s']:.1f} | {r['naive_s']:.1f} | {r['pandas_seq_s']:.1f} | {r['us_per_event']:.2f} | "
-            f"{r['pipeline_over_naive']:.2f} | {r['spark_seq_over_pandas']:.2f} | {r['driver_peak_rss_mb']:.0f} | "
+            f"| {r['events_in']:,} | {r['pipeline_s']:.1f} | {r['ingest_s']:.1f} | "
+            f"{r['sequences_s']:.1f} | {r['lifecycle_s']:.1f} | {r['naive_s']:.1f} | "
+            f"{r['pandas_seq_s']:.1f} | {r['us_per_event']:.2f} | {r['pipeline_over_naive']:.2f} | "
+            f"{r['spark_seq_over_pandas']:.2f} | {r['driver_peak_rss_mb']:.0f} | "
             f"{r['pandas_peak_rss_mb']:.0f} |"
         )
     big, small = rows[max(rows)], rows[min(rows)]

@@ -1,13 +1,13 @@
-"""The README's current quality tables, rendered from the committed runs of
+"""The current quality tables of ``docs/quality.md``, rendered from the committed runs of
 ``nightly_quality.py`` (``benchmarks/results/quality_<d>.out``): one table per dataset
 with every ours-vs-baseline ``RESULT`` line (n, both figures, the paired 95% interval of
 the difference, the verdict), and a count of the verdicts.
 
     python benchmarks/quality_tables.py            # prints the section
-    python benchmarks/quality_tables.py --write    # replaces it in README.md
+    python benchmarks/quality_tables.py --write    # replaces it in docs/quality.md
 
-The README holds it between ``<!-- QUALITY:BEGIN -->`` and ``<!-- QUALITY:END -->``;
-``tests/test_quality_tables.py`` fails when the two differ, so a new run is quoted as it
+``docs/quality.md`` holds it between ``<!-- QUALITY:BEGIN -->`` and ``<!-- QUALITY:END -->``;
+``tests/test_quality_docs.py`` fails when the two differ, so a new run is quoted as it
 is, or not at all.
 
 RESULT datasets=<n> comparisons=<n> ours_better=<n> inconclusive=<n> baseline_better=<n>
@@ -24,6 +24,7 @@ from typing import Dict, List
 from harness import ROOT
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
+DOC = os.path.join(ROOT, "docs", "quality.md")
 DATASETS = (
     ("demo", "Demo (conf/local.yaml's 1,500-user log)"),
     ("synthetic", "Larger synthetic log (6,000 users)"),
@@ -65,8 +66,8 @@ def table(rows: List[Dict]) -> str:
             for k in ("ours", "baseline", "diff", "low", "high")
         }
         out.append(
-            f"| {r['task']} | {r['metric']} | {r['comparison'].replace('ours-vs-', 'vs ')} | {r['n']} | "
-            f"{f['ours']} | {f['baseline']} | {f['diff']} [{f['low']}, {f['high']}] | "
+            f"| {r['task']} | {r['metric']} | {r['comparison'].replace('ours-vs-', 'vs ')} | "
+            f"{r['n']} | {f['ours']} | {f['baseline']} | {f['diff']} [{f['low']}, {f['high']}] | "
             f"{VERDICT.get(r['verdict'], r['verdict'])} |"
         )
     return "\n".join(out)
@@ -79,32 +80,32 @@ def section(results: str = RESULTS) -> str:
         count = Counter(r["verdict"] for r in run["rows"])
         total.update(count)
         parts.append(
-            f"**{title}** (`benchmarks/results/quality_{name}.out`; {run['header']})\n\n"
-            f"`{run['run']}`\n\n{table(run['rows'])}\n\n"
-            f"{len(run['rows'])} comparisons: {count['ours_better']} ours better, "
-            f"{count['inconclusive']} inconclusive, {count['baseline_better']} baseline better."
+            f"**{title}** (`benchmarks/results/quality_{name}.out`; "
+            f"{run['header']})\n\n`{run['run']}`\n\n{table(run['rows'])}\n\n{len(run['rows'])} "
+            f"comparisons: {count['ours_better']} ours better, {count['inconclusive']} "
+            f"inconclusive, {count['baseline_better']} baseline better."
         )
     parts.append(
         f"All four: {sum(total.values())} comparisons, {total['ours_better']} ours better, "
         f"{total['inconclusive']} inconclusive, {total['baseline_better']} baseline better "
-        "(strategy rows included: a strategy that loses is turned off by the strategy gate, "
-        'under "Recommendations").'
+        "(strategy rows included: a strategy that loses is turned off by the strategy gate, under "
+        "Recommendations in docs/stages.md)."
     )
     return "\n\n".join(parts)
 
 
-def readme_section(readme: str) -> str:
-    a, b = readme.index(BEGIN) + len(BEGIN), readme.index(END)
-    return readme[a:b].strip()
+def doc_section(doc: str) -> str:
+    a, b = doc.index(BEGIN) + len(BEGIN), doc.index(END)
+    return doc[a:b].strip()
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--write", action="store_true", help="replace the section in README.md")
+    p.add_argument("--write", action="store_true", help="replace the section in docs/quality.md")
     args = p.parse_args()
     text = section()
     if args.write:
-        path = os.path.join(ROOT, "README.md")
+        path = DOC
         with open(path) as f:
             readme = f.read()
         a, b = readme.index(BEGIN) + len(BEGIN), readme.index(END)

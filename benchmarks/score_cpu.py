@@ -88,14 +88,15 @@ def main():
         plain.append(plain_loop())
         udf.append(udf_run())
         print(
-            f"run {r + 1}: plain torch loop {len(users) / plain[-1]:,.0f} users/s ({plain[-1]:.1f}s), "
-            f"Spark scoring UDF {len(users) / udf[-1]:,.0f} users/s ({udf[-1]:.1f}s)",
+            f"run {r + 1}: plain torch loop {len(users) / plain[-1]:,.0f} users/s "
+            f"({plain[-1]:.1f}s), Spark scoring UDF {len(users) / udf[-1]:,.0f} users/s "
+            f"({udf[-1]:.1f}s)",
             flush=True,
         )
     ratios = [p / u for p, u in zip(plain, udf)]
     print(
-        f"Spark start {start_s:.1f}s (excluded); median plain {len(users) / np.median(plain):,.0f} users/s, "
-        f"median UDF {len(users) / np.median(udf):,.0f} users/s"
+        f"Spark start {start_s:.1f}s (excluded); median plain {len(users) / np.median(plain):,.0f} "
+        f"users/s, median UDF {len(users) / np.median(udf):,.0f} users/s"
     )
     if args.breakdown:
         udf_breakdown(spark, sdf, art, conf, args.batch, os.path.join(work, "steps"), len(users))

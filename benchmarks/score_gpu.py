@@ -7,7 +7,7 @@
 (c) the whole scoring path of the UDF without Spark (``score_stream`` over Arrow
     record batches: decode, encode, model, strategies, interest pooling, category
     cap, both explanations, Arrow output; the next batch's host side prepared in
-    a thread), users with 50 steps, 20,000 items, top-10: the issue-14 target is
+    a thread), users with 50 steps, 20,000 items, top-10: the target is
     >= 300,000 users/s on one H100. ``benchmarks/score_steps.py --device cuda``
     shows where its time goes.
 Untrained weights of the real shapes. ``--device cpu --users 20000`` runs it on
@@ -109,8 +109,8 @@ def main():
 
     s_stream = timed(stream, reps=3)
     print(
-        f"(c) score_stream end to end (Arrow in/out, 50 steps, 20,000 items, top-10, strategies, category cap, "
-        f"explanations): {len(part) / s_stream:,.0f} users/s",
+        "(c) score_stream end to end (Arrow in/out, 50 steps, 20,000 items, top-10, strategies, "
+        f"category cap, explanations): {len(part) / s_stream:,.0f} users/s",
         flush=True,
     )
     print(

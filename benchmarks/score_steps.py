@@ -1,7 +1,8 @@
 """Where scoring time goes, per step, for ``score_arrow`` alone (no Spark) and for
 the plain torch loop, over the same users and artifact, on the CPU or a GPU:
 
-    python benchmarks/score_steps.py [--device cpu|cuda] [--users 100000] [--items 20000] [--batch 4096]
+    python benchmarks/score_steps.py [--device cpu|cuda] [--users 100000] [--items 20000] \\
+        [--batch 4096]
 
 Steps of the product path (``ml.scorer.Steps``; the device is synchronised at each
 step boundary, so each step's time is its own): decode (Arrow -> flat numpy),
@@ -108,8 +109,8 @@ def main():
             print(f"| {step} | {s:.3f} | {s / med:.1%} | {args.users / s:,.0f} |")
         per = args.users / totals
         print(
-            f"RESULT path={name} device={dev.type} users_per_s={np.median(per):.0f} low={per.min():.0f} "
-            f"high={per.max():.0f} "
+            f"RESULT path={name} device={dev.type} users_per_s={np.median(per):.0f} "
+            f"low={per.min():.0f} high={per.max():.0f} "
             + " ".join(f"{k.replace('/', '_')}={v:.3f}" for k, v in shares.items())
         )
 

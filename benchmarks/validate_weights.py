@@ -1,8 +1,10 @@
 """Choose a conf weight on the validation period, never on the reported one.
 
     python benchmarks/validate_weights.py --dataset synthetic \\
-        --sweep recommend.new_user_model_weight=0.5,0.7 --sweep recommend.new_user_popularity_weight=0.3
-    python benchmarks/validate_weights.py --dataset demo --sweep recommend.at_risk_value_weight=0,0.3,1
+        --sweep recommend.new_user_model_weight=0.5,0.7 \\
+        --sweep recommend.new_user_popularity_weight=0.3
+    python benchmarks/validate_weights.py --dataset demo \\
+        --sweep recommend.at_risk_value_weight=0,0.3,1
     python benchmarks/validate_weights.py --dataset synthetic \
         --try "recommend.new_user_model_weight=0.3 recommend.new_user_content_weight=0.4"
 
@@ -14,7 +16,8 @@ warm-up model of T', the data stages and text vectors of D'), then runs the eval
 stage once per setting (the conf's own values first, then each ``--try``, then the grid
 of every ``--sweep`` key's values) on that lake, and prints every ours-vs-baseline row of each:
 
-RESULT dataset=<d> setting=<k=v,...> task=<t> metric=<m> comparison=<c> n=<n> ours=<a> baseline=<b> diff=<d> low=<l> high=<h> verdict=<v>
+RESULT dataset=<d> setting=<k=v,...> task=<t> metric=<m> comparison=<c> n=<n> ours=<a>
+       baseline=<b> diff=<d> low=<l> high=<h> verdict=<v>   (one line)
 
 Only keys that the evaluate stage reads without retraining make sense here
 (``recommend.*``; a ``model.*`` or ``train.*`` key needs a retrain: pass it with
@@ -131,8 +134,8 @@ def main():
     run_nightly(spark, cfg, d_val, stages, training_snapshot=True)  # T' with its labels
     t_val = add_days(d_val, -H)
     print(
-        f"\n{args.dataset}: reported D={d}; validation D'={d_val}, T'={t_val}, labels ({t_val}, {d_val}]; "
-        f"lake built in {time.perf_counter() - t0:.0f}s"
+        f"\n{args.dataset}: reported D={d}; validation D'={d_val}, T'={t_val}, labels ({t_val}, "
+        f"{d_val}]; lake built in {time.perf_counter() - t0:.0f}s"
     )
     for label, sets in grid:
         t1 = time.perf_counter()

@@ -1,5 +1,6 @@
-"""One session-scoped Spark (with Delta) for the whole suite: 2 cores, few
-shuffle partitions, UI off, two task retries allowed (local[2,3]: fault-injection tests fail a task once)."""
+"""One session-scoped Spark (with Delta) for the whole suite: 2 cores, few shuffle
+partitions, UI off, two task retries allowed (local[2,3]: fault-injection tests fail a
+task once)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,15 @@ import pytest
 
 from lifecycle_recs.config import SparkSettings, config_from_dict, merge_dicts
 from tests.helpers import ROOT
+
+SYSTEM = ROOT / "tests" / "system"
+
+
+def pytest_collection_modifyitems(items):
+    """Everything under tests/system/ is a system test (``make check`` leaves them out)."""
+    for item in items:
+        if SYSTEM in item.path.parents:
+            item.add_marker(pytest.mark.system)
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +103,8 @@ def reference(spark, tmp_path_factory):
 
     before = tables.versions(spark, cfg, tables.TABLE_NAMES)  # every table it has, at its version
     yield Reference(conf, cfg, d, REFERENCE_STAGES)
-    # the tests that share it only read it: a commit to it (or a new table) would make later comparisons moot
+    # the tests that share it only read it: a commit to it (or a new table) would make later
+    # comparisons moot
     assert tables.versions(spark, cfg, tables.TABLE_NAMES) == before, (
         "a test wrote to the shared reference lake"
     )

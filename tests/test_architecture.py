@@ -113,11 +113,10 @@ def test_imports_only_go_down_the_floors():
 def test_the_spark_free_floors_never_import_pyspark():
     for floor in SPARK_FREE:
         code = (
-            "import sys; sys.modules['pyspark'] = None\n"
-            f"import importlib, pkgutil, lifecycle_recs.{floor} as pkg\n"
-            "for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'): importlib.import_module(m.name)\n"
-            "assert not [k for k in sys.modules if k.startswith('pyspark') and sys.modules[k] is not None]\n"
-            "print('ok')"
+            "import sys; sys.modules['pyspark'] = None\nimport importlib, pkgutil, "
+            f"lifecycle_recs.{floor} as pkg\nfor m in pkgutil.walk_packages(pkg.__path__, "
+            "pkg.__name__ + '.'): importlib.import_module(m.name)\nassert not [k for k in "
+            "sys.modules if k.startswith('pyspark') and sys.modules[k] is not None]\nprint('ok')"
         )
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
         assert r.returncode == 0 and r.stdout.strip() == "ok", (floor, r.stderr)

@@ -1,15 +1,16 @@
-"""Table contracts: README documents exactly the schemas defined in lifecycle_recs.schemas."""
+"""Table contracts: docs/tables.md documents exactly the schemas defined in
+lifecycle_recs.schemas."""
 
 from lifecycle_recs import schemas
 from tests.helpers import ROOT
 
 
-def test_readme_schema_section_matches_the_specs():
-    text = (ROOT / "README.md").read_text()
-    a = text.index("<!-- SCHEMAS:BEGIN -->") + len("<!-- SCHEMAS:BEGIN -->")
-    b = text.index("<!-- SCHEMAS:END -->")
+def test_the_table_contracts_page_matches_the_specs():
+    text = (ROOT / "docs" / "tables.md").read_text()
+    a = text.index(schemas.BEGIN) + len(schemas.BEGIN)
+    b = text.index(schemas.END)
     assert text[a:b].strip() == schemas.markdown().strip(), (
-        "README schemas are stale: regenerate with python -m lifecycle_recs.schemas"
+        "docs/tables.md is stale: regenerate with python -m lifecycle_recs.schemas --write"
     )
 
 

@@ -161,13 +161,15 @@ class ModelConf:
     )
     sampled_softmax_threshold: int = 50000
     n_negatives: int = 2048
-    # churn/value stacked with the RFM/BTYD features and BG/NBD x Gamma-Gamma's expected spend (ml/stacking.py),
-    # each part kept only where it beats the model out of fold on its blend users (README "Quality": it turned
-    # MovieLens churn vs BG/NBD and the demo's value RMSE vs "same as last H" into wins; elsewhere not kept)
+    # churn/value stacked with the RFM/BTYD features and BG/NBD x Gamma-Gamma's expected spend
+    # (ml/stacking.py), each part kept only where it beats the model out of fold on its blend users
+    # (docs/quality.md: it turned MovieLens churn vs BG/NBD and the demo's value RMSE vs "same as
+    # last H" into wins; elsewhere not kept)
     stacking: bool = True
-    # churn of users silent longer than lifecycle.churn_days from their silence and activity rate (ml/lapsed.py),
-    # fitted on the lapsed users of the training snapshot and of the lapsed_periods - 1 periods of H days before
-    # it (lapsed_history.py), applied only where the silence slope's z >= 2; the model's churn for everyone else
+    # churn of users silent longer than lifecycle.churn_days from their silence and activity rate
+    # (ml/lapsed.py), fitted on the lapsed users of the training snapshot and of the lapsed_periods
+    # - 1 periods of H days before it (adapters/lapsed.py), applied only where the silence slope's z
+    # >= 2; the model's churn for everyone else
     lapsed_churn: bool = True
     lapsed_periods: int = 6
 
@@ -199,8 +201,8 @@ class TrainConf:
     validation_fraction: float = 0.1
     max_steps_per_epoch: Optional[int] = None
     device: str = "auto"
-    # the training feed: "parquet" (Spark writes examples once, torch streams them) or
-    # "petastorm" (optional, environments with pyarrow < 15 only: see the README)
+    # the training feed: "parquet" (Spark writes examples once, torch streams them) or "petastorm"
+    # (optional, environments with pyarrow < 15 only: see docs/running-elsewhere.md)
     feeder: str = "parquet"
     feed_dir: Optional[str] = None  # where the examples are written; default <artifacts>/_feed
     loader_workers: int = 0  # DataLoader worker processes reading the feed
@@ -322,7 +324,8 @@ def _build(cls, data: Optional[Dict[str, Any]], where: str):
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ValueError(
-            f"unknown key(s) {unknown} in config section '{where or '<top>'}'; expected some of {sorted(known)}"
+            f"unknown key(s) {unknown} in config section '{where or '<top>'}'; expected some of "
+            f"{sorted(known)}"
         )
     kwargs = {}
     for name, value in data.items():
@@ -409,7 +412,8 @@ def load_config(path: str, overrides: Optional[Dict[str, Any]] = None) -> Config
 
 
 def config_from_dict(data: Dict[str, Any], base: str = ".") -> Config:
-    """Build a config from a dict (tests, notebooks, benchmarks); relative paths resolve against ``base``."""
+    """Build a config from a dict (tests, notebooks, benchmarks); relative paths resolve against
+    ``base``."""
     cfg = _build(Config, data, "")
     cross_checks(cfg)
     return _resolve(cfg, Path(base).resolve())

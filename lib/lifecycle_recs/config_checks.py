@@ -86,7 +86,8 @@ def cross_checks(cfg: Any) -> None:  # a config.Config
         if src.columns.get("event_type"):
             raise ValueError(
                 f"source.event_type ({src.event_type!r}) and source.columns.event_type "
-                f"({src.columns['event_type']!r}) are both set: a constant type or a column, not both"
+                f"({src.columns['event_type']!r}) are both set: a constant type or a column, not "
+                "both"
             )
         if src.event_type not in v.event_types:
             raise ValueError(
@@ -101,12 +102,14 @@ def cross_checks(cfg: Any) -> None:  # a config.Config
         )
     if cfg.table_schema is not None and not is_table_name(cfg.table_schema + ".t"):
         raise ValueError(
-            f"config key 'table_schema' must be 'catalog.schema' or 'schema', got {cfg.table_schema!r}"
+            "config key 'table_schema' must be 'catalog.schema' or 'schema', got "
+            f"{cfg.table_schema!r}"
         )
     share = cfg.recommend.keep_seen_repeat_share
     if share is not None and not 0 <= share <= 1:
         raise ValueError(
-            f"config key 'recommend.keep_seen_repeat_share' must be in [0, 1] or null, got {share!r}"
+            "config key 'recommend.keep_seen_repeat_share' must be in [0, 1] or null, got "
+            f"{share!r}"
         )
     for key in FRACTIONS:
         section, name = key.split(".")

@@ -1,9 +1,9 @@
 """The one place that defines every table's schema, partitioning and constraints.
 
 Each :class:`TableSpec` is the contract downstream consumers read against: the
-README's schema section is generated from the ``doc`` strings here
-(``python -m lifecycle_recs.schemas``), and a test checks written tables
-against these specs.
+table contracts page (``docs/tables.md``) is generated from the ``doc`` strings here
+(``python -m lifecycle_recs.schemas --write``), and tests check written tables against
+these specs.
 """
 
 from __future__ import annotations
@@ -101,10 +101,11 @@ EVENTS = TableSpec(
     ),
     checks={"value_non_negative": "value >= 0"},
     doc="Validated, deduplicated events. One row per distinct event: the identity of an event is "
-    "(source, event_id) when the source has event ids, else every field (user_id, item_id, event_type, "
-    "event_ts, value, quantity, source; nulls equal nulls): rows that differ in anything are distinct "
-    "events, only exact duplicates collapse. No hash id is stored: a 32-character digest per event "
-    "would triple the table's size; where one is needed, md5 of those columns is deterministic.",
+    "(source, event_id) when the source has event ids, else every field (user_id, item_id, "
+    "event_type, event_ts, value, quantity, source; nulls equal nulls): rows that differ in "
+    "anything are distinct events, only exact duplicates collapse. No hash id is stored: a "
+    "32-character digest per event would triple the table's size; where one is needed, md5 of "
+    "those columns is deterministic.",
     # file statistics only where queries filter; ids are high-entropy strings
     # Delta passes table properties to the Parquet writer: event times are nearly
     # all distinct, so a dictionary for them is built only to be thrown away
@@ -122,8 +123,8 @@ EVENTS_QUARANTINE = TableSpec(
             "quarantine_id",
             S,
             False,
-            "sha2-256 of the raw row, reason, file and occurrence among identical "
-            "rows of that file (idempotent re-ingest, order-independent)",
+            "sha2-256 of the raw row, reason, file and occurrence among identical rows of that "
+            "file (idempotent re-ingest, order-independent)",
         ),
         Col("reason", S, False, "first validation rule the row failed"),
         Col("raw_user_id", S, True, "user id as read"),
@@ -238,7 +239,8 @@ USER_LIFECYCLE = TableSpec(
     partition_by=("snapshot_date",),
     keys=("snapshot_date", "user_id"),
     checks={"stage_known": "stage IN (" + ",".join(f"'{x}'" for x in LIFECYCLE_STAGES) + ")"},
-    doc="Lifecycle stage per user as of D, its transition, and (training snapshots) labels from (D, D+H].",
+    doc="Lifecycle stage per user as of D, its transition, and (training snapshots) labels "
+    "from (D, D+H].",
 )
 
 ITEM_EMBEDDINGS = TableSpec(
@@ -286,8 +288,8 @@ EVALUATION_METRICS = TableSpec(
             "verdict",
             S,
             True,
-            "model-vs-model rows: 'ours better', 'baseline better' or 'inconclusive' "
-            "(the difference's interval spans 0)",
+            "model-vs-model rows: 'ours better', 'baseline better' or 'inconclusive' (the "
+            "difference's interval spans 0)",
         ),
     ),
     partition_by=("snapshot_date",),
@@ -341,14 +343,15 @@ RETENTION_SCORES = TableSpec(
             "because_items",
             _ITEM_WEIGHT,
             False,
-            "history items that raised the recommendations most through the attention pooling (share, 0..1)",
+            "history items that raised the recommendations most through the attention pooling "
+            "(share, 0..1)",
         ),
         Col(
             "top_features",
             T.ArrayType(T.StructType([T.StructField("feature", S), T.StructField("effect", D)])),
             False,
-            "features that moved churn_probability most: change when set to the training users' mean "
-            "(signed)",
+            "features that moved churn_probability most: change when set to the training users' "
+            "mean (signed)",
         ),
         Col("model_version", S, False, "artifact version"),
         Col("scored_at", TS, False, "when the row was computed"),
@@ -359,7 +362,8 @@ RETENTION_SCORES = TableSpec(
         "churn_probability_range": "churn_probability >= 0 AND churn_probability <= 1",
         "predicted_value_non_negative": "predicted_value >= 0",
     },
-    doc="Churn probability, retention score and predicted value per user as of D, with explanations.",
+    doc="Churn probability, retention score and predicted value per user as of D, with "
+    "explanations.",
 )
 
 RECOMMENDATIONS = TableSpec(
@@ -380,7 +384,8 @@ RECOMMENDATIONS = TableSpec(
             "because_items",
             _ITEM_WEIGHT,
             False,
-            "history items that raised the recommendations most through the attention pooling: 'because you ...'",
+            "history items that raised the recommendations most through the attention pooling: "
+            "'because you ...'",
         ),
         Col("model_version", S, False, "artifact version"),
         Col("scored_at", TS, False, "when the row was computed"),
@@ -389,7 +394,7 @@ RECOMMENDATIONS = TableSpec(
     keys=("snapshot_date", "user_id", "rank"),
     checks={"rank_positive": "rank >= 1"},
     doc="Top-K items per user as of D, lifecycle-aware, seen items filtered where configured and "
-    "re-consumption is not expected (the README's Recommendations), category-capped.",
+    "re-consumption is not expected (docs/stages.md, Recommendations), category-capped.",
 )
 
 PIPELINE_RUNS = TableSpec(
@@ -456,10 +461,11 @@ TABLES: Dict[str, TableSpec] = {
 # the column names are the ml modules' (``ml.scorer.SCORED_COLUMNS``,
 # ``ml.features.EXAMPLE_COLUMNS``); a test checks they agree.
 SCORED_SCHEMA = (
-    "user_id string, stage string, interest_vector array<float>, top_category_names array<string>, "
-    "top_category_weights array<double>, churn_probability double, predicted_value double, "
-    "because_item_ids array<string>, because_weights array<double>, feature_names array<string>, "
-    "feature_effects array<double>, rec_items array<string>, rec_scores array<double>, strategy string"
+    "user_id string, stage string, interest_vector array<float>, top_category_names "
+    "array<string>, top_category_weights array<double>, churn_probability double, predicted_value "
+    "double, because_item_ids array<string>, because_weights array<double>, feature_names "
+    "array<string>, feature_effects array<double>, rec_items array<string>, rec_scores "
+    "array<double>, strategy string"
 )
 EXAMPLE_SCHEMA = (
     "user_id string, items array<int>, events array<int>, gaps array<float>, values array<float>, "
@@ -488,7 +494,7 @@ def spec(name: str) -> TableSpec:
 
 
 def markdown(names: Optional[List[str]] = None) -> str:
-    """Render the table contracts as Markdown (for the README)."""
+    """Render the table contracts as Markdown (``docs/tables.md``)."""
     out = []
     for name in names or list(TABLES):
         t = TABLES[name]
@@ -505,11 +511,29 @@ def markdown(names: Optional[List[str]] = None) -> str:
         out.append("\n| column | type | null | meaning |\n|---|---|---|---|")
         for c in t.columns:
             out.append(
-                f"| `{c.name}` | {c.dtype.simpleString()} | {'yes' if c.nullable else 'no'} | {c.doc} |"
+                f"| `{c.name}` | {c.dtype.simpleString()} | {'yes' if c.nullable else 'no'} | "
+                f"{c.doc} |"
             )
         out.append("")
     return "\n".join(out)
 
 
+BEGIN, END = "<!-- SCHEMAS:BEGIN -->", "<!-- SCHEMAS:END -->"
+
+
+def write_doc(path: str) -> None:
+    """Replace the generated section of the table contracts page at ``path``."""
+    with open(path) as fh:
+        text = fh.read()
+    a, b = text.index(BEGIN) + len(BEGIN), text.index(END)
+    with open(path, "w") as fh:
+        fh.write(text[:a] + "\n" + markdown() + "\n" + text[b:])
+
+
 if __name__ == "__main__":  # pragma: no cover
-    print(markdown())
+    import sys
+
+    if sys.argv[1:2] == ["--write"]:
+        write_doc(sys.argv[2] if len(sys.argv) > 2 else "docs/tables.md")
+    else:
+        print(markdown())

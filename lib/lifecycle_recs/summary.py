@@ -134,7 +134,8 @@ def print_quality(ctx: RunContext, dataset: str = "nightly") -> None:
         .collect()
     ]
     print(
-        f"\n=== model quality on snapshot {t} (ours vs baselines; value [95% interval]; n users) ==="
+        f"\n=== model quality on snapshot {t} (ours vs baselines; value [95% interval]; n users) "
+        "==="
     )
     print("\n".join(quality_table(rows)))
 
@@ -165,13 +166,14 @@ def print_users(ctx: RunContext, per_stage: int = 1) -> None:
         because = ", ".join(f"{b['item_id']} ({b['weight']:.2f})" for b in r["because_items"])
         feats = ", ".join(f"{f['feature']} {f['effect']:+.3f}" for f in r["top_features"])
         print(
-            f"\nuser {r['user_id']}  stage={r['stage']}  churn_probability={r['churn_probability']:.3f}  "
-            f"retention_score={r['retention_score']:.3f}  predicted_value_{r['horizon_days']}d="
-            f"{r['predicted_value']:.2f}"
+            f"\nuser {r['user_id']}  stage={r['stage']}  "
+            f"churn_probability={r['churn_probability']:.3f}  "
+            f"retention_score={r['retention_score']:.3f}  "
+            f"predicted_value_{r['horizon_days']}d={r['predicted_value']:.2f}"
         )
         print(f"  because of: {because or '-'}   churn drivers: {feats}")
         for x in [x for x in recs if x["user_id"] == r["user_id"]]:
             print(
-                f"  {x['rank']:>2}. {x['item_id']}  {str(x['title'])[:55]:<55} score={x['score']:+.3f} "
-                f"[{x['strategy']}]"
+                f"  {x['rank']:>2}. {x['item_id']}  {str(x['title'])[:55]:<55} "
+                f"score={x['score']:+.3f} [{x['strategy']}]"
             )

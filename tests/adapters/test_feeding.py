@@ -81,8 +81,9 @@ def test_repeat_share_counts_next_items_already_in_the_sequence(spark):
 def test_an_artifact_saved_without_a_repeat_share_is_measured_once_on_its_snapshot(
     spark, reference, tmp_path
 ):
-    # a lake from before train measured the share: score and evaluate measure it on the artifact's own
-    # training snapshot and record it beside the artifact, instead of filtering seen items for good
+    # a lake from before train measured the share: score and evaluate measure it on the artifact's
+    # own training snapshot and record it beside the artifact, instead of filtering seen items for
+    # good
     from lifecycle_recs.adapters.feeding import artifact_repeat_share, repeat_share, training_frame
     from lifecycle_recs.dates import add_days
     from lifecycle_recs.ml import artifacts

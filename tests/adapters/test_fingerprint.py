@@ -84,7 +84,8 @@ def test_the_fingerprint_follows_the_shaping_configuration_only():
     )
     assert fingerprint.training_inputs("other rows", vocab, None, {"r": 0.25}, cfg) != base
     assert fingerprint.training_inputs("rows", vocab, None, {"r": 0.26}, cfg) != base
-    # the lapsed users of the periods before T (a correction of old events can leave the rows of T alone)
+    # the lapsed users of the periods before T (a correction of old events can leave the rows of T
+    # alone)
     counts = (np.array([[4.2, -1.0], [4.5, -1.2]]), np.array([10.0, 3.0]), np.array([9.0, 3.0]))
     with_counts = fingerprint.training_inputs("rows", vocab, None, {"r": 0.25}, cfg, counts)
     assert with_counts != base
@@ -129,7 +130,8 @@ def test_only_an_intact_artifact_of_the_same_date_and_inputs_is_reused(tmp_path,
     d = make_artifact(root)  # trained at 2026-01-01
     version = os.path.basename(d)
     assert reusable(cfg, "2026-01-01", "abc123ef") is None
-    # a version saved before (without a fingerprint, or trained again to the same weights) is recorded beside it
+    # a version saved before (without a fingerprint, or trained again to the same weights) is
+    # recorded beside it
     artifacts.record_inputs(root, version, "abc123ef")
     artifacts.record_inputs(root, os.path.basename(make_artifact(root, seed=1)), "fedcba98")
     assert artifacts.trained_from(root, "2026-01-01", "abc123ef") == version

@@ -19,7 +19,8 @@ T, H, CHURN = "2026-09-18", 30, 60
 
 
 def _rows(n_users=80, seed=3):
-    """Users with bursts of activity and long silences over a year before T, some with events after T."""
+    """Users with bursts of activity and long silences over a year before T, some with events after
+    T."""
     rng = np.random.default_rng(seed)
     start = dt.datetime(2025, 10, 1)
     rows = []
@@ -35,7 +36,8 @@ def _rows(n_users=80, seed=3):
 
 
 def _expected(ev, cutoffs):
-    """TailCounts of the lapsed labelled users at each cutoff, from the tables the training snapshot reads."""
+    """TailCounts of the lapsed labelled users at each cutoff, from the tables the training snapshot
+    reads."""
     tail = lapsed.TailCounts(CHURN)
     lc = LifecycleConf(churn_days=CHURN, horizon_days=H)
     for c in cutoffs:

@@ -1,6 +1,6 @@
 """The strategy gate: a lifecycle strategy that lost to the plain ranking in the latest
-nightly evaluation of an earlier night is not applied by the score stage (issue 12, item 5:
-keep a strategy only where it wins or ties)."""
+nightly evaluation of an earlier night is not applied by the score stage (a strategy is
+kept only where it wins or ties)."""
 
 import shutil
 
@@ -67,7 +67,8 @@ def test_the_latest_earlier_nightly_evaluation_decides(spark, make_cfg):
                 },
             )
             + _rows(latest, NEW, {"recall@10": "inconclusive", "mean_item_ltv": "ours better"}),
-            # another protocol's rows, and tonight's own evaluation (of T, written after score): ignored
+            # another protocol's rows, and tonight's own evaluation (of T, written after score):
+            # ignored
             (latest, "movielens_recbole"): _rows(
                 latest, NEW, {"recall@10": "baseline better"}, "movielens_recbole"
             ),

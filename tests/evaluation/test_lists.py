@@ -39,7 +39,7 @@ def test_spark_set_metrics_without_users_is_nan_not_an_error(spark):
 
 
 def test_explanation_metrics_measure_entropy_and_peak_attention(spark):
-    """Issue 12: interests and explanations reported against uniform, from known weights."""
+    """Interests and explanations reported against uniform, from known weights."""
     from lifecycle_recs.evaluation.lists import explanation_metrics
 
     scored = spark.createDataFrame(
@@ -101,7 +101,9 @@ def test_popularity_metrics_rank_items_by_events_and_split_head_from_tail(spark)
 
 
 def test_spark_recall_at_k_divides_by_every_relevant_item(spark):
-    recs = spark.createDataFrame([("u", 1, "a"), ("u", 2, "b")], "user_id string, rank int, item_id string")
+    recs = spark.createDataFrame(
+        [("u", 1, "a"), ("u", 2, "b")], "user_id string, rank int, item_id string"
+    )
     truth = spark.createDataFrame([("u", ["a", "b", "c"])], "user_id string, items array<string>")
     got = set_metrics_spark(recs, truth, 2)
     assert got["recall@2"] == pytest.approx(2 / 3) and got["ndcg@2"] == pytest.approx(1.0)

@@ -84,8 +84,9 @@ def reference_score(pdf: pd.DataFrame, sc, conf) -> pd.DataFrame:
         effects.append(churn - torch.sigmoid(churn_logit(model.heads(user, f2)["churn_logit"], f2)))
     effects = torch.stack(effects, 1).numpy()
 
-    # because items: per user, each step's term a_s (W_pool h_s) . v of the user vector's score for v, the
-    # mean vector of the user's recommended items; weights are the shares of the positive terms
+    # because items: per user, each step's term a_s (W_pool h_s) . v of the user vector's score for
+    # v, the mean vector of the user's recommended items; weights are the shares of the positive
+    # terms
     h, _, _ = model._steps(b.items, b.events, b.gaps, b.values, b.length)
     w_pool = model.out.weight[:, h.shape[-1] :].float()
     vectors = model.item_vectors().float()

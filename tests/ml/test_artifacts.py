@@ -135,7 +135,7 @@ def test_tampered_file_and_bad_latest_are_refused(tmp_path):
 
 
 def test_a_backfill_scores_with_the_model_of_its_own_night(tmp_path):
-    """Issue 10 item 8: one LATEST for all dates made a backfill of an old date score with a newer model."""
+    """One LATEST for all dates made a backfill of an old date score with a newer model."""
     torch.manual_seed(0)
     old = _save(tmp_path, model_of(), promote=False)
     artifacts.promote_version(str(tmp_path), os.path.basename(old), "2026-01-10")
@@ -150,7 +150,7 @@ def test_a_backfill_scores_with_the_model_of_its_own_night(tmp_path):
 
 
 def test_concurrent_saves_and_promotions_leave_whole_artifacts(tmp_path):
-    """Issue 10 item 8: concurrent saves raced on one temp file."""
+    """Concurrent saves raced on one temp file."""
     import threading
 
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ from lifecycle_recs.ml.vocab import UNK, Vocab
 VOCAB = Vocab(["a", "b", "c"], ["view", "purchase"], ["x", "y", "x"])
 
 
-def batch(string_type=pa.string()):
+def batch(string_type=pa.string()):  # noqa: B008 (an immutable type)
     return pa.RecordBatch.from_arrays(
         [
             pa.array(["u0", "u1", "u2", "u3"], string_type),

@@ -82,7 +82,8 @@ def test_the_churn_probability_never_falls_as_the_silence_grows():
     p = lapsed.fit(*tail.arrays(), 60)
     assert p["slope"] == 0.0
     assert 1 / (1 + math.exp(-p["intercept"])) == pytest.approx(y.mean(), abs=1e-3)
-    # and where silence does not predict coming back, the model is not applied: the logit passes through
+    # and where silence does not predict coming back, the model is not applied: the logit passes
+    # through
     assert p["silence_z"] == 0.0 and not p["applied"]
     feats = torch.as_tensor(f[:5])
     assert lapsed.churn_logit(p, torch.arange(5.0), feats).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
@@ -164,7 +165,8 @@ def test_scoring_and_explanations_apply_the_silence_model(tmp_path):
     assert np.allclose(b["churn_probability"][past], want[past], atol=1e-6)
     assert np.allclose(b["churn_probability"][~past], a["churn_probability"][~past], atol=1e-7)
     assert (np.diff(b["churn_probability"][past]) > 0).all()  # ordered by silence
-    # past the threshold only silence, tenure and active days move churn: one of them leads every explanation
+    # past the threshold only silence, tenure and active days move churn: one of them leads every
+    # explanation
     moving = {"days_since_last_event", "tenure_days", "active_days"}
     assert all(names[0] in moving for names in b["feature_names"][past])
     assert any(names[0] not in moving for names in a["feature_names"][past])

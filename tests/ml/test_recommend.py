@@ -100,7 +100,8 @@ def _side(n_items=12, n_cat=3, pop=None):
 
 def test_category_interests_follow_the_history_with_recency_and_prior():
     side = _side()
-    # user 0: only category 1 (items 3, 6, 9 are indices 3+2...); user 1: empty; user 2: old c0, recent c2
+    # user 0: only category 1 (items 3, 6, 9 are indices 3+2...); user 1: empty; user 2: old c0,
+    # recent c2
     hist = torch.tensor(
         [[3, 6, 9, 0], [0, 0, 0, 0], [2, 2, 2, 4]]
     )  # index i -> category (i - 2) % 3

@@ -152,7 +152,7 @@ EQUIVALENCE_CONFS = {
 @pytest.mark.parametrize("name", sorted(EQUIVALENCE_CONFS))
 @pytest.mark.parametrize("n_items", [30, 400])
 def test_fast_path_equals_the_reference_implementation(tmp_path, name, n_items):
-    """Issue 14: the vectorised path (Arrow decode, one-pass policy, batched
+    """The vectorised path (Arrow decode, one-pass policy, batched
     explanations, Arrow output) gives today's outputs: strings and item lists exactly,
     numbers within float32 rounding (scores 1e-4: the policy's per-user mean and std
     come from item-side moments instead of a pass over the catalog)."""
@@ -221,8 +221,9 @@ def test_fast_path_equals_the_reference_implementation(tmp_path, name, n_items):
         assert [list(x) if isinstance(x, (list, np.ndarray)) else x for x in got[c]] == [
             list(x) if isinstance(x, (list, np.ndarray)) else x for x in want[c]
         ], c
-    # because_weights are shares of a float32 sum that partly cancels: the two paths' orders of operations
-    # differ by a few 1e-6 on some CPUs (2.3e-6 on an AMD EPYC for one weight of 0.076), so 1e-5, not 1e-6
+    # because_weights are shares of a float32 sum that partly cancels: the two paths' orders of
+    # operations differ by a few 1e-6 on some CPUs (2.3e-6 on an AMD EPYC for one weight of 0.076),
+    # so 1e-5, not 1e-6
     for c, tol in (
         ("churn_probability", 1e-6),
         ("predicted_value", 1e-4),

@@ -66,7 +66,8 @@ def test_stack_beats_its_inputs_on_new_users_and_is_json():
     held = np.random.default_rng(1).random(4000) < 0.25
     p = stacking.fit(logit, value, feats, y, yv, held, 30)
     json.dumps(p)  # stored in the artifact's config.json
-    # churn blends on the held-out users; value on all: they hold fewer than MIN_HELD_OUT_VALUE spenders
+    # churn blends on the held-out users; value on all: they hold fewer than MIN_HELD_OUT_VALUE
+    # spenders
     assert int((yv[held] > 0).sum()) < stacking.MIN_HELD_OUT_VALUE
     assert p["churn"]["blend_users"] == int(held.sum()) and p["value"]["blend_users"] == 4000
     assert p["churn"]["kept"] and p["value"]["kept"]  # its blends beat the model out of fold

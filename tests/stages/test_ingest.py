@@ -115,10 +115,9 @@ def test_output_constraints_reject_bad_rows(spark, make_cfg):
 def test_generic_csv_with_timezone_epoch_and_mapping(spark, make_cfg, tmp_path):
     p = tmp_path / "log.csv"
     p.write_text(
-        "customer,sku,action,at,amount\n"
-        "c1,s1,pageview,2026-06-01 01:30:00,\n"  # Berlin summer time = UTC+2
-        "c1,s1,order,2026-06-01 02:30:00,12.5\n"
-        "c2,s2,bogus,2026-06-01 02:30:00,\n"
+        "customer,sku,action,at,amount\nc1,s1,pageview,2026-06-01 "
+        "01:30:00,\n"  # Berlin summer time = UTC+2
+        "c1,s1,order,2026-06-01 02:30:00,12.5\nc2,s2,bogus,2026-06-01 02:30:00,\n"
     )
     cfg = make_cfg(
         source={
@@ -199,7 +198,7 @@ def test_generic_source_names_missing_column(spark, make_cfg, tmp_path):
 def test_rows_that_differ_in_value_are_distinct_events_on_any_partitioning(
     spark, make_cfg, tmp_path
 ):
-    """Issue 10 item 1: rows that disagree on value were merged, keeping the largest."""
+    """Rows that disagree on value were merged, keeping the largest."""
     rows = [
         ("u1", "i1", "purchase", "2026-03-01 10:00:00", v, "1") for v in ("5", "9", "7", "9")
     ] + [("u1", "i1", "purchase", "2026-03-01 10:00:01", "1", "1")]
@@ -254,7 +253,11 @@ def test_source_name_comes_from_the_conf_so_moved_files_are_not_reinserted(
     spark, make_cfg, tmp_path
 ):
     """It was the folder's name: one folder per night re-inserted every event."""
-    rows = "customer,action,at,amount\nc1,purchase,2026-06-01 10:00:00,5\nc2,purchase,2026-06-02 10:00:00,7\n"
+    rows = (
+        "customer,action,at,amount\n"
+        "c1,purchase,2026-06-01 10:00:00,5\n"
+        "c2,purchase,2026-06-02 10:00:00,7\n"
+    )
     for night in ("night1", "night2"):
         (tmp_path / night).mkdir()
         (tmp_path / night / "log.csv").write_text(rows)
@@ -301,7 +304,7 @@ def test_table_paths_are_quoted_in_sql():
     assert tables.quote_identifier("/lake/events") == "`/lake/events`"
 
 
-# ---- issue 10: nothing lost, nothing corrupted ------------------------------------------
+# ---- nothing lost, nothing corrupted ------------------------------------------
 
 ORDERS_SRC = {
     "kind": "generic",
@@ -328,9 +331,7 @@ def test_two_same_day_orders_of_one_customer_are_two_events(spark, make_cfg, tmp
     """Item 1: an order log with day-precision dates and no item lost the smaller of two orders."""
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "orders.csv").write_text(
-        "customer,kind,day,amount,qty\n"
-        "c1,purchase,2026-06-01,30.0,1\nc1,purchase,2026-06-01,12.5,1\n"
-        "c1,purchase,2026-06-01,12.5,2\nc1,purchase,2026-06-01,12.5,2\n"
+        "customer,kind,day,amount,qty\nc1,purchase,2026-06-01,30.0,1\nc1,purchase,2026-06-01,12.5,1\nc1,purchase,2026-06-01,12.5,2\nc1,purchase,2026-06-01,12.5,2\n"
     )
     cfg = make_cfg(source={**ORDERS_SRC, "path": str(tmp_path / "o")})
     counts = ingest(spark, cfg)
@@ -357,8 +358,9 @@ def _write_batches(tmp_path, name, batches):
 
 
 def test_stored_result_does_not_depend_on_how_the_input_arrived(spark, make_cfg, tmp_path):
-    """Item 1: a re-sent event id kept the first value on a later night but the largest in a rebuild;
-    identical bad rows of two files were kept twice by a rebuild but once by nightly runs."""
+    """A re-sent event id kept the first value on a later night but the largest in a
+    rebuild; identical bad rows of two files were kept twice by a rebuild but once by
+    nightly runs."""
     header = "id,customer,kind,at,amount\n"
     a = (
         header + "e1,c1,purchase,2026-06-01 10:00:00,5\ne2,c2,purchase,2026-06-01 11:00:00,7\n"
@@ -526,7 +528,8 @@ def test_too_many_bad_rows_fail_the_run_before_anything_is_committed(spark, make
 def test_catalog_duplicates_resolve_the_same_way_and_a_bad_price_is_counted(
     spark, make_cfg, tmp_path
 ):
-    """Item 14: dropDuplicates kept an arbitrary title; one bad price failed the whole run under ANSI."""
+    """Item 14: dropDuplicates kept an arbitrary title; one bad price failed the whole run under
+    ANSI."""
     items = [
         ("i1", "Old title", "Shoes", None, "10.0", "2020"),
         ("i1", "Better title", "Shoes", "desc", "12.0", "2020"),
@@ -534,7 +537,10 @@ def test_catalog_duplicates_resolve_the_same_way_and_a_bad_price_is_counted(
         ("i3", "Sock", None, None, "-3", None),
         (" ", "No id", None, None, "1", None),
     ]
-    cols = "item_id string, title string, category string, description string, price string, year string"
+    cols = (
+        "item_id string, title string, category string, description string, price string, "
+        "year string"
+    )
     stored = []
     for n, order in ((1, items), (3, items[::-1])):
         cfg = make_cfg(lakehouse=str(tmp_path / f"lake{n}"))
@@ -591,9 +597,8 @@ def test_two_first_ingests_released_together_store_each_event_once(spark, make_c
 def test_naive_times_are_shifted_once_and_times_with_an_offset_not_again(spark, make_cfg, tmp_path):
     """Item 12: a time with an offset was shifted twice when the conf time zone was not UTC."""
     (tmp_path / "log.csv").write_text(
-        "customer,action,at\n"
-        "c1,view,2026-06-01T10:00:00+02:00\nc2,view,2026-06-01 10:00:00\n"
-        "c3,view,2026-06-01T08:00:00Z\n"
+        "customer,action,at\nc1,view,2026-06-01T10:00:00+02:00\nc2,view,2026-06-01 "
+        "10:00:00\nc3,view,2026-06-01T08:00:00Z\n"
     )
     cfg = make_cfg(
         source={

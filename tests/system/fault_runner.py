@@ -80,8 +80,8 @@ def main() -> int:
         "--die-in-artifact-save",
         default="",
         choices=["", "rename", "replace"],
-        help="save a small artifact under --artifact-root, SIGKILLing this process right before its "
-        "atomic directory rename (rename) or its promotion pointer switch (replace)",
+        help="save a small artifact under --artifact-root, SIGKILLing this process right "
+        "before its atomic directory rename (rename) or its promotion pointer switch (replace)",
     )
     ap.add_argument("--artifact-root", default="")
     args = ap.parse_args()
@@ -109,7 +109,8 @@ def main() -> int:
                 raise RuntimeError(f"no executor of {app} found to kill")
             os.kill(pids[0], signal.SIGKILL)
             print(
-                f"FAULT killed executor pid {pids[0]} (of {len(pids)}) before the commit to {table}",
+                f"FAULT killed executor pid {pids[0]} (of {len(pids)}) before the commit to "
+                f"{table}",
                 flush=True,
             )
             time.sleep(2)  # let the driver lose it before the commit's jobs are scheduled

@@ -38,7 +38,8 @@ def test_a_driver_killed_during_an_artifact_save_leaves_no_half_artifact_and_a_r
     root = tmp_path / "artifacts"
     p = _run(["--die-in-artifact-save", where, "--artifact-root", str(root)])
     assert p.returncode == -9 and "FAULT SIGKILL" in p.stdout, p.stdout + p.stderr[-3000:]
-    # nothing half written is visible: no version (before the rename) or no promotion (before the switch)
+    # nothing half written is visible: no version (before the rename) or no promotion (before the
+    # switch)
     versions = [v for v in os.listdir(root) if not v.startswith(".") and v != artifacts.PROMOTED]
     assert artifacts.promoted_version(str(root), as_of="2026-01-01") is None
     assert versions == ([] if where == "rename" else versions)
@@ -54,7 +55,8 @@ def test_a_driver_killed_during_an_artifact_save_leaves_no_half_artifact_and_a_r
 def test_a_driver_killed_between_the_commits_of_score_then_a_rerun_equals_a_clean_run(
     spark, make_cfg, reference, tmp_path
 ):
-    # the clean night is the shared reference (ingest .. score, same raw files and promoted artifact)
+    # the clean night is the shared reference (ingest .. score, same raw files and promoted
+    # artifact)
     conf = {**reference.conf, "stages": ["ingest", "sequences", "lifecycle", "score"]}
     clean, d = reference.cfg, reference.date
     cfg = make_cfg(lakehouse=str(tmp_path / "killed"), **conf)

@@ -31,7 +31,8 @@ def _runs(spark, cfg):
 def test_a_crash_between_the_commits_of_each_stage_then_a_rerun_equals_a_clean_run(
     spark, make_cfg, reference, tmp_path
 ):
-    # the clean night is the shared reference (same raw files; it also ran score, which these lakes do not)
+    # the clean night is the shared reference (same raw files; it also ran score, which these lakes
+    # do not)
     clean, d = reference.cfg, reference.date
     assert runs.last_published_date(spark, clean) == d
     run_rows = _runs(spark, clean)

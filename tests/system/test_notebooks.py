@@ -95,8 +95,8 @@ def test_notebook_runs_top_to_bottom(spark, lake, name, monkeypatch, capsys):
         )
     if "lapsed.describe" in source:  # the published night's model and its lapsed users' model
         assert (
-            "lapsed users: users silent > 60 days get the silence model; fitted on 2386 lapsed user-periods "
-            "over 6 period(s), 118 came back; silence slope 0.900 (z 3.00)"
+            "lapsed users: users silent > 60 days get the silence model; fitted on 2386 lapsed "
+            "user-periods over 6 period(s), 118 came back; silence slope 0.900 (z 3.00)"
         ) in out
         assert "ROC AUC model 0.579 vs silence model 0.646" in out
     if "nb.display(fig" in source:

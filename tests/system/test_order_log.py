@@ -79,7 +79,8 @@ def test_order_log_runs_every_default_stage(spark, make_cfg, orders_csv, caplog)
         stack["value"]
     )
     assert any(m.startswith("stack churn: ") for m in caplog.messages)
-    # BG/NBD x Gamma-Gamma of T's purchase days: fitted into the artifact, an input of the value blend
+    # BG/NBD x Gamma-Gamma of T's purchase days: fitted into the artifact, an input of the value
+    # blend
     with open(os.path.join(cfg.artifacts, ev["model"], "config.json")) as fh:
         assert {"active", "purchase", "spend"} <= set(json.load(fh)["btyd"])
     assert len(stack["value"]["blend"]) == 3

@@ -120,7 +120,8 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys, tm
         .where(F.array_contains("item_ids", F.col("item_id")))
         .count()
     )
-    # seen items are filtered unless the training users' next items were often re-touches (60 items here)
+    # seen items are filtered unless the training users' next items were often re-touches (60 items
+    # here)
     share = artifacts.load(os.path.join(cfg.artifacts, info["train"]["artifact"])).config[
         "repeat_share"
     ]
@@ -224,7 +225,8 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys, tm
     after = {n: sorted_rows(tables.read(spark, cfg, n).drop(*volatile)) for n in names}
     for n in names:
         assert after[n] == before[n], n
-    # the evaluate stage reruns too: the same rows, sums of doubles within the order a shuffle merges them in
+    # the evaluate stage reruns too: the same rows, sums of doubles within the order a shuffle
+    # merges them in
     assert_close(metrics_rows(), before_metrics, 1e-9, "evaluation_metrics")
     # the training feeds and the evaluated users' files of every run were removed
     assert os.listdir(scratch.root(cfg)) == []
@@ -237,7 +239,8 @@ def test_full_nightly_with_model_and_rerun_identical(spark, make_cfg, capsys, tm
 )
 @pytest.mark.slow
 def test_warm_up_embeds_the_catalog_before_training_the_model_evaluate_uses(spark, make_cfg):
-    # evaluate measures the warm-up model: it must be built like the nightly one, text vectors included
+    # evaluate measures the warm-up model: it must be built like the nightly one, text vectors
+    # included
     from lifecycle_recs.pipeline import warm_up
 
     cfg = make_cfg(

@@ -153,8 +153,8 @@ def artifact_repeat_share(spark: SparkSession, cfg: Config, art: Artifact) -> Op
             raise FileNotFoundError(f"no rows of user_sequences/user_lifecycle at {t}")
     except FileNotFoundError as e:
         log.warning(
-            "artifact %s has no repeat share and its training snapshot cannot be read (%s): seen items "
-            "are filtered",
+            "artifact %s has no repeat share and its training snapshot cannot be read (%s): seen "
+            "items are filtered",
             art.version,
             e,
         )
@@ -165,8 +165,8 @@ def artifact_repeat_share(spark: SparkSession, cfg: Config, art: Artifact) -> Op
     )
     art.config["repeat_share"] = share
     log.info(
-        "artifact %s was saved before train measured its repeat share: measured now on %s (%s) and "
-        "recorded beside it",
+        "artifact %s was saved before train measured its repeat share: measured now on %s (%s) "
+        "and recorded beside it",
         art.version,
         t,
         "none" if share is None else f"{100 * share:.1f}%",
@@ -260,7 +260,7 @@ class PetastormStream:
     """Example rows materialised once by petastorm (``make_spark_converter``) and
     streamed each epoch through ``make_torch_dataloader`` (never concatenated).
     Needs the ``[petastorm]`` extra: petastorm 0.13.1 imports APIs that pyarrow 15
-    removed, so it runs only where pyarrow < 15 (see the README)."""
+    removed, so it runs only where pyarrow < 15 (see docs/running-elsewhere.md)."""
 
     def __init__(
         self,
@@ -278,8 +278,8 @@ class PetastormStream:
             ImportError
         ) as e:  # pyarrow >= 15 removed pyarrow.filesystem, which petastorm imports
             raise ImportError(
-                f"train.feeder: petastorm needs the [petastorm] extra on pyarrow < 15 ({e}); "
-                "use train.feeder: parquet"
+                f"train.feeder: petastorm needs the [petastorm] extra on pyarrow < 15 ({e}); use "
+                "train.feeder: parquet"
             ) from e
         os.makedirs(cache_dir, exist_ok=True)
         # petastorm 0.13.1 reuses a cached conversion when it judges two plans equal;

@@ -138,7 +138,7 @@ def training_inputs(
     lapsed_counts: Optional[tuple] = None,
 ) -> str:
     """The fingerprint of one training: rows, vocabulary, text vectors, BG/NBD of T,
-    the lapsed users of the periods before T (``lapsed_history`` counts: a correction
+    the lapsed users of the periods before T (``adapters.lapsed`` counts: a correction
     of old events can change them and leave the rows of T as they were), shaping
     configuration and code."""
     h = hashlib.sha256(rows_digest.encode())

@@ -112,7 +112,8 @@ def build_lifecycle(
         "user_id",
         F.array_sort(
             F.expr(
-                "transform(slice(_d, 2, greatest(size(_d) - 1, 0)), (x, i) -> CAST(datediff(x, _d[i]) AS DOUBLE))"
+                "transform(slice(_d, 2, greatest(size(_d) - 1, 0)), (x, i) -> CAST(datediff(x, "
+                "_d[i]) AS DOUBLE))"
             )
         ).alias("_g"),
     )

@@ -107,7 +107,8 @@ def _as_raw(
     absent = [c for c in columns.values() if c and c not in df.columns]
     if absent:
         raise ValueError(
-            f"{where}: column(s) {absent} named in source.columns are not in the input; it has {df.columns}"
+            f"{where}: column(s) {absent} named in source.columns are not in the input; it has "
+            f"{df.columns}"
         )
 
     def pick(target: str) -> Column:
@@ -153,8 +154,9 @@ def read_source(spark: SparkSession, cfg: Config) -> RawSource:
     if src.kind == "generic":
         if not src.name:
             raise ValueError(
-                "source.name must be set for a generic source: it is part of every event's identity, "
-                "so a name taken from the path would re-insert every event when the files move"
+                "source.name must be set for a generic source: it is part of every event's "
+                "identity, so a name taken from the path would re-insert every event when the "
+                "files move"
             )
         events, files = _read(spark, src.format, src.path, src)
         items = None
@@ -188,13 +190,14 @@ def _catalog(raw_items: DataFrame, columns: Dict[str, Optional[str]], where: str
     unknown = sorted(set(columns) - set(ITEM_COLUMNS))
     if unknown:
         raise ValueError(
-            f"source.items_columns: unknown target(s) {unknown}; expected some of {list(ITEM_COLUMNS)}"
+            f"source.items_columns: unknown target(s) {unknown}; expected some of "
+            f"{list(ITEM_COLUMNS)}"
         )
     absent = {t: c for t, c in columns.items() if c and c not in raw_items.columns}
     if absent:
         raise ValueError(
-            f"{where}: column(s) {absent} named in source.items_columns are not in the catalog; "
-            f"it has {raw_items.columns}"
+            f"{where}: column(s) {absent} named in source.items_columns are not in the catalog; it "
+            f"has {raw_items.columns}"
         )
     cols = {
         t: columns[t] if t in columns else (t if t in raw_items.columns else None)

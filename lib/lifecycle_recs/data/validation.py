@@ -69,16 +69,18 @@ class IngestCounts:
             )
         if self.distinct + self.duplicates_in_batch != self.valid:
             p.append(
-                f"distinct {self.distinct} + duplicates {self.duplicates_in_batch} != valid {self.valid}"
+                f"distinct {self.distinct} + duplicates {self.duplicates_in_batch} != valid "
+                f"{self.valid}"
             )
         if self.new + self.already_present != self.distinct:
             p.append(
-                f"new {self.new} + already_present {self.already_present} != distinct {self.distinct}"
+                f"new {self.new} + already_present {self.already_present} != distinct "
+                f"{self.distinct}"
             )
         if committed and self.written != self.new:
             p.append(
-                f"written {self.written} (the table's row-count change) != new {self.new}: "
-                "another writer changed events during this ingest"
+                f"written {self.written} (the table's row-count change) != new {self.new}: another "
+                "writer changed events during this ingest"
             )
         if (
             committed

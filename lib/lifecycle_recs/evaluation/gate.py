@@ -43,7 +43,8 @@ def losing_strategies(spark: SparkSession, cfg: Config, d: str) -> Dict[str, str
     before = parse_date(training_date(d, cfg.lifecycle.horizon_days))
     if not tables.exists(spark, cfg, "evaluation_metrics"):
         log.info(
-            "strategy gate: no nightly evaluation of a snapshot before %s yet; every strategy applies",
+            "strategy gate: no nightly evaluation of a snapshot before %s yet; every strategy "
+            "applies",
             before,
         )
         return {}
@@ -60,7 +61,8 @@ def losing_strategies(spark: SparkSession, cfg: Config, d: str) -> Dict[str, str
     latest = ev.agg(F.max("snapshot_date")).first()[0]
     if latest is None:
         log.info(
-            "strategy gate: no nightly evaluation of a snapshot before %s yet; every strategy applies",
+            "strategy gate: no nightly evaluation of a snapshot before %s yet; every strategy "
+            "applies",
             before,
         )
         return {}
@@ -79,7 +81,8 @@ def losing_strategies(spark: SparkSession, cfg: Config, d: str) -> Dict[str, str
     off: Dict[str, list] = {}
     for r in rows:
         off.setdefault(r["task"][len("strategy[") : -1], []).append(
-            f"{r['metric']} {r['value']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] on {r['n_users']} users"
+            f"{r['metric']} {r['value']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] on "
+            f"{r['n_users']} users"
         )
     reasons = {
         s: f"lost to the plain ranking in the evaluation of {latest}: " + "; ".join(v)

@@ -1,8 +1,8 @@
-"""Point figures of the recommended lists and explanations over all users of a night,
-as Spark aggregates (nothing per user reaches the driver): how much two users' lists
-overlap, how popular their items are against a reference, how peaked the interests and
-``because_items`` weights are. The nightly evaluation (``evaluation.nightly_metrics``)
-writes them as ``catalog`` and ``explanations`` rows."""
+"""Metrics of the recommended lists, as Spark aggregates (nothing per user reaches the
+driver): per-user Recall/NDCG@k against a set of relevant items (the Spark twin of
+``ml.metrics.set_metrics``), and point figures over all users of a night: how much two
+users' lists overlap, how popular their items are against a reference, how peaked the
+interests and ``because_items`` weights are (``catalog`` and ``explanations`` rows)."""
 
 from __future__ import annotations
 

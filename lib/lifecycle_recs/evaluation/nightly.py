@@ -144,8 +144,9 @@ def nightly_metrics(
 
     Returns the metric rows, the churn curves for the report, and a small info dict."""
     T, version, H = training_date, art.version, cfg.lifecycle.horizon_days
-    # seen items filtered or kept as the score stage decides for ``art``, for ours and the baselines;
-    # every strategy applied, also those the score stage turns off, so each is still measured
+    # seen items filtered or kept as the score stage decides for ``art``, for ours and the
+    # baselines; every strategy applied, also those the score stage turns off, so each is still
+    # measured
     policy = dataclasses.replace(seen_items_policy(spark, cfg, art)[0], strategies_off=())
     ec = cfg.evaluation
     seq_t = tables.read(spark, cfg, "user_sequences", T)
@@ -167,7 +168,8 @@ def nightly_metrics(
     now = utc_now()
     with scratch.directory(cfg, f"evaluate-{T}") as path:
         try:
-            # BG/NBD + Gamma-Gamma fitted on the history up to T (every user of T), predicted for the evaluated
+            # BG/NBD + Gamma-Gamma fitted on the history up to T (every user of T), predicted for
+            # the evaluated
             params = btyd.fit(summ, ec.btyd_max_rows, ec.seed)
             per_user = _churn_and_value_columns(summ, truth, scored, params, H)
             if has_items:

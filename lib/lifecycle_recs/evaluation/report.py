@@ -121,7 +121,8 @@ def quality_table(rows: List[Dict]) -> List[str]:
             "|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['task']} | {r['metric']} | {r['model']} | {r['n_users']} | {_cell(r)} | {r['verdict']} |"
+            f"| {r['task']} | {r['metric']} | {r['model']} | {r['n_users']} | {_cell(r)} | "
+            f"{r['verdict']} |"
             for r in diffs
         ]
     return lines

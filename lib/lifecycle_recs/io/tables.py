@@ -110,8 +110,9 @@ def _ensure(spark: SparkSession, cfg: Config, ts: TableSpec) -> Tuple[DeltaTable
         if set(have) != set(ts.names):
             raise ValueError(
                 f"table '{ts.name}' at {p} has columns {have}, but this version writes {ts.names} "
-                f"(missing {sorted(set(ts.names) - set(have))}, unexpected {sorted(set(have) - set(ts.names))}); "
-                "it was written by another version: migrate it or remove it"
+                f"(missing {sorted(set(ts.names) - set(have))}, unexpected "
+                f"{sorted(set(have) - set(ts.names))}); it was written by another version: migrate "
+                "it or remove it"
             )
         return t, False
     # the CHECK constraints are table properties of the creating commit itself: no table
@@ -156,8 +157,8 @@ def create_table_sql(name: str, ts: TableSpec, props: Dict[str, str]) -> str:
     """CREATE TABLE IF NOT EXISTS for a catalog table name (each part quoted)."""
     ident = ".".join(quote_identifier(x) for x in name.split("."))
     cols = ",\n  ".join(
-        f"{quote_identifier(c.name)} {c.dtype.simpleString()}{'' if c.nullable else ' NOT NULL'}"
-        f" COMMENT {_sql_string(c.doc)}"
+        f"{quote_identifier(c.name)} {c.dtype.simpleString()}{'' if c.nullable else ' NOT NULL'} "
+        f"COMMENT {_sql_string(c.doc)}"
         for c in ts.columns
     )
     parts = [f"CREATE TABLE IF NOT EXISTS {ident} (\n  {cols}\n) USING delta"]
@@ -236,9 +237,10 @@ def _check_shrink(spark: SparkSession, cfg: Config, table: str, d: dt.date, n: i
     floor = (1.0 - cfg.publish.max_shrink_fraction) * ref_rows
     if (n == 0 and ref_rows > 0) or n < floor:
         msg = (
-            f"refusing to replace snapshot {d} of '{table}' with {n} rows: the snapshot of {ref_date} has "
-            f"{ref_rows} (publish.max_shrink_fraction {cfg.publish.max_shrink_fraction}); an empty or missing "
-            "input would wipe good output. Check the upstream tables, or rerun with --allow-shrink "
+            f"refusing to replace snapshot {d} of '{table}' with {n} rows: the snapshot of "
+            f"{ref_date} has {ref_rows} (publish.max_shrink_fraction "
+            f"{cfg.publish.max_shrink_fraction}); an empty or missing input would wipe good "
+            "output. Check the upstream tables, or rerun with --allow-shrink "
             "(publish.allow_shrink) if the drop is real"
         )
         if not cfg.publish.allow_shrink:
@@ -249,7 +251,8 @@ def _check_shrink(spark: SparkSession, cfg: Config, table: str, d: dt.date, n: i
 def _reference_snapshot(
     spark: SparkSession, cfg: Config, table: str, d: dt.date
 ) -> Optional[Tuple[dt.date, int]]:
-    """(date, rows) of the snapshot D replaces, else of the last snapshot before D; None if neither."""
+    """(date, rows) of the snapshot D replaces, else of the last snapshot before D; None if
+    neither."""
     dates = [x for x in partition_dates(spark, cfg, table) if x <= d]
     if not dates:
         return None
@@ -265,7 +268,8 @@ def _reference_snapshot(
 def replace_metric_rows(
     spark: SparkSession, cfg: Config, rows: List[Dict], snapshot_date: str, dataset: str
 ) -> int:
-    """Replace the (snapshot, dataset) rows of ``evaluation_metrics`` with ``rows`` in one commit."""
+    """Replace the (snapshot, dataset) rows of ``evaluation_metrics`` with ``rows`` in one
+    commit."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", dataset or ""):
         raise ValueError(
             f"evaluation dataset name {dataset!r} must be letters, digits, '_', '.' or '-'"
@@ -434,7 +438,8 @@ def last_partition_date(spark: SparkSession, cfg: Config, table: str) -> Optiona
 
 
 def append_run_rows(spark: SparkSession, cfg: Config, rows: List[Dict]) -> None:
-    """Append rows to ``pipeline_runs`` (one commit; run ids are unique, so appends never collide)."""
+    """Append rows to ``pipeline_runs`` (one commit; run ids are unique, so appends never
+    collide)."""
     ts = spec("pipeline_runs")
     ensure_table(spark, cfg, ts)
     _append(spark, cfg, "pipeline_runs", spark.createDataFrame(rows, ts.schema))

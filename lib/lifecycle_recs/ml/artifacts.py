@@ -209,7 +209,8 @@ def _check_measured(values, where: str) -> Dict[str, Optional[float]]:
         for k, v in values.items()
     ):
         raise ValueError(
-            f"{where}: measured figures must be a mapping of names to numbers or null, got {values!r}"
+            f"{where}: measured figures must be a mapping of names to numbers or null, got "
+            f"{values!r}"
         )
     return values
 

@@ -1,8 +1,8 @@
 """Model inputs: the typed :class:`Batch`, the one ordered list of user features,
 and the encoders from user rows (a pandas frame, or Arrow decoded by :mod:`.columns`) to arrays.
 
-``encode_columns`` / ``encode_last`` are the scoring hot path (vectorised over users); ``encode_users``
-builds training/evaluation examples (last window, leave-one-out, or RecBole-style
+``encode_columns`` / ``encode_last`` are the scoring hot path (vectorised over users);
+``encode_users`` builds training/evaluation examples (last window, leave-one-out, or RecBole-style
 sliding windows).
 """
 

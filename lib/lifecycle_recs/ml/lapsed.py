@@ -5,16 +5,17 @@ the last sequence is stale: whether they come back within the horizon depends on
 long they have been gone (the longer, the less likely) and on how often they used to come
 (a silence is longer for a frequent user than for a rare one), and the sequence model sees
 too few returners in a training snapshot to order them (on the demo, about 20 of 600 lapsed
-users; inside that band its churn ranking was below days-since-last-event, see README
-"Quality"). So past the threshold the churn logit is
+users; inside that band its churn ranking was below days-since-last-event, see
+docs/quality.md). So past the threshold the churn logit is
 
     logit = intercept + slope * log1p(days since last event) + rate_slope * log rate,
     log rate = log1p(active days) - log1p(tenure days),            slope >= 0
 
 a three-parameter logistic regression fitted on the lapsed labelled users of the training
 snapshot and, with ``model.lapsed_periods`` > 1, on those of the periods of H days before it
-(``lapsed_history``: a discrete-time hazard fit, each period asking "back within H days?"
-of the users still away) (weighted maximum likelihood on their counts per distinct (silence, rate), rounded;
+(``adapters/lapsed.py``: a discrete-time hazard fit, each period asking "back within H days?"
+of the users still away) (weighted maximum likelihood on their counts per distinct
+(silence, rate), rounded;
 the silence slope is bounded below by 0, so the probability never falls as the silence
 grows). Below the threshold the model's logit passes through. It is **applied only where the
 data it was fitted on supports its premise**: the silence slope at least ``MIN_SILENCE_Z``
@@ -71,7 +72,7 @@ class TailCounts:
 
     def add_groups(self, x: np.ndarray, n: np.ndarray, k: np.ndarray) -> None:
         """Add counts already grouped by (log1p silence, log rate), rounded as above (the
-        lapsed users of earlier periods, ``lapsed_history``)."""
+        lapsed users of earlier periods, ``adapters.lapsed``)."""
         for (xs, xr), nn, kk in zip(np.asarray(x, np.float64).reshape(-1, 2), n, k):
             key = (round(float(xs), 3), round(float(xr), 2))
             self.n[key] = self.n.get(key, 0.0) + float(nn)
@@ -167,13 +168,13 @@ def describe(params: Optional[Dict]) -> str:
     head = (
         f"users silent > {params['min_silence_days']:g} days get the silence model"
         if applied
-        else f"not applied (silence slope z {params['silence_z']:.2f} < {MIN_SILENCE_Z:g}): the model's churn "
-        "applies to every user"
+        else f"not applied (silence slope z {params['silence_z']:.2f} < {MIN_SILENCE_Z:g}): "
+        "the model's churn applies to every user"
     )
     out = (
-        f"{head}; fitted on {params['users']} lapsed user-periods over {params.get('periods', 1)} period(s), "
-        f"{params['returned']} came back; silence slope {params['slope']:.3f} (z {params['silence_z']:.2f}), "
-        f"rate slope {params.get('rate_slope', 0.0):.3f}"
+        f"{head}; fitted on {params['users']} lapsed user-periods over {params.get('periods', 1)} "
+        f"period(s), {params['returned']} came back; silence slope {params['slope']:.3f} (z "
+        f"{params['silence_z']:.2f}), rate slope {params.get('rate_slope', 0.0):.3f}"
     )
     held = params.get("held_out") or {}
     if "model_roc_auc" in held and "lapsed_roc_auc" in held:
@@ -219,16 +220,17 @@ def fit_tail(tail: TailCounts, min_silence_days: float, periods: int = 1) -> Opt
         params["periods"] = int(periods)
     if params is None:
         log.info(
-            "lapsed churn: not fitted (%d users silent > %g days, %d came back): the model's churn applies "
-            "to every user",
+            "lapsed churn: not fitted (%d users silent > %g days, %d came back): the model's "
+            "churn applies to every user",
             int(n.sum()),
             min_silence_days,
             int((n - k).sum()),
         )
     elif not params["applied"]:
         log.info(
-            "lapsed churn: not applied, coming back does not get rarer with silence here (silence slope %.3f, "
-            "z %.2f < %g; %d users silent > %g days, %d came back): the model's churn applies to every user",
+            "lapsed churn: not applied, coming back does not get rarer with silence here "
+            "(silence slope %.3f, z %.2f < %g; %d users silent > %g days, %d came back): the "
+            "model's churn applies to every user",
             params["slope"],
             params["silence_z"],
             MIN_SILENCE_Z,
@@ -238,8 +240,8 @@ def fit_tail(tail: TailCounts, min_silence_days: float, periods: int = 1) -> Opt
         )
     else:
         log.info(
-            "lapsed churn: users silent > %g days get sigmoid(%.3f + %.3f log1p(days) + %.3f log rate) (fitted "
-            "on %d lapsed user-periods, %d came back; silence slope z %.2f)",
+            "lapsed churn: users silent > %g days get sigmoid(%.3f + %.3f log1p(days) + %.3f log "
+            "rate) (fitted on %d lapsed user-periods, %d came back; silence slope z %.2f)",
             min_silence_days,
             params["intercept"],
             params["slope"],

@@ -242,7 +242,7 @@ class SequenceModel(nn.Module):
         """P(value > 0) x E[value | value > 0]. ``mu`` is the mean of log1p(value), so
         expm1(mu) is a median, not a mean: exp(mu + s / 2) - 1 is used, where train fits
         ``s`` (``trainer.retransformation``) so that the labelled training users'
-        predicted total equals their actual one (until Session 19 s was the residual
+        predicted total equals their actual one (before 2026-12-04 s was the residual
         variance of log1p(value), the log-normal mean, which left totals 2-7% high);
         without it, totals are underestimated."""
         return torch.sigmoid(value_logit) * torch.expm1(

@@ -228,7 +228,8 @@ def run_prepared(p: Prepared, sc: Scorer, conf: RecommendConf, steps=_no_steps) 
         rec_i, rec_s, cat_w, cat_i = (torch.cat(x) for x in zip(*parts))
     with steps("explanations"):
         z_user = user.to(next(model.churn_head.parameters()).dtype)
-        # the model's own features (an older artifact has fewer; the stack's value inputs follow them)
+        # the model's own features (an older artifact has fewer; the stack's value inputs follow
+        # them)
         f_codes, f_eff = explain.top_features(
             explain.feature_effects(
                 model,

@@ -274,7 +274,7 @@ def fit_heads(
         vectors["train"] = (tr, u_tr)
         if has_val:
             vectors["val"] = (va, u_va)
-    # the key keeps its old name: artifacts saved before Session 19 hold the residual variance
+    # the key keeps its old name: artifacts saved before 2026-12-04 hold the residual variance
     # there, and scoring reads either as the same term s
     return {"heads_best_loss": -stopper.best, "value_log_residual_var": var}
 
@@ -287,7 +287,7 @@ def retransformation(heads: Dict[str, torch.Tensor], data: Batch) -> float:
     The value head fits the mean of log1p(value); exp(mu) is a median, and the
     normal-form correction s = residual variance of log1p(value) assumes normal,
     equal residuals. On the quality runs' training snapshots that left the totals
-    2-7% above the actual (Session 19); this is Duan's smearing idea (estimate the
+    2-7% above the actual (measured 2026-12-04); this is Duan's smearing idea (estimate the
     retransformation from the data, not from a normal law), fitted to the hurdle's
     product as scored. Falls back to the residual variance where the labelled users
     spent nothing."""
@@ -314,8 +314,8 @@ def retransformation(heads: Dict[str, torch.Tensor], data: Batch) -> float:
 
     s = s0 if excess(s0) <= 1e-9 * actual else float(brentq(excess, s0 - 80.0, s0, xtol=1e-12))
     log.info(
-        "value retransformation: s = %.4f makes the %d labelled training users' predicted total their actual "
-        "%.2f (the log-normal residual variance, used before Session 19: %.4f)",
+        "value retransformation: s = %.4f makes the %d labelled training users' predicted total "
+        "their actual %.2f (the log-normal residual variance, used before 2026-12-04: %.4f)",
         s,
         int((w > 0).sum()),
         actual,

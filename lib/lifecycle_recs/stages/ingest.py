@@ -74,7 +74,8 @@ def check_quarantine_rate(counts: IngestCounts, cfg: Config) -> None:
     top = sorted(counts.quarantine_reasons.items(), key=lambda kv: -kv[1])[:3]
     msg = (
         f"{counts.quarantined} of {counts.rows_in} rows ({rate:.1%}) failed validation, above "
-        f"validation.max_quarantine_fraction {v.max_quarantine_fraction:.1%}; most common reasons {top}"
+        f"validation.max_quarantine_fraction {v.max_quarantine_fraction:.1%}; most common reasons "
+        f"{top}"
     )
     if v.on_quarantine_excess == "fail":
         raise QuarantineRateExceeded(
@@ -85,7 +86,8 @@ def check_quarantine_rate(counts: IngestCounts, cfg: Config) -> None:
 
 
 def ingest(spark: SparkSession, cfg: Config, raw: RawSource | None = None) -> IngestCounts:
-    """Validate, deduplicate and land the source into ``events``, ``events_quarantine`` and ``items``."""
+    """Validate, deduplicate and land the source into ``events``, ``events_quarantine`` and
+    ``items``."""
     for t in (
         "events",
         "events_quarantine",

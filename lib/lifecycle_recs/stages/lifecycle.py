@@ -1,4 +1,5 @@
-"""Stage ``lifecycle``: ``events`` + ``user_sequences`` -> ``user_lifecycle`` for each snapshot of the run."""
+"""Stage ``lifecycle``: ``events`` + ``user_sequences`` -> ``user_lifecycle`` for each snapshot of
+the run."""
 
 from __future__ import annotations
 

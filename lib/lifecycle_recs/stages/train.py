@@ -66,7 +66,7 @@ def promotion_refusal(root: str, night: str, metrics: Dict, max_drop: float) -> 
 
 def earlier_lapsed(spark, cfg, t_date: str) -> Optional[tuple]:
     """The lapsed users of the ``model.lapsed_periods`` - 1 periods of H days before T
-    (``lapsed_history`` counts; None without the lapsed users' model or earlier periods)."""
+    (``adapters.lapsed`` counts; None without the lapsed users' model or earlier periods)."""
     periods = int(cfg.model.lapsed_periods)
     if not cfg.model.lapsed_churn or periods <= 1:
         return None
@@ -112,14 +112,15 @@ def run(ctx: RunContext) -> Dict[str, object]:
     vocab, text = build_vocab(spark, cfg, tables.read(spark, cfg, "user_sequences", t_date))
     if vocab.n_items <= 2:
         log.info(
-            "no items in the catalog or the training sequences (an order-level log): the model trains "
-            "its churn and value heads only; score writes no recommendations"
+            "no items in the catalog or the training sequences (an order-level log): the model "
+            "trains its churn and value heads only; score writes no recommendations"
         )
     frame = training_frame(spark, cfg, t_date)
     if frame.limit(1).count() == 0:
         raise ValueError(
-            f"no training examples: user_sequences/user_lifecycle of the training snapshot {t_date} "
-            "have no users (run sequences and lifecycle with train, or --training-snapshot)"
+            "no training examples: user_sequences/user_lifecycle of the training snapshot "
+            f"{t_date} have no users (run sequences and lifecycle with train, or "
+            "--training-snapshot)"
         )
     # the BG/NBD of T's active days: its P(alive) and expected days are model features (stacking)
     bg = btyd.fit_activity(
@@ -130,8 +131,9 @@ def run(ctx: RunContext) -> Dict[str, object]:
     )
     purchases = None
     if cfg.model.stacking:
-        # the purchase-days BG/NBD x Gamma-Gamma of T: its expected spend is an input of the stack's value
-        # blend (not of the model); the artifact keeps the fit, score joins the same summary of D
+        # the purchase-days BG/NBD x Gamma-Gamma of T: its expected spend is an input of the stack's
+        # value blend (not of the model); the artifact keeps the fit, score joins the same summary
+        # of D
         summ = btyd.summaries(
             tables.read(spark, cfg, "events"), t_date, cfg.sequences.value_event_types
         )
@@ -152,7 +154,8 @@ def run(ctx: RunContext) -> Dict[str, object]:
         reused = version is not None
         if reused:
             log.info(
-                "training inputs of %s unchanged (fingerprint %s): artifact %s is reused, not trained again",
+                "training inputs of %s unchanged (fingerprint %s): artifact %s is reused, not "
+                "trained again",
                 t_date,
                 inputs,
                 version,
@@ -297,8 +300,8 @@ def train_and_save(
     repeats = repeat_share(frame) if vocab.n_items > 2 else None
     if repeats is not None:
         log.info(
-            "%.1f%% of the items the users of %s touched in the next %d days were already in their "
-            "sequences",
+            "%.1f%% of the items the users of %s touched in the next %d days were already in "
+            "their sequences",
             100 * repeats,
             t_date,
             cfg.lifecycle.horizon_days,

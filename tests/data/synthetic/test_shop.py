@@ -30,8 +30,8 @@ def test_events_are_seeded_with_bad_rows_and_duplicates(spark):
 
 
 def test_true_interests_replay_the_generators_draws():
-    """Issue 12's ground truth: ``true_interests`` replays each user's latent draws, so
-    a heavy user's viewed categories follow it (the views are sampled from it), and
+    """The ground truth of interest recovery: ``true_interests`` replays each user's latent
+    draws, so a heavy user's viewed categories follow it (the views are sampled from it), and
     another user's truth does not fit as well."""
     import datetime as dt
 

@@ -159,7 +159,8 @@ def item_catalog(conf: SyntheticConf) -> pd.DataFrame:
         price = float(np.round(base_price * rng.lognormal(0.0, 0.5), 2))
         desc = (
             f"{adj} {noun.lower()} by {brand} in our {cat.lower()} range. "
-            f"{'Bestseller. ' if rng.random() < 0.1 else ''}Ships in {int(rng.integers(1, 6))} days."
+            f"{'Bestseller. ' if rng.random() < 0.1 else ''}Ships in {int(rng.integers(1, 6))} "
+            "days."
         )
         rows.append((f"I{i:06d}", title, cat, desc, price, int(2015 + rng.integers(0, 12))))
     return pd.DataFrame(
