@@ -1,5 +1,5 @@
 # The two set-up commands from the README: `make demo` and `make test`; `make check` is the
-# fast tier for day-to-day work (lint + every test outside tests/system/).
+# fast tier for day-to-day work (lint + the unit tests: not slow, not under tests/system/).
 # Each installs what it needs into .venv (safe to run twice), pinned to the versions of
 # Databricks Runtime 17.3 LTS ML (constraints/dbr-17.3-ml.txt), so the suite proves the
 # code on the runtime's stack.
@@ -34,7 +34,7 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix $(LINTED)
 
 check: lint
-	$(PY) -m pytest -q -m "not system" --durations=10 tests
+	$(PY) -m pytest -q -m "not system and not slow" --durations=10 tests
 
 test: lint
 	$(PY) -m pytest -q --durations=25 tests

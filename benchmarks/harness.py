@@ -82,7 +82,7 @@ def _conf_for(dataset: str, work: str, users: int, stacking=None):
     if dataset == "movielens":
         return os.path.join(ROOT, "conf", "movielens.yaml"), paths
     if dataset == "orders":
-        from lifecycle_recs.data.synthetic.orders import order_log
+        from lifecycle_recs.data.synthetic.orders import order_log, source_conf
 
         raw = os.path.join(work, "raw")
         os.makedirs(raw, exist_ok=True)
@@ -92,20 +92,7 @@ def _conf_for(dataset: str, work: str, users: int, stacking=None):
         return os.path.join(ROOT, "conf", "local.yaml"), merge_dicts(
             paths,
             {
-                "source": {
-                    "kind": "generic",
-                    "name": "shop-orders",
-                    "format": "csv",
-                    "path": raw,
-                    "columns": {
-                        "user_id": "customer_id",
-                        "event_ts": "order_date",
-                        "value": "amount",
-                        "quantity": "quantity",
-                    },
-                    "event_type": "purchase",
-                    "timestamp_kind": "date",
-                }
+                "source": source_conf(raw),
             },
         )
     raise SystemExit(f"unknown dataset {dataset!r}")
@@ -130,6 +117,22 @@ def result_lines(rows, prefix: str):
 
 def _f(x) -> str:
     return "nan" if x is None else f"{x:.4f}"
+
+
+def nightly_rows(spark, cfg, snapshot_date: str) -> List[Dict]:
+    """The nightly evaluation's ``evaluation_metrics`` rows of ``snapshot_date`` (small: one
+    row per model and metric), in a fixed order."""
+    from pyspark.sql import functions as F
+
+    from lifecycle_recs.io import tables
+
+    return [
+        r.asDict()
+        for r in tables.read(spark, cfg, "evaluation_metrics", snapshot_date)
+        .where(F.col("dataset") == "nightly")
+        .orderBy("task", "metric", "model")
+        .collect()
+    ]
 
 
 # -- scoring: synthetic users and an artifact of the real shapes -------------------

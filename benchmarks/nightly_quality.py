@@ -23,14 +23,12 @@ import os
 import shutil
 import time
 
-from harness import ROOT, conf_for, result_lines
+from harness import ROOT, conf_for, nightly_rows, result_lines
 
 
 def main():
-    from pyspark.sql import functions as F
 
     from lifecycle_recs.evaluation.report import quality_table
-    from lifecycle_recs.io import tables
     from lifecycle_recs.pipeline import run_nightly, warm_up
     from lifecycle_recs.spark import get_spark
 
@@ -69,13 +67,7 @@ def main():
     stages, d = warm_up(spark, cfg, None, None)
     run = run_nightly(spark, cfg, d, stages)
     t = run.context.training_date
-    rows = [
-        r.asDict()
-        for r in tables.read(spark, cfg, "evaluation_metrics", t)
-        .where(F.col("dataset") == "nightly")
-        .orderBy("task", "metric", "model")
-        .collect()
-    ]
+    rows = nightly_rows(spark, cfg, t)
     ev = next(r.info for r in run.results if r.stage == "evaluate")
     sets = "".join(f" --set {x}" for x in args.set)
     print(

@@ -86,11 +86,9 @@ def settings(sweeps, tries, cfg):
 
 
 def main():
-    from harness import conf_for, result_lines
-    from pyspark.sql import functions as F
+    from harness import conf_for, nightly_rows, result_lines
 
     from lifecycle_recs.dates import add_days
-    from lifecycle_recs.io import tables
     from lifecycle_recs.pipeline import run_nightly, warm_up
     from lifecycle_recs.spark import get_spark
 
@@ -142,13 +140,7 @@ def main():
         one = conf_for(args.dataset, work, users, None, [*args.set, *sets])
         run = run_nightly(spark, one, d_val, ["evaluate"])
         ev = run.results[0].info
-        rows = [
-            r.asDict()
-            for r in tables.read(spark, one, "evaluation_metrics", t_val)
-            .where(F.col("dataset") == "nightly")
-            .orderBy("task", "metric", "model")
-            .collect()
-        ]
+        rows = nightly_rows(spark, one, t_val)
         print(
             f"\nsetting {label}: model {ev['model']}, {ev['evaluated_users']} users, "
             f"{time.perf_counter() - t1:.0f}s"

@@ -171,3 +171,33 @@ def assert_close(a, b, tol=1e-5, where="rows"):
             assert_close(x, y, tol, f"{where}[{i}]")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+# texts no encoder may choke on: empty, missing, non-Latin, emoji, very long, one letter
+AWKWARD_TEXTS = [
+    "Acme Wireless Noise-Cancelling Headphones. Electronics",
+    "",
+    None,
+    "Crème brûlée für 東京 🎉",
+    "very long " * 3000,
+    "a",
+    "Toy Story. 1995. Animation Children's Comedy",
+]
+
+
+def raw_source(df, **kw):
+    """A :class:`RawSource` over ``df`` (raw string columns): UTC datetimes, no event-type
+    map, no catalog; ``kw`` overrides any field."""
+    from lifecycle_recs.data.sources import RawSource
+
+    args = dict(
+        name="test",
+        events=df,
+        timestamp_kind="datetime",
+        timestamp_format=None,
+        timezone="UTC",
+        event_type_map={},
+        items=None,
+    )
+    args.update(kw)
+    return RawSource(**args)

@@ -51,6 +51,7 @@ def test_wheel_requires_neither_spark_nor_delta_and_has_no_ceilings(wheel):
     assert any("lifecycle_recs/ml/feed.py" in n for n in zipfile.ZipFile(wheel).namelist())
 
 
+@pytest.mark.slow
 def test_installing_the_wheel_under_the_runtime_pins_changes_none_of_them(wheel, tmp_path):
     """pip resolves the wheel and everything it needs as if into an empty environment,
     constrained to the runtime's versions: it must succeed, keep every pinned version,

@@ -11,6 +11,7 @@ from tests.helpers import repart, users_frame
 VOCAB = Vocab([f"i{k}" for k in range(20)], ["view", "purchase"], [None] * 20)
 
 
+@pytest.mark.slow
 def test_spark_examples_equal_the_pandas_encoder(spark):
     df = users_frame(12, seed=5)
     sdf = repart(spark.createDataFrame(df), 3)
@@ -21,6 +22,7 @@ def test_spark_examples_equal_the_pandas_encoder(spark):
     assert (got["length"] == want["length"]).all()
 
 
+@pytest.mark.slow
 def test_item_stats_popularity_and_shrunk_retention(spark):
     seq = spark.createDataFrame(
         [("u1", ["i0", "i0", "i1"]), ("u2", ["i0", None]), ("u3", ["i2"])],
@@ -78,6 +80,7 @@ def test_repeat_share_counts_next_items_already_in_the_sequence(spark):
     assert repeat_share(frame.where("user_id = 'u3'")) is None
 
 
+@pytest.mark.slow
 def test_an_artifact_saved_without_a_repeat_share_is_measured_once_on_its_snapshot(
     spark, reference, tmp_path
 ):

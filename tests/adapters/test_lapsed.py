@@ -54,6 +54,7 @@ def _expected(ev, cutoffs):
     return tail.arrays()
 
 
+@pytest.mark.slow
 def test_earlier_periods_are_counted_as_the_training_snapshot_counts_its_own(spark):
     rows = _rows()
     ev = events_df(spark, rows, n_partitions=4).cache()

@@ -17,17 +17,9 @@ from lifecycle_recs.config import EmbeddingConf, RecommendConf
 from lifecycle_recs.ml.scorer import SCORED_COLUMNS, load_scorer, score_batch
 from lifecycle_recs.ml.text_encoder import TextEncoder, embed_pandas
 from lifecycle_recs.spark import sql_conf
-from tests.helpers import make_artifact, repart, scoring_users
+from tests.helpers import AWKWARD_TEXTS, make_artifact, repart, scoring_users
 
-TEXTS = [
-    "Acme Wireless Noise-Cancelling Headphones. Electronics",
-    "",
-    None,
-    "Crème brûlée für 東京 🎉",
-    "very long " * 3000,
-    "a",
-    "Toy Story. 1995. Animation Children's Comedy",
-]
+TEXTS = AWKWARD_TEXTS
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +73,7 @@ def items_frame(spark, titles):
     )
 
 
+@pytest.mark.slow
 def test_spark_embedding_equals_plain_function(spark):
     conf = EmbeddingConf(batch_size=4, arrow_batch_size=3)
     texts = item_text(items_frame(spark, TEXTS), ["title", "category", "description"])

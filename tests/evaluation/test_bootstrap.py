@@ -34,6 +34,7 @@ def users(spark):
     return df.cache(), dict(y=y, p=p, days=days, v=val, vhat=pred)
 
 
+@pytest.mark.slow
 def test_point_figures_equal_numpy(users):
     df, a = users
     rep = bootstrap.replicate(df, 0, seed=1)

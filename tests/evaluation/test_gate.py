@@ -4,6 +4,7 @@ kept only where it wins or ties)."""
 
 import shutil
 
+import pytest
 from pyspark.sql import functions as F
 
 from lifecycle_recs.dates import add_days, training_date
@@ -45,6 +46,7 @@ def _plant(spark, cfg, rows_by_night):
         tables.replace_metric_rows(spark, cfg, rows, night, dataset)
 
 
+@pytest.mark.slow
 def test_the_latest_earlier_nightly_evaluation_decides(spark, make_cfg):
     cfg = make_cfg()
     d = "2026-03-31"
@@ -108,6 +110,7 @@ def test_an_evaluation_table_from_before_verdicts_turns_nothing_off(spark, make_
     assert losing_strategies(spark, cfg, "2026-03-31") == {}
 
 
+@pytest.mark.slow
 def test_the_score_stage_serves_a_losing_strategys_users_the_plain_ranking(
     spark, reference, tmp_path
 ):

@@ -12,6 +12,7 @@ from tests.helpers import sorted_rows
 from tests.stages.test_ingest import ROWS, raw_source
 
 
+@pytest.mark.slow
 def test_last_partition_date_reads_the_delta_log(spark, make_cfg):
     cfg = make_cfg()
     tables.ensure_table(spark, cfg, tables.spec("events"))
@@ -26,6 +27,7 @@ def _metrics(spark, cfg):
     return tables.read(spark, cfg, "evaluation_metrics")
 
 
+@pytest.mark.slow
 def test_snapshot_write_replaces_only_its_date(spark, make_cfg):
     cfg = make_cfg()
     rows = lambda d, v: metric_rows(d, "x", "ours", "v1", "churn", {"roc_auc": v})  # noqa: E731
@@ -38,6 +40,7 @@ def test_snapshot_write_replaces_only_its_date(spark, make_cfg):
     assert tables.snapshots(spark, cfg, "evaluation_metrics") == ["2026-01-01", "2026-01-02"]
 
 
+@pytest.mark.slow
 def test_metric_rows_replace_their_dataset_only_and_names_are_checked(spark, make_cfg):
     cfg = make_cfg()
     r = lambda ds, v: metric_rows("2026-01-01", ds, "ours", "v", "churn", {"roc_auc": v})  # noqa: E731
@@ -52,6 +55,7 @@ def test_metric_rows_replace_their_dataset_only_and_names_are_checked(spark, mak
         tables.replace_metric_rows(spark, cfg, r("a", 0.1), "2026-01-01", "a' OR '1'='1")
 
 
+@pytest.mark.slow
 def test_upsert_changes_only_changed_rows_and_merge_new_inserts_once(spark, make_cfg):
     cfg = make_cfg()
     items = spark.createDataFrame(
@@ -87,6 +91,7 @@ def _metric_df(spark, d, values):
     return spark.createDataFrame(rows, tables.spec("evaluation_metrics").schema)
 
 
+@pytest.mark.slow
 def test_an_empty_or_sharply_shrunk_snapshot_does_not_replace_good_output(spark, make_cfg):
     """Item 5: an empty upstream used to wipe D's partition; now it is refused
     (the same date, and a new date against the last earlier one), unless allowed."""

@@ -30,6 +30,7 @@ def test_disabled_logs_nothing(tmp_path):
     assert not (tmp_path / "mlruns").exists()
 
 
+@pytest.mark.slow
 def test_training_is_logged_registered_and_served_by_alias(tmp_path):
     cfg = _cfg(tmp_path, registered_model="lc_model", alias="champion")
     art_dir = make_artifact(tmp_path / "artifacts")
@@ -91,6 +92,7 @@ def test_training_is_logged_registered_and_served_by_alias(tmp_path):
     assert client.get_model_version_by_alias("lc_model", "champion").version == mv.version
 
 
+@pytest.mark.slow
 def test_a_reused_artifact_keeps_its_run_and_takes_the_alias_back(tmp_path):
     cfg = _cfg(tmp_path, registered_model="lc_model", alias="champion")
     first = make_artifact(tmp_path / "artifacts")

@@ -6,16 +6,9 @@ import pytest
 
 from lifecycle_recs.config import EmbeddingConf
 from lifecycle_recs.ml.text_encoder import TextEncoder, embed_pandas, resolve_model_path
+from tests.helpers import AWKWARD_TEXTS
 
-TEXTS = [
-    "Acme Wireless Noise-Cancelling Headphones. Electronics",
-    "",
-    None,
-    "Crème brûlée für 東京 🎉",
-    "very long " * 3000,
-    "a",
-    "Toy Story. 1995. Animation Children's Comedy",
-]
+TEXTS = AWKWARD_TEXTS
 
 
 @pytest.fixture(scope="module")

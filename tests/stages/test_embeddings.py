@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 from pyspark.sql import functions as F
 
 from lifecycle_recs.context import RunContext
@@ -15,6 +16,7 @@ def update_item_embeddings(spark, cfg):
     return run(RunContext(spark, cfg))
 
 
+@pytest.mark.slow
 def test_incremental_stage(spark, make_cfg):
     cfg = make_cfg(embedding={"batch_size": 8, "arrow_batch_size": 4})
     items = (

@@ -4,9 +4,10 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
-from lifecycle_recs.data.sources import RawSource, read_source
+from lifecycle_recs.data.sources import read_source
 from lifecycle_recs.io import tables
 from lifecycle_recs.stages.ingest import ingest
+from tests import helpers
 from tests.helpers import repart, sorted_rows
 
 RAW_COLS = [
@@ -37,19 +38,10 @@ ROWS = [
 
 def raw_source(spark, rows, **kw):
     df = repart(spark.createDataFrame(rows, schema=", ".join(f"{c} string" for c in RAW_COLS)))
-    args = dict(
-        name="test",
-        events=df,
-        timestamp_kind="datetime",
-        timestamp_format=None,
-        timezone="UTC",
-        event_type_map={},
-        items=None,
-    )
-    args.update(kw)
-    return RawSource(**args)
+    return helpers.raw_source(df, **kw)
 
 
+@pytest.mark.slow
 def test_ingest_quarantines_dedupes_and_counts_add_up(spark, make_cfg):
     cfg = make_cfg()
     counts = ingest(spark, cfg, raw_source(spark, ROWS))
@@ -80,6 +72,7 @@ def test_ingest_quarantines_dedupes_and_counts_add_up(spark, make_cfg):
     assert set(events.columns) == set(tables.spec("events").names)
 
 
+@pytest.mark.slow
 def test_reingest_changes_nothing(spark, make_cfg):
     cfg = make_cfg()
     ingest(spark, cfg, raw_source(spark, ROWS))
@@ -99,6 +92,7 @@ def test_reingest_changes_nothing(spark, make_cfg):
     assert (more.written, more.already_present, more.duplicates_in_batch) == (1, 2, 1)
 
 
+@pytest.mark.slow
 def test_output_constraints_reject_bad_rows(spark, make_cfg):
     cfg = make_cfg()
     ingest(spark, cfg, raw_source(spark, ROWS[:3]))
@@ -112,6 +106,7 @@ def test_output_constraints_reject_bad_rows(spark, make_cfg):
         bad.write.format("delta").mode("append").save(tables.path(cfg, "events"))
 
 
+@pytest.mark.slow
 def test_generic_csv_with_timezone_epoch_and_mapping(spark, make_cfg, tmp_path):
     p = tmp_path / "log.csv"
     p.write_text(
@@ -145,6 +140,7 @@ def test_generic_csv_with_timezone_epoch_and_mapping(spark, make_cfg, tmp_path):
     assert ev[0]["event_date"] == dt.date(2026, 5, 31)
 
 
+@pytest.mark.slow
 def test_generic_json_epoch_seconds_without_item_id(spark, make_cfg, tmp_path):
     p = tmp_path / "orders.jsonl"
     p.write_text(
@@ -195,6 +191,7 @@ def test_generic_source_names_missing_column(spark, make_cfg, tmp_path):
         read_source(spark, cfg)
 
 
+@pytest.mark.slow
 def test_rows_that_differ_in_value_are_distinct_events_on_any_partitioning(
     spark, make_cfg, tmp_path
 ):
@@ -215,6 +212,7 @@ def test_rows_that_differ_in_value_are_distinct_events_on_any_partitioning(
     assert sorted(r["value"] for r in kept[0]) == [1.0, 5.0, 7.0, 9.0]
 
 
+@pytest.mark.slow
 def test_events_files_store_event_times_without_a_dictionary(spark, make_cfg):
     import pyarrow.parquet as pq
 
@@ -249,6 +247,7 @@ def test_a_table_of_another_schema_is_a_clear_error(spark, make_cfg):
     assert not tables.exists(spark, cfg, "events_quarantine")  # nothing written before the check
 
 
+@pytest.mark.slow
 def test_source_name_comes_from_the_conf_so_moved_files_are_not_reinserted(
     spark, make_cfg, tmp_path
 ):
@@ -284,6 +283,7 @@ def test_source_name_comes_from_the_conf_so_moved_files_are_not_reinserted(
         read_source(spark, unnamed)
 
 
+@pytest.mark.slow
 def test_events_later_than_the_run_are_quarantined(spark, make_cfg):
     """An event dated 2099 passed validation (max 2100) and became D."""
     cfg = make_cfg()
@@ -327,6 +327,7 @@ def _no_time(rows, drop=("ingested_at",)):
     )
 
 
+@pytest.mark.slow
 def test_two_same_day_orders_of_one_customer_are_two_events(spark, make_cfg, tmp_path):
     """Item 1: an order log with day-precision dates and no item lost the smaller of two orders."""
     (tmp_path / "o").mkdir()
@@ -357,6 +358,7 @@ def _write_batches(tmp_path, name, batches):
     return dirs
 
 
+@pytest.mark.slow
 def test_stored_result_does_not_depend_on_how_the_input_arrived(spark, make_cfg, tmp_path):
     """A re-sent event id kept the first value on a later night but the largest in a
     rebuild; identical bad rows of two files were kept twice by a rebuild but once by
@@ -406,6 +408,7 @@ def test_stored_result_does_not_depend_on_how_the_input_arrived(spark, make_cfg,
     assert sorted(dict(r)["source_file"] for r in quarantine) == ["a.csv", "b.csv"]
 
 
+@pytest.mark.slow
 def test_an_event_id_column_with_a_blank_id_is_quarantined(spark, make_cfg, tmp_path):
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "x.csv").write_text(
@@ -457,6 +460,7 @@ def test_counts_are_measured_independently_so_the_check_can_fail():
             bad.check()
 
 
+@pytest.mark.slow
 def test_the_source_is_read_from_the_file_list_taken_when_it_was_opened(spark, make_cfg, tmp_path):
     """Item 2: a file landing mid-run was absorbed by a later scan of the folder."""
     (tmp_path / "in").mkdir()
@@ -508,6 +512,7 @@ def test_a_misnamed_catalog_column_fails_instead_of_nulling_titles(spark, make_c
         read_source(spark, cfg)
 
 
+@pytest.mark.slow
 def test_too_many_bad_rows_fail_the_run_before_anything_is_committed(spark, make_cfg):
     """Item 13: the quarantine-rate expectation."""
     from lifecycle_recs.stages.ingest import QuarantineRateExceeded
@@ -525,6 +530,7 @@ def test_too_many_bad_rows_fail_the_run_before_anything_is_committed(spark, make
     assert ok.quarantined == 8
 
 
+@pytest.mark.slow
 def test_catalog_duplicates_resolve_the_same_way_and_a_bad_price_is_counted(
     spark, make_cfg, tmp_path
 ):
@@ -557,6 +563,7 @@ def test_catalog_duplicates_resolve_the_same_way_and_a_bad_price_is_counted(
     assert by_id["i2"]["price"] is None and by_id["i3"]["price"] is None and len(by_id) == 3
 
 
+@pytest.mark.slow
 def test_two_first_ingests_released_together_store_each_event_once(spark, make_cfg):
     """Item 8: merge_new blind-appended into an empty table, so two first ingests that both saw it
     empty each appended every event (Delta never flags conflicting blind appends)."""
@@ -594,6 +601,7 @@ def test_two_first_ingests_released_together_store_each_event_once(spark, make_c
     assert tables.read(spark, cfg, "events").distinct().count() == 3
 
 
+@pytest.mark.slow
 def test_naive_times_are_shifted_once_and_times_with_an_offset_not_again(spark, make_cfg, tmp_path):
     """Item 12: a time with an offset was shifted twice when the conf time zone was not UTC."""
     (tmp_path / "log.csv").write_text(

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
 from lifecycle_recs.config import ValidationConf
-from lifecycle_recs.data.sources import RawSource
 from lifecycle_recs.io import tables
 from lifecycle_recs.stages.ingest import ingest
+from tests.helpers import raw_source
 
 COLS = ["raw_user_id", "raw_item_id", "raw_event_type", "raw_event_ts", "raw_value", "raw_quantity"]
 V = ValidationConf()
@@ -110,15 +110,7 @@ def oracle_row(r, now):
 
 def _source(spark, rows, partitions):
     df = spark.createDataFrame(rows, ", ".join(f"{c} string" for c in COLS)).repartition(partitions)
-    return RawSource(
-        name="fuzz",
-        events=df,
-        timestamp_kind="datetime",
-        timestamp_format=None,
-        timezone="UTC",
-        event_type_map={},
-        items=None,
-    )
+    return raw_source(df, name="fuzz")
 
 
 def _stored(spark, cfg):

@@ -13,7 +13,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from lifecycle_recs.adapters import btyd
-from lifecycle_recs.data.synthetic.orders import order_log
+from lifecycle_recs.data.synthetic.orders import order_log, source_conf
 from lifecycle_recs.dates import add_days
 from lifecycle_recs.io import runs, tables
 from lifecycle_recs.names import PIPELINE_STAGES
@@ -30,20 +30,7 @@ def orders_csv(tmp_path_factory):
 
 def _cfg(make_cfg, path):
     return make_cfg(
-        source={
-            "kind": "generic",
-            "name": "shop-orders",
-            "format": "csv",
-            "path": str(path),
-            "columns": {
-                "user_id": "customer_id",
-                "event_ts": "order_date",
-                "value": "amount",
-                "quantity": "quantity",
-            },
-            "event_type": "purchase",
-            "timestamp_kind": "date",
-        },
+        source=source_conf(path),
         train={"epochs": 2, "patience": 2, "batch_size": 64, "heads_steps": 60},
         model={"hidden_dim": 16, "item_dim": 16, "stacking": True, "lapsed_periods": 3},
     )

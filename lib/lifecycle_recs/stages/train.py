@@ -212,30 +212,15 @@ def train_and_save(
     feeds = []
     with scratch.directory(cfg, f"train-{t_date}") as root:
         try:
-            train_f = example_feed(
-                spark,
-                cfg,
-                examples(frame.where(~F.col("_val")), vocab, L, "last", btyd_params=bg),
-                "train",
-                True,
-                root,
-            )
-            val_f = example_feed(
-                spark,
-                cfg,
-                examples(frame.where(F.col("_val")), vocab, L, "loo", btyd_params=bg),
-                "val",
-                False,
-                root,
-            )
-            val_labels = example_feed(
-                spark,
-                cfg,
-                examples(frame.where(F.col("_val")), vocab, L, "last", btyd_params=bg),
-                "val_labels",
-                False,
-                root,
-            )
+
+            def feed(rows, mode: str, name: str, shuffle: bool):
+                built = examples(rows, vocab, L, mode, btyd_params=bg)
+                return example_feed(spark, cfg, built, name, shuffle, root)
+
+            train_rows, val_rows = frame.where(~F.col("_val")), frame.where(F.col("_val"))
+            train_f = feed(train_rows, "last", "train", True)
+            val_f = feed(val_rows, "loo", "val", False)
+            val_labels = feed(val_rows, "last", "val_labels", False)
             feeds = [train_f, val_f, val_labels]
             # without items there are no next-item targets: early stopping on the labels' loss
             model, info = fit(

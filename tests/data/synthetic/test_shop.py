@@ -1,3 +1,5 @@
+import pytest
+
 from lifecycle_recs.config import SyntheticConf
 from lifecycle_recs.data.synthetic.shop import generate_events, item_catalog
 from tests.helpers import sorted_rows
@@ -19,6 +21,7 @@ def test_catalog_is_seeded_and_complete():
     assert a["title"].notna().all() and (a["price"] > 0).all()
 
 
+@pytest.mark.slow
 def test_events_are_seeded_with_bad_rows_and_duplicates(spark):
     a = generate_events(spark, CONF)
     rows = sorted_rows(a)

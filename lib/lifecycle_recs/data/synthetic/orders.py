@@ -78,3 +78,22 @@ def order_log(
             "quantity": df["quantity"],
         }
     )
+
+
+def source_conf(path: str) -> dict:
+    """The ``source`` section that reads :func:`order_log` written as CSV under ``path``
+    through the generic source: one purchase per row, dated orders."""
+    return {
+        "kind": "generic",
+        "name": "shop-orders",
+        "format": "csv",
+        "path": str(path),
+        "columns": {
+            "user_id": "customer_id",
+            "event_ts": "order_date",
+            "value": "amount",
+            "quantity": "quantity",
+        },
+        "event_type": "purchase",
+        "timestamp_kind": "date",
+    }
