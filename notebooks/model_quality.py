@@ -1,7 +1,9 @@
-# Databricks notebook source MAGIC %md MAGIC # Model quality over time MAGIC Runs on Databricks (a
-# job cluster or notebook attached to the bundle's wheel) or locally after MAGIC `make demo`:
-# `.venv/bin/python notebooks/model_quality.py` (conf from `$LIFECYCLE_CONF`, default MAGIC
-# `conf/local.yaml`). It reads the last *published* night (pipeline_runs), never a half-written one.
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # Model quality over time
+# MAGIC Runs on Databricks (a job cluster or notebook attached to the bundle's wheel) or locally after
+# MAGIC `make demo`: `.venv/bin/python notebooks/model_quality.py` (conf from `$LIFECYCLE_CONF`, default
+# MAGIC `conf/local.yaml`). It reads the last *published* night (pipeline_runs), never a half-written one.
 
 # COMMAND ----------
 import os
@@ -53,10 +55,10 @@ ax.set_title(f"{task} {metric}")
 ax.legend()
 nb.display(fig, f"{task}_{metric}")
 
-# COMMAND ---------- MAGIC %md The lifecycle strategies against the plain ranking for the same
-# users, per evaluated night, and MAGIC which of them the last night applied: the strategy gate
-# turns off a strategy that lost in the latest MAGIC earlier evaluation (`recommend.strategy_gate`;
-# docs/stages.md, "Recommendations")
+# COMMAND ----------
+# MAGIC %md The lifecycle strategies against the plain ranking for the same users, per evaluated night, and
+# MAGIC which of them the last night applied: the strategy gate turns off a strategy that lost in the latest
+# MAGIC earlier evaluation (`recommend.strategy_gate`; docs/stages.md, "Recommendations")
 
 # COMMAND ----------
 from lifecycle_recs.evaluation.gate import PLAIN_COMPARISON, losing_strategies

@@ -1,7 +1,9 @@
-# Databricks notebook source MAGIC %md MAGIC # Retention and value by stage MAGIC Runs on Databricks
-# (a job cluster or notebook attached to the bundle's wheel) or locally after MAGIC `make demo`:
-# `.venv/bin/python notebooks/retention_and_value.py` (conf from `$LIFECYCLE_CONF`, default MAGIC
-# `conf/local.yaml`). It reads the last *published* night (pipeline_runs), never a half-written one.
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # Retention and value by stage
+# MAGIC Runs on Databricks (a job cluster or notebook attached to the bundle's wheel) or locally after
+# MAGIC `make demo`: `.venv/bin/python notebooks/retention_and_value.py` (conf from `$LIFECYCLE_CONF`, default
+# MAGIC `conf/local.yaml`). It reads the last *published* night (pipeline_runs), never a half-written one.
 
 # COMMAND ----------
 import os
@@ -61,10 +63,10 @@ ax.set_ylabel("users")
 ax.legend()
 nb.display(fig, "churn_by_stage")
 
-# COMMAND ---------- MAGIC %md Which model scored the churn of D, and how it treats users who have
-# been away longer than MAGIC `lifecycle.churn_days`: the lapsed users' silence model, pooled over
-# `model.lapsed_periods` periods and MAGIC applied only where coming back gets rarer with silence
-# (docs/stages.md, "The model")
+# COMMAND ----------
+# MAGIC %md Which model scored the churn of D, and how it treats users who have been away longer than
+# MAGIC `lifecycle.churn_days`: the lapsed users' silence model, pooled over `model.lapsed_periods` periods and
+# MAGIC applied only where coming back gets rarer with silence (docs/stages.md, "The model")
 
 # COMMAND ----------
 import json  # noqa: E402
@@ -78,6 +80,5 @@ for version in sorted(versions):
     with open(os.path.join(cfg.artifacts, version, "config.json")) as fh:
         art_config = json.load(fh)
     print(
-        f"churn of {D} scored by {version}; lapsed users: "
-        f"{lapsed.describe(art_config.get('lapsed'))}"
+        f"churn of {D} scored by {version}; lapsed users: {lapsed.describe(art_config.get('lapsed'))}"
     )

@@ -1,8 +1,9 @@
-# Databricks notebook source MAGIC %md MAGIC # Lifecycle stages and transitions MAGIC Runs on
-# Databricks (a job cluster or notebook attached to the bundle's wheel) or locally after MAGIC `make
-# demo`: `.venv/bin/python notebooks/stages_and_transitions.py` (conf from `$LIFECYCLE_CONF`,
-# default MAGIC `conf/local.yaml`). It reads the last *published* night (pipeline_runs), never a
-# half-written one.
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # Lifecycle stages and transitions
+# MAGIC Runs on Databricks (a job cluster or notebook attached to the bundle's wheel) or locally after
+# MAGIC `make demo`: `.venv/bin/python notebooks/stages_and_transitions.py` (conf from `$LIFECYCLE_CONF`, default
+# MAGIC `conf/local.yaml`). It reads the last *published* night (pipeline_runs), never a half-written one.
 
 # COMMAND ----------
 import os
@@ -19,8 +20,8 @@ nb = open_notebook()
 spark, cfg, D = nb.spark, nb.cfg, nb.night
 assert D, "no published night yet: run the nightly job first"
 
-# COMMAND ---------- MAGIC %md Stage mix at D, and where each stage's users came from (previous
-# stage, one step earlier)
+# COMMAND ----------
+# MAGIC %md Stage mix at D, and where each stage's users came from (previous stage, one step earlier)
 
 # COMMAND ----------
 lc = tables.read(spark, cfg, "user_lifecycle", D)

@@ -1,8 +1,9 @@
-# Databricks notebook source MAGIC %md MAGIC # Recommendations for one user, with explanations MAGIC
-# Runs on Databricks (a job cluster or notebook attached to the bundle's wheel) or locally after
-# MAGIC `make demo`: `.venv/bin/python notebooks/user_recommendations.py` (conf from
-# `$LIFECYCLE_CONF`, default MAGIC `conf/local.yaml`). It reads the last *published* night
-# (pipeline_runs), never a half-written one.
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # Recommendations for one user, with explanations
+# MAGIC Runs on Databricks (a job cluster or notebook attached to the bundle's wheel) or locally after
+# MAGIC `make demo`: `.venv/bin/python notebooks/user_recommendations.py` (conf from `$LIFECYCLE_CONF`, default
+# MAGIC `conf/local.yaml`). It reads the last *published* night (pipeline_runs), never a half-written one.
 
 # COMMAND ----------
 import os
@@ -34,8 +35,8 @@ if not user:
     user = pick["user_id"]
 print("user:", user)
 
-# COMMAND ---------- MAGIC %md Stage, scores and why: the features that move the churn score, the
-# recent items the model attended to
+# COMMAND ----------
+# MAGIC %md Stage, scores and why: the features that move the churn score, the recent items the model attended to
 
 # COMMAND ----------
 me = rs.where(F.col("user_id") == user)
