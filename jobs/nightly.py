@@ -36,6 +36,12 @@ def parser() -> argparse.ArgumentParser:
         "(publish.allow_shrink; refused by default)",
     )
     p.add_argument(
+        "--restate",
+        action="store_true",
+        help="the source's parsing settings changed on purpose: read every file again under the "
+        "new ones and replace the source's events (ingest.restate; a change is refused without)",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -66,6 +72,8 @@ def main(argv=None) -> int:
     cfg = load_config(args.conf, parse_overrides(args.set))
     if args.allow_shrink:
         cfg = dataclasses.replace(cfg, publish=dataclasses.replace(cfg.publish, allow_shrink=True))
+    if args.restate:
+        cfg = dataclasses.replace(cfg, ingest=dataclasses.replace(cfg.ingest, restate=True))
     spark = get_spark(cfg.spark)
     stages = args.stages.split(",") if args.stages else None
     if args.warm_up:

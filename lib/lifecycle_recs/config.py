@@ -110,6 +110,19 @@ class ValidationConf:
 
 
 @dataclass(frozen=True)
+class IngestConf:
+    # file sources (generic, synthetic) are read as a stream of files: each night reads only
+    # the files that arrived since the last one (a checkpoint per source under the lakehouse);
+    # false: every file, every night (RecBole files are always read whole)
+    incremental: bool = True
+    # files per micro-batch: each batch commits on its own, and a replayed one commits nothing
+    max_files_per_batch: int = 1000
+    # --restate: the parsing settings changed on purpose; every file of the source is read again
+    # under the new ones and replaces the source's events and quarantine rows in one commit each
+    restate: bool = False
+
+
+@dataclass(frozen=True)
 class PublishConf:
     # a snapshot replacement with fewer than (1 - max_shrink_fraction) x the rows of the
     # snapshot it replaces (or of the last earlier one), or with no rows, is refused
@@ -289,6 +302,7 @@ class Config:
     source: SourceConf = field(default_factory=SourceConf)
     synthetic: SyntheticConf = field(default_factory=SyntheticConf)
     validation: ValidationConf = field(default_factory=ValidationConf)
+    ingest: IngestConf = field(default_factory=IngestConf)
     publish: PublishConf = field(default_factory=PublishConf)
     sequences: SequenceConf = field(default_factory=SequenceConf)
     lifecycle: LifecycleConf = field(default_factory=LifecycleConf)

@@ -37,6 +37,7 @@ CHOICES: Dict[str, Tuple[Any, ...]] = {
 }
 POSITIVE = (
     "spark.shuffle_partitions",
+    "ingest.max_files_per_batch",
     "sequences.max_length",
     "lifecycle.horizon_days",
     "train.epochs",

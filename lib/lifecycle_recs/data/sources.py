@@ -16,12 +16,15 @@ columns are matched by name, never by position.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from lifecycle_recs.config import Config, SourceConf
 from lifecycle_recs.data.synthetic import shop
@@ -82,6 +85,8 @@ def _read(
 def with_file_name(df: DataFrame) -> DataFrame:
     """Add ``raw_file``: the name of the file each row was read from (part of a
     quarantined row's identity, so identical bad rows of two files are two rows)."""
+    if "raw_file" in df.columns:  # a stream's micro-batch carries it from the stream
+        return df
     return df.withColumn("raw_file", F.col("_metadata.file_name"))
 
 
@@ -123,34 +128,67 @@ def _as_raw(
     return df.select(*[pick(t) for t in TARGETS], file_col.alias("raw_file"))
 
 
-def read_source(spark: SparkSession, cfg: Config) -> RawSource:
-    """Read the configured source (``source.kind``: synthetic, generic or recbole)."""
+SYNTHETIC_MAPPING = {
+    "user_id": "event_user",
+    "item_id": "sku",
+    "event_type": "action",
+    "event_ts": "ts",
+    "value": "revenue",
+    "quantity": "qty",
+}
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """How the files of a file source (generic or synthetic) become raw rows: where they
+    are, their format, the column mapping and how to parse times."""
+
+    name: str
+    format: str
+    path: str
+    columns: Dict[str, Optional[str]]
+    constant_type: Optional[str]
+    timestamp_kind: str
+    timestamp_format: Optional[str]
+    timezone: str
+    event_type_map: Dict[str, str]
+    with_event_id: bool
+
+    def raw(self, files_df: DataFrame, files: Tuple[str, ...] = ()) -> RawSource:
+        """A :class:`RawSource` over ``files_df`` (rows as read from the files; a static
+        DataFrame, e.g. one micro-batch of the stream), without the catalog."""
+        events = _as_raw(with_file_name(files_df), self.columns, self.path, self.constant_type)
+        return RawSource(
+            self.name,
+            events,
+            self.timestamp_kind,
+            self.timestamp_format,
+            self.timezone,
+            self.event_type_map,
+            None,
+            files,
+            self.with_event_id,
+        )
+
+
+def synthetic_raw_dir(cfg: Config) -> str:
+    """Where the synthetic generator lands its files (written once, on first use)."""
+    return cfg.source.raw_path or os.path.join(cfg.lakehouse, "_raw_synthetic")
+
+
+def file_layout(spark: SparkSession, cfg: Config) -> FileLayout:
+    """The layout of a file source (``source.kind`` generic or synthetic). The synthetic
+    generator writes its files first if they are not there yet."""
     src = cfg.source
     if src.kind == "synthetic":
-        raw = src.raw_path or os.path.join(cfg.lakehouse, "_raw_synthetic")
+        raw = synthetic_raw_dir(cfg)
         if not os.path.exists(os.path.join(raw, "events", "_SUCCESS")):
             shop.write_raw(spark, cfg.synthetic, raw)
-        events, files = _read(spark, "parquet", os.path.join(raw, "events"), src)
-        events = with_file_name(events)
-        mapping = {
-            "user_id": "event_user",
-            "item_id": "sku",
-            "event_type": "action",
-            "event_ts": "ts",
-            "value": "revenue",
-            "quantity": "qty",
-        }
-        items = spark.read.parquet(os.path.join(raw, "items"))
-        return RawSource(
-            src.name or "synthetic",
-            _as_raw(events, mapping, "synthetic"),
-            "datetime",
-            None,
-            "UTC",
-            {},
-            items.select(*ITEM_COLUMNS),
-            files,
-        )
+        path = os.path.join(raw, "events")
+        return FileLayout(
+            src.name or "synthetic", "parquet", path, SYNTHETIC_MAPPING, None, "datetime", None,
+            "UTC", {}, False,
+        )  # fmt: skip
     if src.kind == "generic":
         if not src.name:
             raise ValueError(
@@ -158,29 +196,102 @@ def read_source(spark: SparkSession, cfg: Config) -> RawSource:
                 "identity, so a name taken from the path would re-insert every event when the "
                 "files move"
             )
-        events, files = _read(spark, src.format, src.path, src)
-        items = None
-        if src.items_path:
-            items = _catalog(
-                _read(spark, src.items_format, src.items_path, src)[0],
-                src.items_columns,
-                src.items_path,
-            )
-        return RawSource(
-            src.name,
-            _as_raw(with_file_name(events), src.columns, src.path, src.event_type),
-            src.timestamp_kind,
-            src.timestamp_format,
-            src.timezone,
-            src.event_type_map,
-            items,
-            files,
+        return FileLayout(
+            src.name, src.format, src.path, src.columns, src.event_type, src.timestamp_kind,
+            src.timestamp_format, src.timezone, src.event_type_map,
             bool(src.columns.get("event_id")),
-        )
+        )  # fmt: skip
+    raise ValueError(f"source.kind {src.kind!r} is not a file source (generic or synthetic)")
+
+
+def read_items(spark: SparkSession, cfg: Config) -> Optional[DataFrame]:
+    """The catalog of a file source, read whole (``ITEM_COLUMNS``), or None without one."""
+    src = cfg.source
+    if src.kind == "synthetic":
+        items = spark.read.parquet(os.path.join(synthetic_raw_dir(cfg), "items"))
+        return items.select(*ITEM_COLUMNS)
+    if src.kind == "generic" and src.items_path:
+        items = _read(spark, src.items_format, src.items_path, src)[0]
+        return _catalog(items, src.items_columns, src.items_path)
+    return None
+
+
+def read_source(spark: SparkSession, cfg: Config) -> RawSource:
+    """Read the configured source whole (``source.kind``: synthetic, generic or recbole)."""
+    src = cfg.source
     if src.kind == "recbole":
         raw = read_recbole(spark, src.recbole_dir, src.recbole_dataset, src.recbole_event_type)
         return dataclasses.replace(raw, name=src.name) if src.name else raw
-    raise ValueError(f"source.kind must be synthetic, generic or recbole; got '{src.kind}'")
+    if src.kind not in ("synthetic", "generic"):
+        raise ValueError(f"source.kind must be synthetic, generic or recbole; got '{src.kind}'")
+    layout = file_layout(spark, cfg)
+    events, files = _read(spark, layout.format, layout.path, src)
+    return dataclasses.replace(layout.raw(events, files), items=read_items(spark, cfg))
+
+
+# -- the stream of new files --------------------------------------------------------------
+def capture_schema(spark: SparkSession, cfg: Config, layout: FileLayout) -> StructType:
+    """The schema of the source's files as they are now: captured on the first night and
+    kept with the ingest state, never inferred again (CSV and JSON: every column a string)."""
+    return _read(spark, layout.format, layout.path, cfg.source)[0].schema
+
+
+def stream_files(
+    spark: SparkSession, cfg: Config, layout: FileLayout, schema: StructType
+) -> DataFrame:
+    """A streaming DataFrame over the source's files with the captured ``schema``: each
+    micro-batch holds the rows of files not read before (Spark's file stream source)."""
+    src = cfg.source
+    reader = spark.readStream.format(layout.format).schema(schema)
+    reader = reader.option("maxFilesPerTrigger", cfg.ingest.max_files_per_batch)
+    if layout.format == "csv":
+        # the header of every file must name the schema's columns (matched by name)
+        reader = (
+            reader.option("header", src.csv_header)
+            .option("sep", src.csv_sep)
+            .option("enforceSchema", False)
+        )
+    return with_file_name(reader.load(layout.path))
+
+
+# the settings that decide how a raw row becomes an event: reading the same files under
+# other ones gives other events, so a change is refused unless restated
+_PARSING_SOURCE_KEYS = (
+    "kind", "name", "format", "columns", "event_type_map", "event_type", "timestamp_kind",
+    "timestamp_format", "timezone", "csv_header", "csv_sep",
+)  # fmt: skip
+_NOT_PARSING_VALIDATION_KEYS = ("max_quarantine_fraction", "on_quarantine_excess")
+
+
+def _plain(v):
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in sorted(v.items())}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def parsing_settings(cfg: Config) -> Dict[str, object]:
+    """Everything that changes how a raw row becomes an event: the source's columns, formats,
+    time zone and maps, and the validation rules."""
+    out = {f"source.{k}": _plain(getattr(cfg.source, k)) for k in _PARSING_SOURCE_KEYS}
+    for f in dataclasses.fields(cfg.validation):
+        if f.name not in _NOT_PARSING_VALIDATION_KEYS:
+            out[f"validation.{f.name}"] = _plain(getattr(cfg.validation, f.name))
+    return out
+
+
+def settings_fingerprint(settings: Dict[str, object]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def settings_changes(old: Dict[str, object], new: Dict[str, object]) -> List[str]:
+    """``key: old -> new`` for every setting that differs."""
+    return [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
 
 
 def _catalog(raw_items: DataFrame, columns: Dict[str, Optional[str]], where: str) -> DataFrame:

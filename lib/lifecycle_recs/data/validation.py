@@ -55,7 +55,26 @@ class IngestCounts:
     items_written: int = 0
     items_missing_id: int = 0  # catalog rows without an item id (not written)
     items_bad_price: int = 0  # catalog rows whose price did not parse or was negative (price null)
+    batches: int = 0  # micro-batches of new files (file sources read as a stream)
+    restated: bool = False  # the rows replaced the whole source (``--restate``)
+    stored_after: int = 0  # restated: the source's events after the commit
     seconds: Dict[str, float] = field(default_factory=dict)  # wall time of each step
+
+    ADDED = (
+        "files", "rows_in", "valid", "quarantined", "distinct", "duplicates_in_batch",
+        "already_present", "replaced", "new", "written",
+    )  # fmt: skip
+
+    def add(self, other: IngestCounts) -> IngestCounts:
+        """Fold the counts of one more micro-batch into these (each was checked on its own)."""
+        for k in self.ADDED:
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        for reason, n in other.quarantine_reasons.items():
+            self.quarantine_reasons[reason] = self.quarantine_reasons.get(reason, 0) + n
+        self.quarantine_reasons = dict(sorted(self.quarantine_reasons.items()))
+        for step, secs in other.seconds.items():
+            self.seconds[step] = round(self.seconds.get(step, 0.0) + secs, 2)
+        return self
 
     def problems(self, committed: bool = True) -> list:
         p = []
@@ -77,6 +96,13 @@ class IngestCounts:
                 f"new {self.new} + already_present {self.already_present} != distinct "
                 f"{self.distinct}"
             )
+        if self.restated:
+            if committed and self.stored_after != self.distinct:
+                p.append(
+                    f"restated: the source holds {self.stored_after} events after the commit, "
+                    f"not the {self.distinct} distinct events read"
+                )
+            return p
         if committed and self.written != self.new:
             p.append(
                 f"written {self.written} (the table's row-count change) != new {self.new}: another "

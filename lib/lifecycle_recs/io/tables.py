@@ -149,7 +149,7 @@ def _ensure(spark: SparkSession, cfg: Config, ts: TableSpec) -> Tuple[DeltaTable
     return _delta(spark, p), True
 
 
-def _sql_string(v: str) -> str:
+def sql_string(v: str) -> str:
     return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
@@ -158,7 +158,7 @@ def create_table_sql(name: str, ts: TableSpec, props: Dict[str, str]) -> str:
     ident = ".".join(quote_identifier(x) for x in name.split("."))
     cols = ",\n  ".join(
         f"{quote_identifier(c.name)} {c.dtype.simpleString()}{'' if c.nullable else ' NOT NULL'} "
-        f"COMMENT {_sql_string(c.doc)}"
+        f"COMMENT {sql_string(c.doc)}"
         for c in ts.columns
     )
     parts = [f"CREATE TABLE IF NOT EXISTS {ident} (\n  {cols}\n) USING delta"]
@@ -167,10 +167,10 @@ def create_table_sql(name: str, ts: TableSpec, props: Dict[str, str]) -> str:
             "PARTITIONED BY (" + ", ".join(quote_identifier(c) for c in ts.partition_by) + ")"
         )
     if ts.doc:
-        parts.append(f"COMMENT {_sql_string(ts.doc)}")
+        parts.append(f"COMMENT {sql_string(ts.doc)}")
     parts.append(
         "TBLPROPERTIES ("
-        + ", ".join(f"{_sql_string(k)} = {_sql_string(v)}" for k, v in props.items())
+        + ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in props.items())
         + ")"
     )
     return "\n".join(parts)
@@ -291,6 +291,17 @@ def replace_metric_rows(
     return len(rows)
 
 
+def _sql_literal(v) -> str:
+    """A SQL literal of a date, number or string (quoted, quotes doubled)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return repr(v)
+    if isinstance(v, dt.datetime):
+        return f"TIMESTAMP'{v.isoformat(sep=' ')}'"
+    if isinstance(v, dt.date):
+        return f"DATE'{v.isoformat()}'"
+    return sql_string(str(v))
+
+
 def merge_condition(keys: Sequence[str]) -> str:
     # null-safe: a nullable key column (events.item_id) matches null to null
     return " AND ".join(f"t.{quote_identifier(k)} <=> s.{quote_identifier(k)}" for k in keys)
@@ -303,11 +314,19 @@ def merge_new(
     df: DataFrame,
     keys: Optional[Sequence[str]] = None,
     prefer: Optional[Sequence[str]] = None,
+    prune: Optional[Dict[str, Sequence]] = None,
+    replace_where: Optional[str] = None,
 ) -> Dict[str, int]:
     """Insert the rows of ``df`` whose keys are not in ``table`` yet, in one MERGE
     commit (``df`` has unique keys). With ``prefer``, a stored row is replaced by
     a source row whose ``prefer`` columns compare larger, so the result does not
     depend on the order rows arrive in.
+
+    ``prune`` ({column: values}) limits the target rows the MERGE reads to those values
+    (Delta does not prune a MERGE target by itself): the batch's own dates, say.
+    ``replace_where`` (a condition on the target, e.g. one source) makes the MERGE a
+    replacement of those rows: matched rows take the source row, stored rows under the
+    condition that ``df`` does not hold are deleted, in the same commit.
 
     Always a MERGE, even into an empty table: a blind append reads nothing, so
     Delta cannot see that a concurrent writer appended the same rows; a MERGE
@@ -318,8 +337,14 @@ def merge_new(
     keys = list(keys or ts.keys)
     src = conform(df, ts)
     before = _version(target)
-    m = target.alias("t").merge(src.alias("s"), merge_condition(keys))
-    if prefer:
+    cond = merge_condition(keys)
+    for col, values in (prune or {}).items():
+        literals = ", ".join(_sql_literal(v) for v in sorted(set(values)))
+        cond += f" AND t.{quote_identifier(col)} IN ({literals or 'NULL'})"
+    m = target.alias("t").merge(src.alias("s"), cond)
+    if replace_where is not None:
+        m = m.whenMatchedUpdateAll().whenNotMatchedBySourceDelete(condition=replace_where)
+    elif prefer:
 
         def tup(a):
             return "struct(" + ", ".join(f"{a}.{quote_identifier(c)}" for c in prefer) + ")"
@@ -329,13 +354,14 @@ def merge_new(
     m.whenNotMatchedInsertAll().execute()
     if _version(target) == before:
         # a MERGE that changes nothing commits nothing (a rerun)
-        return {"source_rows": src.count(), "inserted": 0, "updated": 0}
+        return {"source_rows": src.count(), "inserted": 0, "updated": 0, "deleted": 0}
     _committed(table)
     m = last_metrics(spark, cfg, table)
     return {
         "source_rows": m.get("numSourceRows", 0),
         "inserted": m.get("numTargetRowsInserted", 0),
         "updated": m.get("numTargetRowsUpdated", 0),
+        "deleted": m.get("numTargetRowsDeleted", 0),
     }
 
 
