@@ -2,27 +2,76 @@
 
 spark-submit jobs/nightly.py --conf conf/prod.yaml --date 2026-11-21
 python jobs/nightly.py --conf conf/local.yaml --demo
+
+Exit codes: 0 the run succeeded (and, when it ran every stage of the conf, the night is
+published); 1 a stage failed (the traceback says which); 2 bad arguments (checked before Spark
+starts); 3 every stage of the conf ran but the night is not published (an earlier night's stage
+has not succeeded for D), so a scheduler can tell.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import logging
+import os
 import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_PUBLISHED = 0, 1, 2, 3
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _date(value: str) -> str:
+    """``--date``: a calendar date, checked before Spark starts."""
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def _stages(value: str) -> list:
+    """``--stages``: known stage names, checked before Spark starts."""
+    from lifecycle_recs.names import PIPELINE_STAGES
+
+    names = [s.strip() for s in value.split(",") if s.strip()]
+    unknown = [s for s in names if s not in PIPELINE_STAGES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown stage(s) {unknown or value!r}; the stages are {', '.join(PIPELINE_STAGES)}"
+        )
+    return names
 
 
 def parser() -> argparse.ArgumentParser:
+    from lifecycle_recs.names import PIPELINE_STAGES
+
     p = argparse.ArgumentParser(
-        description="Lifecycle recommender: nightly pipeline for one snapshot date"
+        description="Lifecycle recommender: nightly pipeline for one snapshot date",
+        epilog="exit codes: 0 succeeded (a full run: the night is published); 1 a stage failed; "
+        "2 bad arguments; 3 every stage of the conf ran but the night is not published",
     )
     p.add_argument(
-        "--conf", default="conf/local.yaml", help="YAML config (default: conf/local.yaml)"
+        "--conf",
+        default=None,
+        help="YAML config (default: the embedded default, what conf/local.yaml holds, with its "
+        "paths under the current directory)",
     )
     p.add_argument(
-        "--date", default=None, help="snapshot date D (YYYY-MM-DD); default: last event date"
+        "--date",
+        type=_date,
+        default=None,
+        help="snapshot date D (YYYY-MM-DD); default: last event date",
     )
-    p.add_argument("--stages", default=None, help="comma-separated subset of stages to run")
+    p.add_argument(
+        "--stages",
+        type=_stages,
+        default=None,
+        help=f"comma-separated subset of stages to run, of: {', '.join(PIPELINE_STAGES)}",
+    )
+    p.add_argument(
+        "--log-level", default="INFO", choices=LOG_LEVELS, help="logging level (default: INFO)"
+    )
     p.add_argument(
         "--training-snapshot",
         action="store_true",
@@ -61,28 +110,39 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
-    from lifecycle_recs.config import load_config, parse_overrides
+    from lifecycle_recs.config import config_from_dict, load_config, parse_overrides
     from lifecycle_recs.pipeline import run_nightly, warm_up
     from lifecycle_recs.spark import get_spark
     from lifecycle_recs.summary import print_run
 
-    cfg = load_config(args.conf, parse_overrides(args.set))
+    overrides = parse_overrides(args.set)
+    if args.conf is None:  # the embedded default: no file needed, paths under this directory
+        cfg = config_from_dict(overrides, base=os.getcwd())
+    else:
+        cfg = load_config(args.conf, overrides)
     if args.allow_shrink:
         cfg = dataclasses.replace(cfg, publish=dataclasses.replace(cfg.publish, allow_shrink=True))
     if args.restate:
         cfg = dataclasses.replace(cfg, ingest=dataclasses.replace(cfg.ingest, restate=True))
     spark = get_spark(cfg.spark)
-    stages = args.stages.split(",") if args.stages else None
+    stages = args.stages
     if args.warm_up:
         stages, date = warm_up(spark, cfg, args.date, stages)
     else:
         date = args.date
     run = run_nightly(spark, cfg, date, stages, args.training_snapshot)
     print_run(run, samples=args.demo)
-    return 0
+    if args.stages is None and not run.published:
+        logging.getLogger("lifecycle_jobs.nightly").error(
+            "night %s is not published: a stage of the conf has not succeeded for it",
+            run.snapshot_date,
+        )
+        return EXIT_NOT_PUBLISHED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -166,7 +166,13 @@ def test_tests_mirror_the_package():
             f"no tests/{folder.relative_to(PKG)}/"
         )
     modules = {p.relative_to(PKG).with_name(p.stem) for p in PKG.rglob("*.py")}
-    project = {"test_architecture", "test_bundle", "test_packaging", "test_quality_docs"}
+    project = {
+        "test_architecture",
+        "test_bundle",
+        "test_packaging",
+        "test_quality_docs",
+        "test_nightly_job",
+    }
     for t in tests.rglob("test_*.py"):
         rel = t.relative_to(tests)
         if rel.parts[0] == "system" or (len(rel.parts) == 1 and t.stem in project):

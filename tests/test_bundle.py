@@ -41,20 +41,22 @@ def test_the_bundle_job_runs_every_stage_once_in_order_through_the_entry_point()
         assert f"{wheel['entry_point']}=" in setup
         variables = {f"${{var.{k}}}": str(v["default"]) for k, v in bundle["variables"].items()}
         variables["${workspace.file_path}/"] = ""
+        assert "{{job.parameters.date}}" in wheel["parameters"]
+        variables["{{job.parameters.date}}"] = "2026-11-21"  # what the job substitutes at run time
         params = []
         for p in wheel["parameters"]:
             for k, v in variables.items():
                 p = p.replace(k, v)
             params.append(p)
         args = parser().parse_args(params)
-        assert args.date == "{{job.parameters.date}}"
+        assert args.date == "2026-11-21"
         cfg = load_config(
             str(ROOT / args.conf), parse_overrides(args.set)
         )  # exists, valid with the overrides
         assert cfg.table_schema == "main.lifecycle" and cfg.artifacts.startswith(
             "/Volumes/main/lifecycle/"
         )
-        stages += args.stages.split(",")
+        stages += args.stages
         previous = task["task_key"]
     assert tuple(stages) == PIPELINE_STAGES
     data = job["tasks"][0]["python_wheel_task"]["parameters"]

@@ -63,6 +63,7 @@ class NightlyRun:
     context: RunContext
     results: List[StageResult] = field(default_factory=list)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    published: bool = False  # every stage of the conf has succeeded for D
 
     @property
     def snapshot_date(self) -> Optional[str]:
@@ -156,6 +157,7 @@ def run_nightly(
         spark, cfg, run.context.snapshot_date, cfg.stages, WITHOUT_DATE
     )
     status = "partial" if missing else "published"
+    run.published = not missing
     _record(
         spark,
         cfg,
