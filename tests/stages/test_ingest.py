@@ -8,7 +8,12 @@ from pyspark.sql import functions as F
 from lifecycle_recs.config import IngestConf
 from lifecycle_recs.data.sources import read_source
 from lifecycle_recs.io import tables
-from lifecycle_recs.stages.ingest import ingest
+from lifecycle_recs.stages.ingest import (
+    ParsingSettingsChanged,
+    QuarantineRateExceeded,
+    ingest,
+    ingest_source,
+)
 from tests import helpers
 from tests.helpers import repart, sorted_rows
 
@@ -686,14 +691,18 @@ def _same(a, b):
     return a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0
 
 
+@pytest.fixture
+def landing(make_cfg, tmp_path):
+    """An empty landing folder and the conf of a CSV source reading it, one file a batch."""
+    folder = tmp_path / "landing"
+    return folder, _stream_cfg(make_cfg, folder)
+
+
 @pytest.mark.slow
 def test_each_night_reads_only_its_new_files_and_lands_what_one_read_of_all_of_them_does(
-    spark, make_cfg, tmp_path
+    spark, landing, tmp_path
 ):
-    from lifecycle_recs.stages.ingest import ingest_source
-
-    landing = tmp_path / "landing"
-    cfg = _stream_cfg(make_cfg, landing)
+    landing, cfg = landing
     _deliver(landing, "day1.csv", DAY1)
     first = ingest_source(spark, cfg)
     assert (first.files, first.rows_in, first.quarantined, first.written) == (1, 5, 1, 3)
@@ -718,12 +727,10 @@ def test_each_night_reads_only_its_new_files_and_lands_what_one_read_of_all_of_t
 
 
 @pytest.mark.slow
-def test_a_replayed_micro_batch_commits_nothing_twice(spark, make_cfg, tmp_path):
-    from lifecycle_recs.stages.ingest import ingest_source
+def test_a_replayed_micro_batch_commits_nothing_twice(spark, landing, tmp_path):
     from tests.helpers import CrashAfterCommit, InjectedCrash
 
-    landing = tmp_path / "landing"
-    cfg = _stream_cfg(make_cfg, landing)
+    landing, cfg = landing
     _deliver(landing, "day1.csv", DAY1)
     with CrashAfterCommit("events"), pytest.raises(InjectedCrash):
         ingest_source(spark, cfg)  # the batch's writes committed, the stream's own commit not
@@ -739,12 +746,9 @@ def test_a_replayed_micro_batch_commits_nothing_twice(spark, make_cfg, tmp_path)
 
 @pytest.mark.slow
 def test_a_changed_parsing_setting_is_refused_and_a_restatement_keeps_each_event_once(
-    spark, make_cfg, tmp_path
+    spark, landing, tmp_path
 ):
-    from lifecycle_recs.stages.ingest import ParsingSettingsChanged, ingest_source
-
-    landing = tmp_path / "landing"
-    cfg = _stream_cfg(make_cfg, landing)
+    landing, cfg = landing
     _deliver(landing, "day1.csv", DAY1)
     _deliver(landing, "day2.csv", DAY2)
     ingest_source(spark, cfg)
@@ -767,11 +771,8 @@ def test_a_changed_parsing_setting_is_refused_and_a_restatement_keeps_each_event
 
 
 @pytest.mark.slow
-def test_a_wholly_malformed_new_file_fails_however_long_the_history(spark, make_cfg, tmp_path):
-    from lifecycle_recs.stages.ingest import QuarantineRateExceeded, ingest_source
-
-    landing = tmp_path / "landing"
-    cfg = _stream_cfg(make_cfg, landing)
+def test_a_wholly_malformed_new_file_fails_however_long_the_history(spark, landing):
+    landing, cfg = landing
     cfg = replace(cfg, validation=replace(cfg.validation, on_quarantine_excess="fail"))
     good = [(f"u{i}", "i1", "view", f"2026-06-01 10:{i % 60:02d}:00", "0") for i in range(60)]
     _deliver(landing, "day1.csv", good)
