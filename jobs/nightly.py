@@ -91,6 +91,13 @@ def parser() -> argparse.ArgumentParser:
         "new ones and replace the source's events (ingest.restate; a change is refused without)",
     )
     p.add_argument(
+        "--mode",
+        choices=("auto", "incremental", "full"),
+        help="how the data stages build the night (state.mode, default auto): incremental from "
+        "the per-user day state, refused when it cannot be used; full from all events (the "
+        "healing run); auto incremental when it can, else full, saying why",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -128,6 +135,8 @@ def main(argv=None) -> int:
         cfg = dataclasses.replace(cfg, publish=dataclasses.replace(cfg.publish, allow_shrink=True))
     if args.restate:
         cfg = dataclasses.replace(cfg, ingest=dataclasses.replace(cfg.ingest, restate=True))
+    if args.mode:
+        cfg = dataclasses.replace(cfg, state=dataclasses.replace(cfg.state, mode=args.mode))
     spark = get_spark(cfg.spark)
     stages = args.stages
     if args.warm_up:

@@ -201,3 +201,42 @@ def raw_source(df, **kw):
     )
     args.update(kw)
     return RawSource(**args)
+
+
+# ---- a landing folder of delivery files read by a generic CSV source ----------------------
+
+HEADER = "id_user,sku,act,at,amount\n"
+
+
+def deliver(folder, name, rows, header=HEADER):
+    """Land one delivery file of CSV rows (user, sku, action, time, amount[, event id])."""
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(header + "".join(",".join(r) + "\n" for r in rows))
+
+
+def stream_cfg(make_cfg, folder, event_id=None, **overrides):
+    """The conf of a CSV source reading ``folder``, one file a micro-batch; ``event_id``:
+    the name of an event id column."""
+    columns = {
+        "user_id": "id_user",
+        "item_id": "sku",
+        "event_type": "act",
+        "event_ts": "at",
+        "value": "amount",
+        **({"event_id": event_id} if event_id else {}),
+    }
+    source = {
+        "kind": "generic",
+        "name": "landing",
+        "format": "csv",
+        "path": str(folder),
+        "columns": columns,
+        "event_type_map": {"order": "purchase"},
+        **overrides.pop("source", {}),
+    }
+    return make_cfg(source=source, ingest={"max_files_per_batch": 1}, **overrides)
+
+
+def same_rows(a, b):
+    """The same rows, duplicates counted (``exceptAll`` both ways)."""
+    return a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0

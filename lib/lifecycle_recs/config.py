@@ -131,6 +131,15 @@ class PublishConf:
 
 
 @dataclass(frozen=True)
+class StateConf:
+    # how the data stages build a night (--mode): incremental = from the per-user day state
+    # (user_days) with only the dates whose events changed rebuilt, refused when the state
+    # cannot be used; full = every snapshot rebuilt from all events (the healing run); auto =
+    # incremental when the state can be used, else full, saying why
+    mode: str = "auto"
+
+
+@dataclass(frozen=True)
 class SequenceConf:
     max_length: int = 50
     value_event_types: Tuple[str, ...] = ("purchase", "rating")
@@ -304,6 +313,7 @@ class Config:
     validation: ValidationConf = field(default_factory=ValidationConf)
     ingest: IngestConf = field(default_factory=IngestConf)
     publish: PublishConf = field(default_factory=PublishConf)
+    state: StateConf = field(default_factory=StateConf)
     sequences: SequenceConf = field(default_factory=SequenceConf)
     lifecycle: LifecycleConf = field(default_factory=LifecycleConf)
     embedding: EmbeddingConf = field(default_factory=EmbeddingConf)

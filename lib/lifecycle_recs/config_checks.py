@@ -25,6 +25,7 @@ def is_table_name(p: Optional[str]) -> bool:
 # Allowed values, by dotted key; ``stages`` lists are checked item by item.
 CHOICES: Dict[str, Tuple[Any, ...]] = {
     "source.kind": ("synthetic", "generic", "recbole"),
+    "state.mode": ("auto", "incremental", "full"),
     "source.format": ("csv", "json", "parquet"),
     "source.items_format": ("csv", "json", "parquet"),
     "source.timestamp_kind": ("epoch_seconds", "datetime", "date"),

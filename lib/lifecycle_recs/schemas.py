@@ -113,6 +113,8 @@ EVENTS = TableSpec(
     properties={
         "delta.dataSkippingStatsColumns": "event_ts,value,user_id",
         "parquet.enable.dictionary#event_ts": "false",
+        # the incremental night reads which dates changed since its state from the feed
+        "delta.enableChangeDataFeed": "true",
     },
 )
 
@@ -192,6 +194,45 @@ USER_SEQUENCES = TableSpec(
     keys=("snapshot_date", "user_id"),
     checks={"sequence_length_positive": "sequence_length > 0"},
     doc="Per-user behaviour sequence and RFM features as of D.",
+)
+
+# One step of a sequence: the sort key (time, funnel rank, item key, value) first, so
+# that sorting the structs orders the steps; ``data.sequences.step_struct`` builds it.
+STEP = T.StructType(
+    [
+        T.StructField("ts", TS, True),
+        T.StructField("r", I, True),
+        T.StructField("k", S, True),
+        T.StructField("value", D, True),
+        T.StructField("item", S, True),
+        T.StructField("type", S, True),
+    ]
+)
+
+USER_DAYS = TableSpec(
+    "user_days",
+    (
+        Col("event_date", DT, False, "UTC event date (partition)"),
+        Col("user_id", S, False, "user identifier"),
+        Col("n_events", L, False, "the user's events that day"),
+        Col("n_value_events", L, False, "of which of a value type (sequences.value_event_types)"),
+        Col(
+            "value_total",
+            T.DecimalType(38, 9),
+            True,
+            "exact sum of the value of value-type events (null when none)",
+        ),
+        Col("first_ts", TS, False, "first event time that day"),
+        Col("last_ts", TS, False, "last event time that day"),
+        Col("items", _arr(S), False, "distinct item ids of the day, sorted (nulls left out)"),
+        Col("steps", T.ArrayType(STEP, True), False, "the day's last N steps, oldest first"),
+    ),
+    partition_by=("event_date",),
+    keys=("event_date", "user_id"),
+    doc="The incremental night's state: one row per user and active day, a pure function of that "
+    "date's partition of events. A night rewrites only the dates whose events changed since the "
+    "events version it last reflected (read from the change data feed); user_sequences and "
+    "user_lifecycle of any D are aggregates of it. Internal: other teams read the snapshots.",
 )
 
 USER_LIFECYCLE = TableSpec(
@@ -445,6 +486,7 @@ TABLES: Dict[str, TableSpec] = {
         EVENTS,
         EVENTS_QUARANTINE,
         ITEMS,
+        USER_DAYS,
         USER_SEQUENCES,
         USER_LIFECYCLE,
         ITEM_EMBEDDINGS,

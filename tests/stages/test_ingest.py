@@ -15,7 +15,7 @@ from lifecycle_recs.stages.ingest import (
     ingest_source,
 )
 from tests import helpers
-from tests.helpers import repart, sorted_rows
+from tests.helpers import deliver, repart, same_rows, sorted_rows, stream_cfg
 
 RAW_COLS = [
     "raw_user_id",
@@ -636,36 +636,6 @@ def test_naive_times_are_shifted_once_and_times_with_an_offset_not_again(spark, 
 
 # ---- file sources as a stream: each night reads only the new files ------------------------
 
-HEADER = "id_user,sku,act,at,amount\n"
-
-
-def _deliver(folder, name, rows):
-    """Land one delivery file of CSV rows (user, sku, action, time, amount)."""
-    folder.mkdir(exist_ok=True)
-    (folder / name).write_text(HEADER + "".join(",".join(r) + "\n" for r in rows))
-
-
-def _stream_cfg(make_cfg, folder, **source):
-    return make_cfg(
-        source={
-            "kind": "generic",
-            "name": "landing",
-            "format": "csv",
-            "path": str(folder),
-            "columns": {
-                "user_id": "id_user",
-                "item_id": "sku",
-                "event_type": "act",
-                "event_ts": "at",
-                "value": "amount",
-            },
-            "event_type_map": {"order": "purchase"},
-            **source,
-        },
-        ingest={"max_files_per_batch": 1},
-    )
-
-
 DAY1 = [
     ("u1", "i1", "view", "2026-06-01 10:00:00", "0"),
     ("u1", "i1", "order", "2026-06-01 10:05:00", "12.5"),
@@ -687,15 +657,11 @@ def _stored(spark, cfg):
     return ev, q
 
 
-def _same(a, b):
-    return a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0
-
-
 @pytest.fixture
 def landing(make_cfg, tmp_path):
     """An empty landing folder and the conf of a CSV source reading it, one file a batch."""
     folder = tmp_path / "landing"
-    return folder, _stream_cfg(make_cfg, folder)
+    return folder, stream_cfg(make_cfg, folder)
 
 
 @pytest.mark.slow
@@ -703,11 +669,11 @@ def test_each_night_reads_only_its_new_files_and_lands_what_one_read_of_all_of_t
     spark, landing, tmp_path
 ):
     landing, cfg = landing
-    _deliver(landing, "day1.csv", DAY1)
+    deliver(landing, "day1.csv", DAY1)
     first = ingest_source(spark, cfg)
     assert (first.files, first.rows_in, first.quarantined, first.written) == (1, 5, 1, 3)
-    _deliver(landing, "day2.csv", DAY2)
-    _deliver(landing, "day3.csv", DAY3)
+    deliver(landing, "day2.csv", DAY2)
+    deliver(landing, "day3.csv", DAY3)
     second = ingest_source(spark, cfg)
     assert (second.files, second.batches, second.rows_in) == (2, 2, 5)  # day 1 is not read again
     assert (second.already_present, second.written, second.quarantined) == (1, 3, 1)
@@ -721,8 +687,8 @@ def test_each_night_reads_only_its_new_files_and_lands_what_one_read_of_all_of_t
     ingest_source(spark, at_once)
     ingest_source(spark, whole)
     nightly, once, full = _stored(spark, cfg), _stored(spark, at_once), _stored(spark, whole)
-    assert _same(nightly[0], full[0]) and _same(once[0], full[0])
-    assert _same(nightly[1], full[1]) and _same(once[1], full[1])
+    assert same_rows(nightly[0], full[0]) and same_rows(once[0], full[0])
+    assert same_rows(nightly[1], full[1]) and same_rows(once[1], full[1])
     assert nightly[0].count() == 6 and nightly[1].count() == 2
 
 
@@ -731,7 +697,7 @@ def test_a_replayed_micro_batch_commits_nothing_twice(spark, landing, tmp_path):
     from tests.helpers import CrashAfterCommit, InjectedCrash
 
     landing, cfg = landing
-    _deliver(landing, "day1.csv", DAY1)
+    deliver(landing, "day1.csv", DAY1)
     with CrashAfterCommit("events"), pytest.raises(InjectedCrash):
         ingest_source(spark, cfg)  # the batch's writes committed, the stream's own commit not
     committed = tables.versions(spark, cfg, ["events", "events_quarantine"])
@@ -741,7 +707,7 @@ def test_a_replayed_micro_batch_commits_nothing_twice(spark, landing, tmp_path):
     clean = replace(cfg, lakehouse=str(tmp_path / "clean"))
     ingest_source(spark, clean)
     a, b = _stored(spark, cfg), _stored(spark, clean)
-    assert _same(a[0], b[0]) and _same(a[1], b[1])
+    assert same_rows(a[0], b[0]) and same_rows(a[1], b[1])
 
 
 @pytest.mark.slow
@@ -749,12 +715,12 @@ def test_a_changed_parsing_setting_is_refused_and_a_restatement_keeps_each_event
     spark, landing, tmp_path
 ):
     landing, cfg = landing
-    _deliver(landing, "day1.csv", DAY1)
-    _deliver(landing, "day2.csv", DAY2)
+    deliver(landing, "day1.csv", DAY1)
+    deliver(landing, "day2.csv", DAY2)
     ingest_source(spark, cfg)
     before = tables.read(spark, cfg, "events").count()
     berlin = replace(cfg, source=replace(cfg.source, timezone="Europe/Berlin"))
-    _deliver(landing, "day3.csv", DAY3)
+    deliver(landing, "day3.csv", DAY3)
     with pytest.raises(ParsingSettingsChanged, match=r"source\.timezone: 'UTC' -> 'Europe/Berlin'"):
         ingest_source(spark, berlin)
     assert tables.read(spark, cfg, "events").count() == before  # nothing landed
@@ -765,7 +731,7 @@ def test_a_changed_parsing_setting_is_refused_and_a_restatement_keeps_each_event
     assert events.count() == counts.stored_after == before + 1  # day 3's one valid event, once
     assert events.where(F.col("user_id") == "u3").first()["event_ts"] == dt.datetime(2026, 6, 2, 7)
     # the next night runs under the new settings and reads only what is new
-    _deliver(landing, "day4.csv", [("u5", "i1", "view", "2026-06-04 10:00:00", "0")])
+    deliver(landing, "day4.csv", [("u5", "i1", "view", "2026-06-04 10:00:00", "0")])
     nxt = ingest_source(spark, berlin)
     assert (nxt.files, nxt.written) == (1, 1)
 
@@ -775,8 +741,8 @@ def test_a_wholly_malformed_new_file_fails_however_long_the_history(spark, landi
     landing, cfg = landing
     cfg = replace(cfg, validation=replace(cfg.validation, on_quarantine_excess="fail"))
     good = [(f"u{i}", "i1", "view", f"2026-06-01 10:{i % 60:02d}:00", "0") for i in range(60)]
-    _deliver(landing, "day1.csv", good)
+    deliver(landing, "day1.csv", good)
     ingest_source(spark, cfg)
-    _deliver(landing, "day2.csv", [("u1", "i1", "view", "not a time", "0")] * 3)
+    deliver(landing, "day2.csv", [("u1", "i1", "view", "not a time", "0")] * 3)
     with pytest.raises(QuarantineRateExceeded, match="3 of 3 rows"):
         ingest_source(spark, cfg)

@@ -103,7 +103,18 @@ def build_lifecycle(
         .agg(*aggs)
         .where(F.col("last_ts").isNotNull())
     )
+    return lifecycle_rows(per_user, sequences, d, c, labels_known)
 
+
+def lifecycle_rows(
+    per_user: DataFrame, sequences: DataFrame, d, c: LifecycleConf, labels_known: bool
+) -> DataFrame:
+    """Per-user window aggregates (last_ts, first_ts, last_ts_prev, the reactivation parts
+    lb/fi of D and of D - step, events_last_30d, value_last_horizon and, when
+    ``labels_known``, the next-horizon labels) + the median gap of ``sequences`` -> the
+    ``user_lifecycle`` rows of D."""
+    end = end_of_day(d)
+    prev_end = end_of_day(add_days(d, -c.transition_step_days))
     gaps_df = sequences.select(
         "user_id",
         F.array_sort(F.array_distinct(F.transform("event_ts", lambda x: F.to_date(x)))).alias("_d"),

@@ -23,38 +23,58 @@ def event_rank(col: str = "event_type") -> Column:
 SORT_AGGREGATE = {"spark.sql.execution.useObjectHashAggregateExec": "false"}
 
 
+def latest_first(*partition: str) -> Window:
+    """Newest step first, in the exact reverse of the order of :func:`step_struct` (time,
+    funnel rank, item key, value, item, type): the last N under this order are the N
+    largest structs, so a last N of last Ns is the last N of the union."""
+    item_key = F.coalesce(F.col("item_id"), F.lit(""))
+    return Window.partitionBy(*partition).orderBy(
+        F.col("event_ts").desc(),
+        event_rank().desc(),
+        item_key.desc(),
+        F.col("value").desc(),
+        F.col("item_id").desc(),
+        F.col("event_type").desc(),
+    )
+
+
+def step_struct() -> Column:
+    """One event as a step (``schemas.STEP``); sorting the structs orders the steps."""
+    return F.struct(
+        F.col("event_ts").alias("ts"),
+        event_rank().alias("r"),
+        F.coalesce(F.col("item_id"), F.lit("")).alias("k"),
+        F.col("value").alias("value"),
+        F.col("item_id").alias("item"),
+        F.col("event_type").alias("type"),
+    )
+
+
+def last_steps(events: DataFrame, n: int, *by: str) -> DataFrame:
+    """The last ``n`` steps per ``by`` group, oldest first, as column ``steps``. Only those
+    N events per group are ever gathered: a ``row_number() <= N`` window, which Spark runs
+    as a group limit on each map task before the shuffle (``WindowGroupLimit``)."""
+    last_n = events.withColumn("_rn", F.row_number().over(latest_first(*by))).where(
+        F.col("_rn") <= n
+    )
+    return last_n.groupBy(*by).agg(F.sort_array(F.collect_list(step_struct())).alias("steps"))
+
+
 def build_sequences(events: DataFrame, snapshot_date: str, conf: SequenceConf) -> DataFrame:
     """events -> one row per user with an event on or before D (``user_sequences`` shape).
 
     Only events with ``event_date <= D`` are read: nothing after D leaks in.
     Steps are the last ``max_length`` events ordered by (event_ts, funnel order,
-    item_id, value), oldest first, so ties in time resolve the same way on
-    every run and partitioning. Only those N events per user are ever gathered:
-    a ``row_number() <= N`` window, which Spark runs as a group limit on each
-    map task before the shuffle (``WindowGroupLimit``), so a user with millions
-    of events never has them collected into one array. The RFM features come
-    from a separate aggregation with fixed-size buffers. Recency and tenure are
-    measured from the end of D (D+1 00:00 UTC), in days.
+    item_id, value, event type), oldest first, so ties in time resolve the same way on
+    every run and partitioning (:func:`last_steps`): a user with millions of events never
+    has them collected into one array. The RFM features come from a separate aggregation
+    with fixed-size buffers. Recency and tenure are measured from the end of D
+    (D+1 00:00 UTC), in days.
     """
     d = parse_date(snapshot_date, "snapshot_date")
-    n = int(conf.max_length)
-    if n <= 0:
-        raise ValueError(f"sequences.max_length must be positive, got {n}")
+    n = max_length(conf)
     ev = events.where(F.col("event_date") <= F.lit(d.isoformat()).cast("date"))
-    item_key = F.coalesce(F.col("item_id"), F.lit(""))
-    latest_first = Window.partitionBy("user_id").orderBy(
-        F.col("event_ts").desc(), event_rank().desc(), item_key.desc(), F.col("value").desc()
-    )
-    last_n = ev.withColumn("_rn", F.row_number().over(latest_first)).where(F.col("_rn") <= n)
-    step = F.struct(
-        F.col("event_ts").alias("ts"),
-        event_rank().alias("r"),
-        item_key.alias("k"),
-        F.col("value").alias("value"),
-        F.col("item_id").alias("item"),
-        F.col("event_type").alias("type"),
-    )
-    steps = last_n.groupBy("user_id").agg(F.sort_array(F.collect_list(step)).alias("steps"))
+    steps = last_steps(ev, n, "user_id")
     is_value = F.col("event_type").isin(*conf.value_event_types)
     stats = ev.groupBy("user_id").agg(
         F.count(F.lit(1)).alias("n_events"),
@@ -62,9 +82,21 @@ def build_sequences(events: DataFrame, snapshot_date: str, conf: SequenceConf) -
         exact_sum(F.when(is_value, F.col("value"))).alias("monetary_total"),
         F.min("event_ts").alias("first_event_ts"),
         F.max("event_ts").alias("last_event_ts"),
-        F.countDistinct("event_date").alias("active_days"),
+        F.countDistinct("event_date").cast("int").alias("active_days"),
     )
-    with_steps = stats.join(steps, "user_id")
+    return sequence_rows(stats.join(steps, "user_id"), d)
+
+
+def max_length(conf: SequenceConf) -> int:
+    n = int(conf.max_length)
+    if n <= 0:
+        raise ValueError(f"sequences.max_length must be positive, got {n}")
+    return n
+
+
+def sequence_rows(with_steps: DataFrame, d) -> DataFrame:
+    """Per-user aggregates (n_events, n_value_events, monetary_total, first/last_event_ts,
+    active_days) and ``steps`` -> the ``user_sequences`` rows of D."""
     gaps = F.expr(
         "transform(steps, (x, i) -> IF(i = 0, 0D, "
         "(unix_micros(x.ts) - unix_micros(steps[i - 1].ts)) / 3600000000D))"

@@ -13,6 +13,7 @@ is what consumers read.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import re
@@ -227,6 +228,78 @@ def write_snapshot(
         src.unpersist()
     _committed(table)
     return last_metrics(spark, cfg, table)
+
+
+def replace_dates(
+    spark: SparkSession,
+    cfg: Config,
+    table: str,
+    df: DataFrame,
+    dates: Optional[Sequence[dt.date]],
+    metadata: Dict[str, object],
+) -> None:
+    """Replace the ``dates`` partitions of a date-partitioned table (all of it when ``dates``
+    is None) with ``df``, in one commit that carries ``metadata`` (JSON, the commit's
+    ``userMetadata``: what the rows reflect, read back by :func:`recorded`). With no dates,
+    an empty commit records the metadata alone."""
+    ts = spec(table)
+    ensure_table(spark, cfg, ts)
+    col = ts.partition_by[0]
+    w = conform(df, ts).write.format("delta").mode("overwrite")
+    if dates is not None and not dates:  # nothing to replace: a commit of no files
+        w = conform(df, ts).limit(0).write.format("delta").mode("append")
+    elif dates is not None:
+        literals = ", ".join(_sql_literal(x) for x in sorted(set(dates)))
+        w = w.option("replaceWhere", f"{col} IN ({literals})")
+    _committing(table)
+    _save(w.option("userMetadata", json.dumps(metadata, sort_keys=True)), path(cfg, table))
+    _committed(table)
+
+
+def recorded(spark: SparkSession, cfg: Config, table: str) -> Optional[Dict[str, object]]:
+    """The ``metadata`` of the table's latest :func:`replace_dates` commit (None when the
+    table does not exist or no commit in its retained history carries one)."""
+    if not exists(spark, cfg, table):
+        return None
+    rows = (
+        _delta(spark, path(cfg, table))
+        .history()
+        .where(F.col("userMetadata").isNotNull())
+        .orderBy(F.col("version").desc())
+        .select("userMetadata")
+        .limit(1)
+        .collect()
+    )
+    return json.loads(rows[0][0]) if rows else None
+
+
+def read_version(spark: SparkSession, cfg: Config, table: str, version: int) -> DataFrame:
+    """The table as of ``version`` (Delta time travel)."""
+    p = path(cfg, table)
+    r = spark.read.format("delta").option("versionAsOf", int(version))
+    return r.table(p) if is_table_name(p) else r.load(p)
+
+
+def current_version(spark: SparkSession, cfg: Config, table: str) -> int:
+    return _version(_delta(spark, path(cfg, table)))
+
+
+def changed_dates(
+    spark: SparkSession, cfg: Config, table: str, start: int, end: int
+) -> List[dt.date]:
+    """The partition dates of every row inserted, updated or deleted in versions
+    ``start..end`` of ``table``, from its change data feed (a small distinct list). Raises
+    when the feed does not cover those versions (not enabled then, or cleaned up)."""
+    p = path(cfg, table)
+    r = (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", int(start))
+        .option("endingVersion", int(end))
+    )
+    feed = r.table(p) if is_table_name(p) else r.load(p)
+    col = spec(table).partition_by[0]
+    return sorted(x[0] for x in feed.select(col).distinct().collect())
 
 
 def _check_shrink(spark: SparkSession, cfg: Config, table: str, d: dt.date, n: int) -> None:

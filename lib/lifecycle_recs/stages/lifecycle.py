@@ -1,25 +1,63 @@
-"""Stage ``lifecycle``: ``events`` + ``user_sequences`` -> ``user_lifecycle`` for each snapshot of
-the run."""
+"""Stage ``lifecycle``: ``user_days`` (or, in a full night, ``events``) + ``user_sequences``
+-> ``user_lifecycle`` for each snapshot of the run.
+
+Incremental when the state ``user_days`` reflects the current events (the ``sequences``
+stage brought it there); full otherwise (``state.mode: auto`` says why,
+``incremental`` refuses). Both give the same rows.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Dict
 
 from lifecycle_recs.context import RunContext
 from lifecycle_recs.data.lifecycle import build_lifecycle
 from lifecycle_recs.data.splits import labels_known
-from lifecycle_recs.io import tables
+from lifecycle_recs.data.user_days import lifecycle_from_days
+from lifecycle_recs.io import state, tables
+
+log = logging.getLogger(__name__)
+
+
+def _mode(ctx: RunContext) -> Dict[str, object]:
+    spark, cfg = ctx.spark, ctx.cfg
+    if cfg.state.mode == "full":
+        return {"mode": "full"}
+    have = state.recorded_version(spark, cfg)
+    now = tables.current_version(spark, cfg, "events")
+    if have == now:
+        return {"mode": "incremental", "events_version": now}
+    reason = (
+        f"{state.STATE_TABLE} reflects events version {have}, not the current {now} "
+        "(the sequences stage brings it up to date)"
+        if have is not None
+        else f"no {state.STATE_TABLE} state of the current settings"
+    )
+    if cfg.state.mode == "incremental":
+        raise state.IncrementalUnavailable(f"state.mode is incremental but {reason}")
+    return {"mode": "full", "mode_reason": reason}
 
 
 def run(ctx: RunContext) -> Dict[str, object]:
     spark, cfg = ctx.spark, ctx.cfg
+    info = _mode(ctx)
+    log.info(
+        "lifecycle: mode=%s%s",
+        info["mode"],
+        f" ({info['mode_reason']})" if "mode_reason" in info else "",
+    )
     events = tables.read(spark, cfg, "events")
     last = tables.last_partition_date(spark, cfg, "events")
-    info = {}
+    days = tables.read(spark, cfg, state.STATE_TABLE) if info["mode"] == "incremental" else None
     for d in ctx.snapshot_dates:
         seqs = tables.read(spark, cfg, "user_sequences", d)
         known = labels_known(events, d, cfg.lifecycle, last_date=last)
-        df = build_lifecycle(events, seqs, d, cfg.lifecycle, cfg.sequences, known)
+        df = (
+            lifecycle_from_days(days, seqs, d, cfg.lifecycle, known)
+            if days is not None
+            else build_lifecycle(events, seqs, d, cfg.lifecycle, cfg.sequences, known)
+        )
         m = tables.write_snapshot(spark, cfg, "user_lifecycle", df, d)
         info[d] = {"rows": m.get("numOutputRows", 0), "labels": known}
     return info
