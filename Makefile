@@ -23,7 +23,7 @@ $(STAMP): setup.py $(CONSTRAINTS)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) jobs/nightly.py --conf conf/local.yaml --warm-up --demo
+	$(PY) jobs/nightly.py --conf conf/local.yaml --warm-up --demo --nights 3
 
 lint: $(STAMP)
 	$(PY) -m ruff check $(LINTED)

@@ -55,14 +55,14 @@ def generate(work: str, millions: float) -> str:
     from lifecycle_recs.spark import get_spark
 
     raw = os.path.join(work, f"raw_{millions:g}M")
-    if os.path.exists(os.path.join(raw, "events", "_SUCCESS")):
+    if os.path.exists(os.path.join(raw, "_generated", "events", "_SUCCESS")):
         return raw
     cfg = _cfg(work, raw, millions)
     per_user = shop.events_per_user(cfg.synthetic, 400)
     n_users = int(millions * 1e6 / per_user)
     spark = get_spark(cfg.spark)
     t = time.perf_counter()
-    shop.write_raw(spark, cfg.synthetic, raw, n_users=n_users)
+    shop.deliver(spark, cfg.synthetic, raw, n_users=n_users)  # every day into raw/events
     print(
         f"generated {millions:g}M target ({n_users} users) in {time.perf_counter() - t:.0f}s",
         flush=True,

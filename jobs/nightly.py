@@ -110,6 +110,15 @@ def parser() -> argparse.ArgumentParser:
         help="first deployment: before D, train the model of night T = D - H (on T - H), so that "
         "evaluate measures every labelled user of T with a model that never saw (T, D]",
     )
+    p.add_argument(
+        "--nights",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the N nights ending at D one by one (the first builds in full, the later "
+        "ones incrementally), printing each night's mode and stage times; a synthetic source "
+        "delivers each night's day as it comes (D defaults to its last day)",
+    )
     p.add_argument("--demo", action="store_true", help="print tables, counts, samples and timings")
     return p
 
@@ -124,7 +133,8 @@ def main(argv=None) -> int:
     from lifecycle_recs.config import config_from_dict, load_config, parse_overrides
     from lifecycle_recs.pipeline import run_nightly, warm_up
     from lifecycle_recs.spark import get_spark
-    from lifecycle_recs.summary import print_run
+    from lifecycle_recs.dates import add_days
+    from lifecycle_recs.summary import night_line, print_run
 
     overrides = parse_overrides(args.set)
     if args.conf is None:  # the embedded default: no file needed, paths under this directory
@@ -137,13 +147,27 @@ def main(argv=None) -> int:
         cfg = dataclasses.replace(cfg, ingest=dataclasses.replace(cfg.ingest, restate=True))
     if args.mode:
         cfg = dataclasses.replace(cfg, state=dataclasses.replace(cfg.state, mode=args.mode))
+    if args.nights < 1:
+        parser().error("--nights must be at least 1")
+    date = args.date
+    if args.nights > 1 and date is None:
+        if cfg.source.kind != "synthetic":
+            parser().error("--nights needs --date (the last night) for this source")
+        date = add_days(cfg.synthetic.start_date, cfg.synthetic.days - 1)
     spark = get_spark(cfg.spark)
-    stages = args.stages
-    if args.warm_up:
-        stages, date = warm_up(spark, cfg, args.date, stages)
-    else:
-        date = args.date
-    run = run_nightly(spark, cfg, date, stages, args.training_snapshot)
+    run = None
+    for night in _nights(date, args.nights):
+        c = cfg
+        if night is not None and cfg.source.kind == "synthetic" and args.nights > 1:
+            c = dataclasses.replace(
+                cfg, synthetic=dataclasses.replace(cfg.synthetic, deliver_through=night)
+            )
+        stages = args.stages
+        if args.warm_up and run is None:
+            stages, night = warm_up(spark, c, night, stages)
+        run = run_nightly(spark, c, night, stages, args.training_snapshot)
+        if args.nights > 1:
+            print(night_line(run))
     print_run(run, samples=args.demo)
     if args.stages is None and not run.published:
         logging.getLogger("lifecycle_jobs.nightly").error(
@@ -152,6 +176,15 @@ def main(argv=None) -> int:
         )
         return EXIT_NOT_PUBLISHED
     return EXIT_OK
+
+
+def _nights(last, n):
+    """The dates of the N nights ending at ``last`` (None: the one night of an unknown D)."""
+    from lifecycle_recs.dates import add_days
+
+    if last is None:
+        return [None]
+    return [add_days(last, k - n + 1) for k in range(n)]
 
 
 if __name__ == "__main__":

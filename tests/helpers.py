@@ -210,7 +210,7 @@ HEADER = "id_user,sku,act,at,amount\n"
 
 def deliver(folder, name, rows, header=HEADER):
     """Land one delivery file of CSV rows (user, sku, action, time, amount[, event id])."""
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(header + "".join(",".join(r) + "\n" for r in rows))
 
 

@@ -26,6 +26,9 @@ def _no_spark(monkeypatch):
         (["--date", "2026-13-01"], "not a date"),
         (["--date", "tomorrow"], "not a date"),
         (["--stages", "ingest,scoring"], "unknown stage"),
+        (["--mode", "fast"], "invalid choice: 'fast'"),
+        (["--nights", "0"], "--nights must be at least 1"),
+        (["--conf", "conf/movielens.yaml", "--nights", "3"], "--nights needs --date"),
     ],
 )
 def test_bad_arguments_fail_before_spark_starts(monkeypatch, capsys, argv, message):

@@ -57,6 +57,9 @@ class SyntheticConf:
     reactivation_probability: float = 0.35
     bad_row_fraction: float = 0.002
     duplicate_fraction: float = 0.003
+    # the landing zone holds the days up to this date (None: every day); a later night with a
+    # later date delivers the days between, one folder per day (the demo's last nights)
+    deliver_through: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ TABLE_ORDER = [
     "events",
     "events_quarantine",
     "items",
+    "user_days",
     "user_sequences",
     "user_lifecycle",
     "item_embeddings",
@@ -71,6 +72,19 @@ SAMPLE_COLUMNS = {
         "verdict",
     ],
 }
+
+
+def night_line(run: NightlyRun) -> str:
+    """One line per night: its date, the data stages' mode (and why a night is full), the
+    seconds of each stage and in all."""
+    info = {r.stage: r.info for r in run.results}
+    seq = info.get("sequences", {})
+    mode = f"mode={seq['mode']}" if "mode" in seq else "mode=-"
+    if seq.get("mode_reason"):
+        mode += f" ({seq['mode_reason']})"
+    times = " ".join(f"{r.stage}={r.seconds:.1f}s" for r in run.results)
+    total = sum(r.seconds for r in run.results)
+    return f"night {run.snapshot_date}: {mode}  {times}  total={total:.1f}s"
 
 
 def print_run(run: NightlyRun, samples: bool = False) -> None:

@@ -746,3 +746,25 @@ def test_a_wholly_malformed_new_file_fails_however_long_the_history(spark, landi
     deliver(landing, "day2.csv", [("u1", "i1", "view", "not a time", "0")] * 3)
     with pytest.raises(QuarantineRateExceeded, match="3 of 3 rows"):
         ingest_source(spark, cfg)
+
+
+@pytest.mark.slow
+def test_same_named_files_in_two_date_folders_keep_both_identical_bad_rows(
+    spark, landing, tmp_path
+):
+    """A landing zone of date folders (``day=...``, read as partitions) names its files alike:
+    the file's path below the source folder, not its name alone, tells their rows apart."""
+    landing, cfg = landing
+    bad = ("", "i9", "view", "2026-06-01 12:00:00", "0")  # no user: quarantined
+    deliver(landing / "day=2026-06-01", "part-0.csv", [DAY1[0], bad])
+    deliver(landing / "day=2026-06-02", "part-0.csv", [DAY2[1], bad])
+    counts = ingest_source(spark, cfg)
+    whole = replace(cfg, lakehouse=str(tmp_path / "whole"), ingest=IngestConf(incremental=False))
+    counts_whole = ingest_source(spark, whole)
+    for c, conf in ((counts, cfg), (counts_whole, whole)):
+        assert (c.files, c.rows_in, c.quarantined) == (2, 4, 2)
+        q = tables.read(spark, conf, "events_quarantine")
+        assert sorted(r[0] for r in q.select("source_file").collect()) == [
+            "day=2026-06-01/part-0.csv",
+            "day=2026-06-02/part-0.csv",
+        ]

@@ -224,3 +224,29 @@ def test_a_crash_after_the_state_commit_then_a_rerun_equals_a_clean_night(
     # the late event (dated night 1) is in the state, in night 1's date
     late = tables.read(spark, cfg(), "user_days").where(F.col("user_id") == "u3").count()
     assert late == 1
+
+
+@pytest.mark.slow
+def test_auto_says_why_when_the_change_feed_has_a_gap_or_events_was_replaced(spark, two_nights):
+    from lifecycle_recs.stages.ingest import ingest_source
+
+    landing, cfg = two_nights
+    _night(spark, cfg(), "2026-06-01")
+    events = tables.path(cfg(), "events")
+    spark.sql(
+        f"ALTER TABLE delta.`{events}` SET TBLPROPERTIES (delta.enableChangeDataFeed = false)"
+    )
+    deliver(landing, "day2.csv", NIGHT2)
+    ingest_source(spark, cfg())
+    plan = state.plan(spark, cfg())
+    assert plan.mode == "full" and "change data feed of events does not cover" in plan.reason
+    with pytest.raises(state.IncrementalUnavailable, match="does not cover"):
+        state.plan(spark, cfg("incremental"))
+    # an events table rebuilt from scratch is older than the state
+    import shutil
+
+    shutil.rmtree(events)
+    shutil.rmtree(tables.path(cfg(), "_checkpoints"))
+    ingest_source(spark, cfg())
+    plan = state.plan(spark, cfg())
+    assert plan.mode == "full" and "the events table was replaced" in plan.reason

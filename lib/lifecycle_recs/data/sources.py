@@ -82,12 +82,20 @@ def _read(
     return reader.load(list(files)), files
 
 
-def with_file_name(df: DataFrame) -> DataFrame:
-    """Add ``raw_file``: the name of the file each row was read from (part of a
-    quarantined row's identity, so identical bad rows of two files are two rows)."""
+def with_file_name(df: DataFrame, root: Optional[str] = None) -> DataFrame:
+    """Add ``raw_file``: the file each row was read from, as its path below the source's
+    ``root`` folder (``day=2026-11-16/part-00000.parquet``; its name alone when it is not
+    under a folder of that name). It is part of a quarantined row's identity, so identical
+    bad rows of two files are two rows, also when two folders hold files of one name (a
+    landing zone of date folders); and moving the whole landing zone changes none."""
     if "raw_file" in df.columns:  # a stream's micro-batch carries it from the stream
         return df
-    return df.withColumn("raw_file", F.col("_metadata.file_name"))
+    name = F.col("_metadata.file_name")
+    folder = os.path.basename(str(root).rstrip("/")) if root else ""
+    if not folder or "\\E" in folder:
+        return df.withColumn("raw_file", name)
+    below = F.regexp_extract(F.col("_metadata.file_path"), rf"^.*?/\Q{folder}\E/(.+)$", 1)
+    return df.withColumn("raw_file", F.coalesce(F.nullif(below, F.lit("")), name))
 
 
 def _as_raw(
@@ -157,7 +165,9 @@ class FileLayout:
     def raw(self, files_df: DataFrame, files: Tuple[str, ...] = ()) -> RawSource:
         """A :class:`RawSource` over ``files_df`` (rows as read from the files; a static
         DataFrame, e.g. one micro-batch of the stream), without the catalog."""
-        events = _as_raw(with_file_name(files_df), self.columns, self.path, self.constant_type)
+        events = _as_raw(
+            with_file_name(files_df, self.path), self.columns, self.path, self.constant_type
+        )
         return RawSource(
             self.name,
             events,
@@ -172,7 +182,8 @@ class FileLayout:
 
 
 def synthetic_raw_dir(cfg: Config) -> str:
-    """Where the synthetic generator lands its files (written once, on first use)."""
+    """Where the synthetic generator lands its files: one folder per day under ``events/``,
+    delivered up to ``synthetic.deliver_through`` (:func:`shop.deliver`)."""
     return cfg.source.raw_path or os.path.join(cfg.lakehouse, "_raw_synthetic")
 
 
@@ -182,8 +193,7 @@ def file_layout(spark: SparkSession, cfg: Config) -> FileLayout:
     src = cfg.source
     if src.kind == "synthetic":
         raw = synthetic_raw_dir(cfg)
-        if not os.path.exists(os.path.join(raw, "events", "_SUCCESS")):
-            shop.write_raw(spark, cfg.synthetic, raw)
+        shop.deliver(spark, cfg.synthetic, raw)
         path = os.path.join(raw, "events")
         return FileLayout(
             src.name or "synthetic", "parquet", path, SYNTHETIC_MAPPING, None, "datetime", None,
@@ -251,7 +261,7 @@ def stream_files(
             .option("sep", src.csv_sep)
             .option("enforceSchema", False)
         )
-    return with_file_name(reader.load(layout.path))
+    return with_file_name(reader.load(layout.path), layout.path)
 
 
 # the settings that decide how a raw row becomes an event: reading the same files under

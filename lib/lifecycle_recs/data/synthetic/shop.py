@@ -13,10 +13,11 @@ without the driver holding them and the output does not depend on partitioning.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterator
+from typing import Iterator, List
 
 import numpy as np
 import pandas as pd
+import pyarrow.fs as pafs
 
 from lifecycle_recs.config import SyntheticConf
 
@@ -334,6 +335,47 @@ def write_raw(spark, conf: SyntheticConf, path: str, n_users: int | None = None)
     generate_events(spark, conf, n_users).write.mode("overwrite").parquet(f"{path}/events")
     spark.createDataFrame(item_catalog(conf)).write.mode("overwrite").parquet(f"{path}/items")
     return path
+
+
+def delivery_day():
+    """The day a raw row is delivered on: the date its time stamp names; a malformed one
+    comes with the first delivery."""
+    from pyspark.sql import functions as F
+
+    day = F.to_date(F.try_to_timestamp(F.substring("ts", 1, 10), F.lit("yyyy-MM-dd")))
+    return F.coalesce(day, F.lit("0001-01-01").cast("date"))
+
+
+def deliver(spark, conf: SyntheticConf, path: str, n_users: int | None = None) -> List[str]:
+    """A landing zone fed one folder per day, as a real source is: the events are generated
+    once under ``path/_generated/`` (with the catalog in ``path/items/``); each call moves the
+    days up to ``conf.deliver_through`` (every day when None) that are not delivered yet to
+    ``path/events/day=YYYY-MM-DD/``. Returns the days delivered by this call."""
+    from pyspark.sql import functions as F
+
+    from lifecycle_recs.fs import filesystem
+
+    staged = f"{path}/_generated/events"
+    fs, root = filesystem(staged)
+    if fs.get_file_info(f"{root}/_SUCCESS").type == pafs.FileType.NotFound:
+        write_raw(spark, conf, f"{path}/_generated", n_users)
+        spark.read.parquet(f"{path}/_generated/items").write.mode("overwrite").parquet(
+            f"{path}/items"
+        )
+    fs, landing = filesystem(f"{path}/events")
+    selector = pafs.FileSelector(landing, allow_not_found=True)
+    have = {
+        i.base_name[4:] for i in fs.get_file_info(selector) if i.base_name.startswith("day=")
+    }
+    rows = spark.read.parquet(staged).withColumn("day", delivery_day())
+    if conf.deliver_through:
+        rows = rows.where(F.col("day") <= F.lit(conf.deliver_through).cast("date"))
+    if have:
+        rows = rows.where(~F.col("day").cast("string").isin(sorted(have)))
+    days = sorted(str(r[0]) for r in rows.select("day").distinct().collect())  # <= days
+    if days:
+        rows.repartition("day").write.mode("append").partitionBy("day").parquet(f"{path}/events")
+    return days
 
 
 def events_per_user(conf: SyntheticConf, n: int = 300) -> float:
