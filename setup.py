@@ -33,7 +33,7 @@ setup(
         # release, imports pyarrow.filesystem / ParquetDatasetPiece (removed in pyarrow 15) and
         # np.unicode_ (removed in numpy 2): it installs only where pyarrow < 15 and numpy < 2.
         "petastorm": ["petastorm==0.13.1", "pyarrow<15", "numpy<2"],
-        "dev": ["pytest>=7", "hypothesis>=6.100", "mlflow-skinny>=2.16", "Lifetimes==0.11.3", "sentence-transformers>=2.6", "build>=1.0", "ruff==0.17.6"],
+        "dev": ["pytest>=7", "hypothesis>=6.100", "mlflow-skinny>=2.16", "Lifetimes==0.11.3", "sentence-transformers>=2.6", "build>=1.0", "ruff==0.17.6", "jsonschema>=4.18"],
     },
     entry_points={
         "console_scripts": [

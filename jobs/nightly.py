@@ -22,8 +22,13 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_PUBLISHED = 0, 1, 2, 3
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
+LAST_COMPLETE_DAY = "last-complete-day"
+
+
 def _date(value: str) -> str:
-    """``--date``: a calendar date, checked before Spark starts."""
+    """``--date``: a calendar date, or ``last-complete-day``; checked before Spark starts."""
+    if value == LAST_COMPLETE_DAY:
+        return value
     try:
         return dt.date.fromisoformat(value).isoformat()
     except ValueError:
@@ -61,7 +66,17 @@ def parser() -> argparse.ArgumentParser:
         "--date",
         type=_date,
         default=None,
-        help="snapshot date D (YYYY-MM-DD); default: last event date",
+        help="snapshot date D (YYYY-MM-DD), or last-complete-day (the last UTC day that ended "
+        "before the run, less --settle-days: what the scheduled job passes); default: the last "
+        "event date",
+    )
+    p.add_argument(
+        "--settle-days",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --date last-complete-day: go back N more days, for sources that deliver a "
+        "day's files late",
     )
     p.add_argument(
         "--stages",
@@ -131,9 +146,9 @@ def main(argv=None) -> int:
     )
 
     from lifecycle_recs.config import config_from_dict, load_config, parse_overrides
+    from lifecycle_recs.dates import add_days, utc_now
     from lifecycle_recs.pipeline import run_nightly, warm_up
     from lifecycle_recs.spark import get_spark
-    from lifecycle_recs.dates import add_days
     from lifecycle_recs.summary import night_line, print_run
 
     overrides = parse_overrides(args.set)
@@ -147,6 +162,18 @@ def main(argv=None) -> int:
         cfg = dataclasses.replace(cfg, ingest=dataclasses.replace(cfg.ingest, restate=True))
     if args.mode:
         cfg = dataclasses.replace(cfg, state=dataclasses.replace(cfg.state, mode=args.mode))
+    if args.date == LAST_COMPLETE_DAY:
+        args.date = last_complete_day(utc_now(), args.settle_days)
+        logging.getLogger("lifecycle_jobs.nightly").info(
+            "--date last-complete-day: %s (settle days %d)", args.date, args.settle_days
+        )
+    from lifecycle_recs.ml import registry
+
+    if registry.enabled(cfg.mlflow):
+        try:  # the workspace's naming rule, before a night trains and then fails to log
+            registry.experiment_name(cfg.mlflow)
+        except ValueError as e:
+            parser().error(str(e))
     if args.nights < 1:
         parser().error("--nights must be at least 1")
     date = args.date
@@ -176,6 +203,13 @@ def main(argv=None) -> int:
         )
         return EXIT_NOT_PUBLISHED
     return EXIT_OK
+
+
+def last_complete_day(now: dt.datetime, settle_days: int = 0) -> str:
+    """The last UTC day that ended before ``now`` (a naive UTC time), less ``settle_days``
+    for sources that deliver a day's files late: a night never processes a day still
+    being written."""
+    return (now.date() - dt.timedelta(days=1 + max(int(settle_days), 0))).isoformat()
 
 
 def _nights(last, n):

@@ -86,3 +86,15 @@ def test_the_default_conf_is_the_embedded_one_from_any_directory(monkeypatch, tm
     assert nightly.main(["--date", "2026-11-21", "--log-level", "WARNING"]) == nightly.EXIT_OK
     assert seen["cfg"].lakehouse == os.path.join(str(tmp_path), "lakehouse")
     assert logging.getLogger().level == logging.WARNING
+
+
+def test_a_relative_mlflow_experiment_fails_before_spark_on_databricks(monkeypatch, capsys):
+    """The workspace refuses relative experiment names when the first run is logged, after a
+    night has trained; the job refuses them at its start instead."""
+    pytest.importorskip("mlflow")
+    _no_spark(monkeypatch)
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
+    with pytest.raises(SystemExit) as e:
+        nightly.main(["--conf", "conf/local.yaml", "--set", "mlflow.experiment=lifecycle-recs"])
+    assert e.value.code == nightly.EXIT_USAGE
+    assert "absolute workspace paths" in capsys.readouterr().err

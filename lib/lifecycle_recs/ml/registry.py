@@ -33,6 +33,26 @@ def enabled(conf: MlflowConf) -> bool:
     return bool(conf.enabled) and importlib.util.find_spec("mlflow") is not None
 
 
+def on_databricks() -> bool:
+    """Inside a Databricks runtime (its clusters set ``DATABRICKS_RUNTIME_VERSION``)."""
+    return bool(os.environ.get("DATABRICKS_RUNTIME_VERSION"))
+
+
+def experiment_name(conf: MlflowConf) -> str:
+    """``mlflow.experiment``, checked against the workspace's rule: on Databricks (or with a
+    ``databricks`` tracking URI) an experiment is an absolute workspace path, and a relative
+    name fails there when the first run is logged, after the night has trained."""
+    name = conf.experiment
+    remote = on_databricks() or str(conf.tracking_uri or "").startswith("databricks")
+    if remote and not str(name).startswith("/"):
+        raise ValueError(
+            f"mlflow.experiment {name!r} is a relative name: Databricks accepts only absolute "
+            "workspace paths (/Workspace/Shared/<name>, /Workspace/Users/<you>/<name>); set "
+            "mlflow.experiment (the bundle passes ${var.experiment}) or mlflow.enabled: false"
+        )
+    return name
+
+
 def _mlflow(conf: MlflowConf):
     import mlflow
 
@@ -41,7 +61,7 @@ def _mlflow(conf: MlflowConf):
         mlflow.set_registry_uri(conf.registry_uri or conf.tracking_uri)
     elif conf.registry_uri:
         mlflow.set_registry_uri(conf.registry_uri)
-    mlflow.set_experiment(conf.experiment)
+    mlflow.set_experiment(experiment_name(conf))
     return mlflow
 
 

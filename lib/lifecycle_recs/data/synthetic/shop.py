@@ -364,9 +364,7 @@ def deliver(spark, conf: SyntheticConf, path: str, n_users: int | None = None) -
         )
     fs, landing = filesystem(f"{path}/events")
     selector = pafs.FileSelector(landing, allow_not_found=True)
-    have = {
-        i.base_name[4:] for i in fs.get_file_info(selector) if i.base_name.startswith("day=")
-    }
+    have = {i.base_name[4:] for i in fs.get_file_info(selector) if i.base_name.startswith("day=")}
     rows = spark.read.parquet(staged).withColumn("day", delivery_day())
     if conf.deliver_through:
         rows = rows.where(F.col("day") <= F.lit(conf.deliver_through).cast("date"))
