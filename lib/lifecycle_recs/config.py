@@ -103,6 +103,9 @@ class ValidationConf:
     min_event_date: str = "1990-01-01"
     max_event_date: str = "2100-01-01"
     max_future_hours: float = 24.0  # events later than the run time plus this are quarantined
+    # an event dated more than this many days before the newest event of its own file is
+    # quarantined as too_late (None: no bound); it bounds how far back a night rebuilds
+    allowed_lateness_days: Optional[int] = None
     require_item_id: bool = False
     max_value: float = 1.0e7
     max_id_length: int = 128

@@ -768,3 +768,26 @@ def test_same_named_files_in_two_date_folders_keep_both_identical_bad_rows(
             "day=2026-06-01/part-0.csv",
             "day=2026-06-02/part-0.csv",
         ]
+
+
+@pytest.mark.slow
+def test_an_event_older_than_the_allowed_lateness_of_its_file_is_quarantined_too_late(
+    spark, make_cfg, tmp_path
+):
+    """The bound is the newest sound event of the event's own file: a night that reads the
+    files one at a time and a read of all of them at once quarantine the same rows."""
+    folder = tmp_path / "landing"
+    late = ("u5", "i1", "view", "2026-05-29 10:00:00", "0")  # 3 days before its file's newest
+    deliver(folder, "day1.csv", DAY1)
+    deliver(folder, "day2.csv", [*DAY2, late, ("u5", "i1", "view", "2099-01-01 00:00:00", "0")])
+    bound = {"validation": {"on_quarantine_excess": "warn", "allowed_lateness_days": 2}}
+    nightly = replace(stream_cfg(make_cfg, folder, **bound), lakehouse=str(tmp_path / "a"))
+    ingest_source(spark, nightly)  # each file its own batch
+    once = replace(nightly, lakehouse=str(tmp_path / "b"), ingest=IngestConf(incremental=False))
+    counts = ingest_source(spark, once)
+    assert counts.quarantine_reasons["too_late"] == 1
+    assert counts.quarantine_reasons["timestamp_in_future"] == 1  # does not move the bound
+    a, b = _stored(spark, nightly), _stored(spark, once)
+    assert same_rows(a[0], b[0]) and same_rows(a[1], b[1])
+    late_rows = a[1].where(F.col("reason") == "too_late").collect()
+    assert [r["raw_user_id"] for r in late_rows] == ["u5"]

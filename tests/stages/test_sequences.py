@@ -1,7 +1,8 @@
 """The incremental night equals a full rebuild: for a random event log delivered as files
 over a random sequence of nights (duplicates, conflicting rows for one event id, late
-events, 1-4 shuffle partitions), after every night the tables built incrementally equal,
-row for row, those a full rebuild from scratch over every file delivered so far builds."""
+events inside and beyond the allowed lateness, 1-4 shuffle partitions), after every night
+the tables built incrementally equal, row for row, those a full rebuild from scratch over
+every file delivered so far builds."""
 
 import datetime as dt
 import json
@@ -39,6 +40,8 @@ def _cfg(make_cfg, folder, lake, with_ids, mode="auto"):
         lifecycle=LIFECYCLE,
         sequences={"max_length": 3},
         state={"mode": mode},
+        # events two days older than their file's newest are too late: quarantined
+        validation={"allowed_lateness_days": 1},
     )
     return replace(cfg, lakehouse=str(lake))
 

@@ -216,6 +216,10 @@ def classify(raw: RawSource, v: ValidationConf, ingested_at: dt.datetime) -> Dat
     ]
     if v.require_item_id:
         rules.append(("missing_item_id", F.col("item_id").isNull()))
+    if v.allowed_lateness_days is not None:  # right after the time rules: sound times only
+        time_rules = [r for r in rules if r[0] in TIME_RULES]
+        typed, too_late = _too_late(typed, time_rules, int(v.allowed_lateness_days))
+        rules.insert(rules.index(time_rules[-1]) + 1, ("too_late", too_late))
     reason = F.lit(None).cast("string")
     for name, cond in reversed(rules):
         reason = F.when(F.coalesce(cond, F.lit(False)), F.lit(name)).otherwise(reason)
@@ -224,6 +228,27 @@ def classify(raw: RawSource, v: ValidationConf, ingested_at: dt.datetime) -> Dat
         .withColumn("ingested_at", F.lit(ingested_at).cast("timestamp"))
         .withColumn("source", F.lit(raw.name))
     )
+
+
+TIME_RULES = ("bad_timestamp", "timestamp_out_of_range", "timestamp_in_future")
+
+
+def _too_late(typed: DataFrame, time_rules, days: int):
+    """(rows with ``_newest``, the too_late condition): an event dated more than ``days``
+    before the newest sound event time of its own file. A file's rows are the same however
+    the files are batched, so a night and a rebuild from every file agree."""
+    sound = F.col("event_ts").isNotNull()
+    for _, cond in time_rules:
+        sound = sound & ~F.coalesce(cond, F.lit(False))
+    file_key = F.coalesce(F.col("raw_file"), F.lit(""))
+    newest = (
+        typed.where(sound)
+        .groupBy(file_key.alias("_file"))
+        .agg(F.to_date(F.max("event_ts")).alias("_newest"))
+    )
+    joined = typed.join(F.broadcast(newest), file_key == F.col("_file"), "left").drop("_file")
+    cond = F.to_date("event_ts") < F.date_sub(F.col("_newest"), days)
+    return joined, cond
 
 
 # The identity of an event without an event id: every stored field but event_date
