@@ -136,7 +136,7 @@ EVENTS_QUARANTINE = TableSpec(
         Col("raw_value", S, True, "value as read"),
         Col("raw_quantity", S, True, "quantity as read"),
         Col("raw_event_id", S, True, "event id as read (sources with event ids)"),
-        Col("source_file", S, True, "the file the row came from, as its path below the source folder"),
+        Col("source_file", S, True, "the file of the row: its path below the source folder"),
         Col("source", S, False, "source name from conf"),
         Col("ingested_at", TS, False, "when the row was quarantined"),
     ),
