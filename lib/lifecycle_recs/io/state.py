@@ -7,9 +7,10 @@ settings that shape its rows. A night compares them with the current ones:
 * usable: the dates to rebuild are those of every ``events`` row inserted, updated or
   deleted since that version (Delta's change data feed; new, late, corrected and
   restated events alike);
-* not usable, with the reason: no state yet, other settings, an ``events`` table older
-  than the state (replaced), or a change feed that no longer covers the versions since
-  (cleaned up, or enabled after the state was written).
+* not usable, with the reason: no state yet, other settings, another ``events`` table
+  than the state's (dropped and created again: its Delta id differs), or a change feed
+  that no longer covers the versions since (cleaned up, or enabled after the state was
+  written).
 
 ``state.mode`` decides what happens then: ``incremental`` refuses to go on, ``auto``
 rebuilds in full and says why, ``full`` always rebuilds.
@@ -101,10 +102,10 @@ def _unusable(spark: SparkSession, cfg: Config, version: int):
             None,
         )
     since = int(rec["events_version"])
-    if since > version:
+    if rec.get("events_table_id") != tables.table_id(spark, cfg, "events") or since > version:
         return (
-            f"{STATE_TABLE} reflects events version {since}, but events is at {version} "
-            "(the events table was replaced)",
+            f"{STATE_TABLE} was built from another events table (the events table was replaced "
+            "since: its Delta table id differs)",
             None,
         )
     if since == version:
@@ -121,12 +122,22 @@ def _unusable(spark: SparkSession, cfg: Config, version: int):
 
 
 def recorded_version(spark: SparkSession, cfg: Config) -> Optional[int]:
-    """The events version the state reflects, when it is the current settings' state."""
+    """The events version the state reflects, when it is the current settings' state of the
+    current events table."""
     rec = tables.recorded(spark, cfg, STATE_TABLE)
     if rec is None or rec.get("fingerprint") != fingerprint(cfg):
+        return None
+    if rec.get("events_table_id") != tables.table_id(spark, cfg, "events"):
         return None
     return int(rec["events_version"])
 
 
-def metadata(cfg: Config, events_version: int, mode: str) -> dict:
-    return {"events_version": int(events_version), "fingerprint": fingerprint(cfg), "mode": mode}
+def metadata(spark: SparkSession, cfg: Config, events_version: int, mode: str) -> dict:
+    """What a ``user_days`` commit records: the events table (its Delta id) and version it
+    reflects, the settings fingerprint, the mode that wrote it."""
+    return {
+        "events_table_id": tables.table_id(spark, cfg, "events"),
+        "events_version": int(events_version),
+        "fingerprint": fingerprint(cfg),
+        "mode": mode,
+    }

@@ -284,6 +284,11 @@ def current_version(spark: SparkSession, cfg: Config, table: str) -> int:
     return _version(_delta(spark, path(cfg, table)))
 
 
+def table_id(spark: SparkSession, cfg: Config, table: str) -> str:
+    """The Delta table's id: a new one when the table is dropped and created again."""
+    return str(_delta(spark, path(cfg, table)).detail().select("id").first()[0])
+
+
 def changed_dates(
     spark: SparkSession, cfg: Config, table: str, start: int, end: int
 ) -> List[dt.date]:

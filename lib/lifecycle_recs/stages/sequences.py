@@ -29,7 +29,7 @@ def run(ctx: RunContext) -> Dict[str, object]:
     plan = state.plan(spark, cfg)
     log.info("sequences: %s", plan.describe())
     events = tables.read_version(spark, cfg, "events", plan.events_version)
-    meta = state.metadata(cfg, plan.events_version, plan.mode)
+    meta = state.metadata(spark, cfg, plan.events_version, plan.mode)
     if plan.mode == "full":
         with sql_conf(spark, SORT_AGGREGATE):
             days = build_user_days(events, cfg.sequences)
