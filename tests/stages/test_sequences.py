@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
-from lifecycle_recs.io import state, tables
+from lifecycle_recs.io import state, tables, versions
 from lifecycle_recs.pipeline import run_nightly
 from tests.helpers import HEADER, CrashAfterCommit, InjectedCrash, deliver, same_rows, stream_cfg
 
@@ -197,7 +197,9 @@ def test_auto_rebuilds_in_full_and_says_why_when_the_settings_changed(spark, two
     assert modes["sequences"]["mode"] == "full"
     assert "sequences.max_length" in modes["sequences"]["mode_reason"]
     assert modes["lifecycle"]["mode"] == "incremental"  # the state is fresh again
-    assert state.recorded_version(spark, longer) == tables.current_version(spark, longer, "events")
+    assert state.recorded_version(spark, longer) == versions.current_version(
+        spark, longer, "events"
+    )
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from typing import List, Optional
 from pyspark.sql import SparkSession
 
 from lifecycle_recs.config import Config
-from lifecycle_recs.io import tables
+from lifecycle_recs.io import tables, versions
 
 STATE_TABLE = "user_days"
 # bumped when the meaning of a user_days row changes: older states are rebuilt
@@ -75,7 +75,7 @@ class Plan:
 def plan(spark: SparkSession, cfg: Config) -> Plan:
     """The night's plan under ``state.mode``; raises :class:`IncrementalUnavailable` when
     the mode is ``incremental`` and the state cannot be used."""
-    version = tables.current_version(spark, cfg, "events")
+    version = versions.current_version(spark, cfg, "events")
     mode = cfg.state.mode
     if mode == "full":
         return Plan("full", version)
@@ -92,7 +92,7 @@ def plan(spark: SparkSession, cfg: Config) -> Plan:
 
 def _unusable(spark: SparkSession, cfg: Config, version: int):
     """(reason, None) when the state cannot be used, else (None, the dates to rebuild)."""
-    rec = tables.recorded(spark, cfg, STATE_TABLE)
+    rec = versions.recorded(spark, cfg, STATE_TABLE)
     if rec is None:
         return f"no {STATE_TABLE} state yet", None
     if rec.get("fingerprint") != fingerprint(cfg):
@@ -102,7 +102,7 @@ def _unusable(spark: SparkSession, cfg: Config, version: int):
             None,
         )
     since = int(rec["events_version"])
-    if rec.get("events_table_id") != tables.table_id(spark, cfg, "events") or since > version:
+    if rec.get("events_table_id") != versions.table_id(spark, cfg, "events") or since > version:
         return (
             f"{STATE_TABLE} was built from another events table (the events table was replaced "
             "since: its Delta table id differs)",
@@ -124,10 +124,10 @@ def _unusable(spark: SparkSession, cfg: Config, version: int):
 def recorded_version(spark: SparkSession, cfg: Config) -> Optional[int]:
     """The events version the state reflects, when it is the current settings' state of the
     current events table."""
-    rec = tables.recorded(spark, cfg, STATE_TABLE)
+    rec = versions.recorded(spark, cfg, STATE_TABLE)
     if rec is None or rec.get("fingerprint") != fingerprint(cfg):
         return None
-    if rec.get("events_table_id") != tables.table_id(spark, cfg, "events"):
+    if rec.get("events_table_id") != versions.table_id(spark, cfg, "events"):
         return None
     return int(rec["events_version"])
 
@@ -136,7 +136,7 @@ def metadata(spark: SparkSession, cfg: Config, events_version: int, mode: str) -
     """What a ``user_days`` commit records: the events table (its Delta id) and version it
     reflects, the settings fingerprint, the mode that wrote it."""
     return {
-        "events_table_id": tables.table_id(spark, cfg, "events"),
+        "events_table_id": versions.table_id(spark, cfg, "events"),
         "events_version": int(events_version),
         "fingerprint": fingerprint(cfg),
         "mode": mode,

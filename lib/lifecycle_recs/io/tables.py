@@ -256,37 +256,11 @@ def replace_dates(
     _committed(table)
 
 
-def recorded(spark: SparkSession, cfg: Config, table: str) -> Optional[Dict[str, object]]:
-    """The ``metadata`` of the table's latest :func:`replace_dates` commit (None when the
-    table does not exist or no commit in its retained history carries one)."""
-    if not exists(spark, cfg, table):
-        return None
-    rows = (
-        _delta(spark, path(cfg, table))
-        .history()
-        .where(F.col("userMetadata").isNotNull())
-        .orderBy(F.col("version").desc())
-        .select("userMetadata")
-        .limit(1)
-        .collect()
-    )
-    return json.loads(rows[0][0]) if rows else None
-
-
 def read_version(spark: SparkSession, cfg: Config, table: str, version: int) -> DataFrame:
     """The table as of ``version`` (Delta time travel)."""
     p = path(cfg, table)
     r = spark.read.format("delta").option("versionAsOf", int(version))
     return r.table(p) if is_table_name(p) else r.load(p)
-
-
-def current_version(spark: SparkSession, cfg: Config, table: str) -> int:
-    return _version(_delta(spark, path(cfg, table)))
-
-
-def table_id(spark: SparkSession, cfg: Config, table: str) -> str:
-    """The Delta table's id: a new one when the table is dropped and created again."""
-    return str(_delta(spark, path(cfg, table)).detail().select("id").first()[0])
 
 
 def changed_dates(

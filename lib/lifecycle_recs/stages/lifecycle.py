@@ -15,7 +15,7 @@ from lifecycle_recs.context import RunContext
 from lifecycle_recs.data.lifecycle import build_lifecycle
 from lifecycle_recs.data.splits import labels_known
 from lifecycle_recs.data.user_days import lifecycle_from_days
-from lifecycle_recs.io import state, tables
+from lifecycle_recs.io import state, tables, versions
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def _mode(ctx: RunContext) -> Dict[str, object]:
     if cfg.state.mode == "full":
         return {"mode": "full"}
     have = state.recorded_version(spark, cfg)
-    now = tables.current_version(spark, cfg, "events")
+    now = versions.current_version(spark, cfg, "events")
     if have == now:
         return {"mode": "incremental", "events_version": now}
     reason = (
