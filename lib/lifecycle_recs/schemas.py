@@ -235,6 +235,33 @@ USER_DAYS = TableSpec(
     "user_lifecycle of any D are aggregates of it. Internal: other teams read the snapshots.",
 )
 
+USER_BASE = TableSpec(
+    "user_base",
+    (
+        Col("as_of", DT, False, "the last date folded in (partition; one date at a time)"),
+        Col("user_id", S, False, "user identifier"),
+        Col("n_events", L, False, "the user's events up to as_of"),
+        Col("n_value_events", L, False, "of which of a value type (sequences.value_event_types)"),
+        Col(
+            "value_total",
+            T.DecimalType(38, 9),
+            True,
+            "exact sum of the value of value-type events up to as_of (null when none)",
+        ),
+        Col("first_ts", TS, False, "first event time"),
+        Col("last_ts", TS, False, "last event time up to as_of"),
+        Col("active_days", L, False, "days with an event up to as_of"),
+        Col("steps", T.ArrayType(STEP, True), False, "the last N steps up to as_of, oldest first"),
+    ),
+    partition_by=("as_of",),
+    keys=("as_of", "user_id"),
+    doc="The incremental night's state, folded: every user_days row up to one date (as_of, "
+    "before the first day any window of the night's snapshots reads), one row per user. A "
+    "snapshot of D is this row plus the user_days rows after as_of, so a night reads a fixed "
+    "window of days, not all history. Moved forward each night by the days it passed; rebuilt "
+    "from user_days when events on or before as_of changed. Internal.",
+)
+
 USER_LIFECYCLE = TableSpec(
     "user_lifecycle",
     (
@@ -487,6 +514,7 @@ TABLES: Dict[str, TableSpec] = {
         EVENTS_QUARANTINE,
         ITEMS,
         USER_DAYS,
+        USER_BASE,
         USER_SEQUENCES,
         USER_LIFECYCLE,
         ITEM_EMBEDDINGS,

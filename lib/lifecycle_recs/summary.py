@@ -17,6 +17,7 @@ TABLE_ORDER = [
     "events_quarantine",
     "items",
     "user_days",
+    "user_base",
     "user_sequences",
     "user_lifecycle",
     "item_embeddings",

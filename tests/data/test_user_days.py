@@ -9,9 +9,13 @@ from lifecycle_recs.data.lifecycle import build_lifecycle
 from lifecycle_recs.data.sequences import build_sequences
 from lifecycle_recs.data.user_days import (
     build_user_days,
+    fold,
+    history,
     lifecycle_from_days,
     sequences_from_days,
+    window_reach,
 )
+from lifecycle_recs.dates import add_days
 from tests.helpers import events_df, same_rows
 
 ROWS = [
@@ -42,17 +46,27 @@ LC = LifecycleConf(
 )
 
 
+@pytest.mark.parametrize("folded", [False, True])
 @pytest.mark.parametrize("d,labels", [("2026-03-10", True), ("2026-03-05", True)])
-def test_snapshots_from_day_rows_equal_the_snapshots_from_events(spark, d, labels):
+def test_snapshots_from_day_rows_equal_the_snapshots_from_events(spark, d, labels, folded):
+    """``folded``: the days up to the day before D's windows are folded into a base row."""
     conf = SequenceConf(max_length=3)
     events = events_df(spark, ROWS)
     days = build_user_days(events, conf)
+    upper = add_days(d, LC.horizon_days)
+    if folded:
+        as_of = add_days(d, -window_reach(LC) - 1)
+        base = fold(history(days, as_of), as_of, conf)
+        assert base.count() == 2  # u2 and u3 have days before as_of
+        rows = history(days, upper, base, as_of)
+    else:
+        rows = history(days, upper)
     seq_events = build_sequences(events, d, conf)
-    seq_days = sequences_from_days(days, d, conf)
+    seq_days = sequences_from_days(rows, d, conf)
     assert same_rows(seq_events, seq_days)
-    assert seq_days.count() == (3 if d == "2026-03-10" else 3)
+    assert seq_days.count() == 3
     lc_events = build_lifecycle(events, seq_events, d, LC, conf, labels)
-    lc_days = lifecycle_from_days(days, seq_days, d, LC, labels)
+    lc_days = lifecycle_from_days(rows, seq_days, d, LC, labels)
     assert same_rows(lc_events, lc_days)
 
 

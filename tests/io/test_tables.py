@@ -178,3 +178,16 @@ def test_a_new_table_carries_its_constraints_from_its_first_commit(spark, make_c
     assert set(tables.spec("events").checks) <= {
         k.split("delta.constraints.")[1] for k in props if k.startswith("delta.constraints.")
     }
+
+
+def test_a_state_write_of_no_rows_still_records_what_it_reflects(spark, make_cfg):
+    """Delta skips a commit that changes no file by default: the metadata of an empty
+    ``replace_dates`` (a night whose events changed no date) would be lost."""
+    from lifecycle_recs.io import versions
+
+    cfg = make_cfg()
+    empty = spark.createDataFrame([], tables.spec("user_base").schema)
+    tables.replace_dates(spark, cfg, "user_base", empty, None, {"events_version": 3})
+    assert versions.recorded(spark, cfg, "user_base") == {"events_version": 3}
+    tables.replace_dates(spark, cfg, "user_base", empty, [], {"events_version": 4})
+    assert versions.recorded(spark, cfg, "user_base") == {"events_version": 4}

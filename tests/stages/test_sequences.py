@@ -70,9 +70,9 @@ def _modes(spark, cfg, run_id):
     return {r["stage"]: json.loads(r["counts"]) for r in rows}
 
 
-def _event(draw, night, n_users=4, n_items=5):
+def _event(draw, day, n_users=4, n_items=5):
     late = draw(st.integers(0, 2))  # days before the night's date (late when > 0)
-    day = START + dt.timedelta(days=max(night - late, 0))
+    day = START + dt.timedelta(days=max(day - late, 0))
     hour = draw(st.sampled_from([0, 9, 23]))
     return [
         f"u{draw(st.integers(0, n_users - 1))}",
@@ -85,13 +85,20 @@ def _event(draw, night, n_users=4, n_items=5):
 
 @st.composite
 def deliveries(draw):
-    """(with event ids, nights: each a list of files, each a list of CSV rows)."""
+    """(with event ids, nights: each (its day, a list of files, each a list of CSV rows),
+    shuffle partitions). Nights are one day apart or far enough apart (40 days) that the
+    earlier ones are folded into user_base; a backfill file holds only events of an earlier
+    night's day (not late by the per-file rule: it may reach into the folded days)."""
     with_ids = draw(st.booleans())
-    nights, sent = [], []
+    nights, sent, day = [], [], 0
     for night in range(draw(st.integers(2, 4))):
+        day += draw(st.sampled_from([1, 40])) if night else 0
         files = []
         for _ in range(draw(st.integers(1, 2))):
-            rows = [_event(draw, night) for _ in range(draw(st.integers(1, 6)))]
+            rows = [_event(draw, day) for _ in range(draw(st.integers(1, 6)))]
+            if night and draw(st.integers(0, 3)) == 0:  # a backfill file
+                old = draw(st.sampled_from([n[0] for n in nights]))
+                rows = [_event(draw, old) for _ in range(draw(st.integers(1, 3)))]
             if sent and draw(st.booleans()):  # a re-sent row: an exact duplicate
                 rows.append(list(draw(st.sampled_from(sent))))
             if with_ids:
@@ -104,7 +111,7 @@ def deliveries(draw):
                     rows.append(old)
             sent.extend(tuple(r) for r in rows)
             files.append(rows)
-        nights.append(files)
+        nights.append((day, files))
     return with_ids, nights, draw(st.integers(1, 4))
 
 
@@ -112,17 +119,33 @@ def deliveries(draw):
 WITH_IDS = (
     True,
     [
-        [[["u0", "i0", "view", "2026-06-01 09:00:00", "0", "e1"],
-          ["u1", "i1", "order", "2026-06-01 23:00:00", "5", "e2"]]],
-        [[["u0", "i2", "order", "2026-06-02 00:00:00", "12.5", "e3"],
-          ["u1", "i1", "order", "2026-06-01 23:00:00", "5", "e2"],
-          ["u2", "i0", "click", "2026-05-31 09:00:00", "0", "e4"]],
-         [["u1", "i1", "order", "2026-06-01 23:00:00", "99", "e2"]]],
-        [[["u0", "i3", "view", "2026-06-03 09:00:00", "0", "e5"],
-          ["u2", "i0", "click", "2026-05-31 09:00:00", "1", "e4"]]],
+        (0, [[["u0", "i0", "view", "2026-06-01 09:00:00", "0", "e1"],
+              ["u1", "i1", "order", "2026-06-01 23:00:00", "5", "e2"]]]),
+        (1, [[["u0", "i2", "order", "2026-06-02 00:00:00", "12.5", "e3"],
+              ["u1", "i1", "order", "2026-06-01 23:00:00", "5", "e2"],
+              ["u2", "i0", "click", "2026-05-31 09:00:00", "0", "e4"]],
+             [["u1", "i1", "order", "2026-06-01 23:00:00", "99", "e2"]]]),
+        (2, [[["u0", "i3", "view", "2026-06-03 09:00:00", "0", "e5"],
+              ["u2", "i0", "click", "2026-05-31 09:00:00", "1", "e4"]]]),
     ],
     3,
 )  # fmt: skip
+# Forty days later the first night's events are folded into user_base (it moves forward);
+# the next night a backfill file changes a folded day (user_base is rebuilt).
+FOLDED = (
+    False,
+    [
+        (0, [[["u0", "i0", "view", "2026-06-01 09:00:00", "0"],
+              ["u1", "i1", "order", "2026-06-01 23:00:00", "5"],
+              ["u1", "i2", "order", "2026-06-01 23:00:00", "7"]]]),
+        (40, [[["u0", "i2", "order", "2026-07-11 00:00:00", "12.5"],
+               ["u2", "i0", "click", "2026-07-10 09:00:00", "0"]]]),
+        (41, [[["u1", "i3", "view", "2026-07-12 09:00:00", "0"]],
+              [["u0", "i4", "order", "2026-06-01 23:00:00", "99"]]]),
+    ],
+    2,
+)  # fmt: skip
+FOLDED_BASE = ["rebuild", "advance", "rebuild"]
 
 
 @pytest.mark.slow
@@ -135,6 +158,7 @@ WITH_IDS = (
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @example(case=WITH_IDS)
+@example(case=FOLDED)
 @given(case=deliveries())
 def test_every_incremental_night_equals_a_full_rebuild_of_every_file_so_far(
     spark, make_cfg, tmp_path_factory, case
@@ -146,13 +170,15 @@ def test_every_incremental_night_equals_a_full_rebuild_of_every_file_so_far(
     header = ID_HEADER if with_ids else HEADER
     before = spark.conf.get("spark.sql.shuffle.partitions")
     spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+    base = []
     try:
-        for night, files in enumerate(nights):
+        for night, (day, files) in enumerate(nights):
             for k, rows in enumerate(files):
                 deliver(landing, f"n{night}-{k}.csv", rows, header)
-            d = (START + dt.timedelta(days=night)).isoformat()
+            d = (START + dt.timedelta(days=day)).isoformat()
             run = _night(spark, inc, d)
             modes = _modes(spark, inc, run.run_id)
+            base.append(modes["sequences"]["base"])
             # the first night has no state; lifecycle reads the one sequences brought up to date
             assert modes["sequences"]["mode"] == ("full" if night == 0 else "incremental"), modes
             assert modes["lifecycle"]["mode"] == "incremental", modes
@@ -161,6 +187,8 @@ def test_every_incremental_night_equals_a_full_rebuild_of_every_file_so_far(
             a, b = _tables(spark, inc, d), _tables(spark, full, d)
             for name in a:
                 assert same_rows(a[name], b[name]), (name, night, with_ids, partitions)
+        if case == FOLDED:
+            assert base == FOLDED_BASE
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", before)
 
@@ -211,13 +239,14 @@ def test_strict_incremental_refuses_without_a_state(spark, two_nights):
 
 
 @pytest.mark.slow
-def test_a_crash_after_the_state_commit_then_a_rerun_equals_a_clean_night(
-    spark, two_nights, make_cfg, tmp_path
+@pytest.mark.parametrize("table", ["user_days", "user_base"])
+def test_a_crash_after_a_state_commit_then_a_rerun_equals_a_clean_night(
+    spark, two_nights, make_cfg, tmp_path, table
 ):
     landing, cfg = two_nights
     _night(spark, cfg(), "2026-06-01")
     deliver(landing, "day2.csv", NIGHT2)
-    with CrashAfterCommit("user_days"), pytest.raises(InjectedCrash):
+    with CrashAfterCommit(table), pytest.raises(InjectedCrash):
         _night(spark, cfg(), "2026-06-02")
     rerun = _night(spark, cfg(), "2026-06-02")
     assert _modes(spark, cfg(), rerun.run_id)["sequences"]["mode"] == "incremental"

@@ -16,11 +16,20 @@ snapshots is an aggregate over day rows:
   window, D - step, the next horizon of T) starts and ends at midnight UTC, so a day
   lies wholly inside or outside it.
 
+Nor is every day read each night: ``user_base`` folds every day up to a date before the
+first day any window of the night's snapshots reads (:func:`window_reach`) into one row
+per user (:func:`fold`), which enters the aggregates as one more day row dated then
+(:func:`history`). A snapshot reads that row and the days after it: a fixed window, not
+the whole history.
+
 The results equal :func:`data.sequences.build_sequences` and
 :func:`data.lifecycle.build_lifecycle` over the same events, bit for bit.
 """
 
 from __future__ import annotations
+
+import datetime as dt
+from typing import Optional, Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -61,41 +70,112 @@ def _between(lo, hi) -> Column:
     return F.col("event_date").between(_date(lo), _date(hi))
 
 
-def sequences_from_days(days: DataFrame, snapshot_date: str, conf: SequenceConf) -> DataFrame:
-    """``user_days`` -> the ``user_sequences`` rows of D (= ``build_sequences`` of the events)."""
-    d = parse_date(snapshot_date, "snapshot_date")
-    n = max_length(conf)
-    upto = days.where(_on_or_before(d))
-    stats = upto.groupBy("user_id").agg(
+def window_reach(conf: LifecycleConf) -> int:
+    """How many days before D the earliest window of D's lifecycle rules starts (last 30
+    days, last horizon, the reactivation windows of D and of D - step); earlier days only
+    count through the unbounded aggregates (totals, first / last time, last N steps)."""
+    c = conf
+    return max(29, c.horizon_days - 1, c.transition_step_days + c.reactivation_window_days - 1)
+
+
+def base_date(snapshot_dates: Sequence[str], conf: LifecycleConf) -> dt.date:
+    """The date ``user_base`` folds up to for a night's snapshots: the day before the first
+    day any of their windows reads."""
+    first = min(parse_date(d, "snapshot_date") for d in snapshot_dates)
+    return first - dt.timedelta(days=window_reach(conf) + 1)
+
+
+def day_rows(days: DataFrame) -> DataFrame:
+    """``user_days`` rows, each one active day (``n_days``)."""
+    return days.withColumn("n_days", F.lit(1).cast("long"))
+
+
+def base_rows(base: DataFrame) -> DataFrame:
+    """``user_base`` rows (every day up to ``as_of`` folded) as one day row each, dated
+    ``as_of``: every window of the snapshots it serves starts after that date."""
+    return base.select(
+        F.col("as_of").alias("event_date"),
+        "user_id",
+        "n_events",
+        "n_value_events",
+        "value_total",
+        "first_ts",
+        "last_ts",
+        F.lit(None).cast("array<string>").alias("items"),
+        "steps",
+        F.col("active_days").alias("n_days"),
+    )
+
+
+def history(days: DataFrame, upto, base: Optional[DataFrame] = None, as_of=None) -> DataFrame:
+    """The rows to aggregate for every user's history up to ``upto``: the ``base`` (folded
+    up to ``as_of``) and the ``user_days`` rows after it, else every ``user_days`` row."""
+    if base is None:
+        return day_rows(days.where(_on_or_before(upto)))
+    after = days.where(_between(add_days(as_of, 1), upto))
+    return base_rows(base).unionByName(day_rows(after))
+
+
+def _totals(rows: DataFrame, n: int) -> DataFrame:
+    """History rows -> per user: counts, exact value sum, first / last time, active days
+    and the last N steps (the last N of the union of the rows' last Ns)."""
+    stats = rows.groupBy("user_id").agg(
         F.sum("n_events").cast("long").alias("n_events"),
         F.sum("n_value_events").cast("long").alias("n_value_events"),
-        F.coalesce(F.sum("value_total").cast("double"), F.lit(0.0)).alias("monetary_total"),
-        F.min("first_ts").alias("first_event_ts"),
-        F.max("last_ts").alias("last_event_ts"),
-        F.count(F.lit(1)).cast("int").alias("active_days"),
+        F.sum("value_total").cast(EXACT).alias("value_total"),
+        F.min("first_ts").alias("first_ts"),
+        F.max("last_ts").alias("last_ts"),
+        F.sum("n_days").cast("long").alias("active_days"),
     )
-    # the most recent days until their events reach N: events on later days < N
+    # the most recent rows until their events reach N: events in later rows < N
     newest_first = Window.partitionBy("user_id").orderBy(F.col("event_date").desc())
     later = F.sum("n_events").over(newest_first.rowsBetween(Window.unboundedPreceding, -1))
-    recent = upto.select("user_id", "steps", F.coalesce(later, F.lit(0)).alias("_later")).where(
+    recent = rows.select("user_id", "steps", F.coalesce(later, F.lit(0)).alias("_later")).where(
         F.col("_later") < n
     )
     merged = F.sort_array(F.flatten(F.collect_list("steps")))
     steps = recent.groupBy("user_id").agg(
         F.slice(merged, F.greatest(F.size(merged) - n + 1, F.lit(1)), n).alias("steps")
     )
-    return sequence_rows(stats.join(steps, "user_id"), d)
+    return stats.join(steps, "user_id")
+
+
+def fold(rows: DataFrame, as_of, conf: SequenceConf) -> DataFrame:
+    """History rows up to ``as_of`` -> the ``user_base`` rows of ``as_of``."""
+    d = parse_date(as_of, "as_of")
+    t = _totals(rows.where(_on_or_before(d)), max_length(conf))
+    return t.select(_date(d).alias("as_of"), *[c for c in t.columns])
+
+
+def sequences_from_days(rows: DataFrame, snapshot_date: str, conf: SequenceConf) -> DataFrame:
+    """History rows (:func:`history`) -> the ``user_sequences`` rows of D (=
+    ``build_sequences`` of the events)."""
+    d = parse_date(snapshot_date, "snapshot_date")
+    t = _totals(rows.where(_on_or_before(d)), max_length(conf))
+    return sequence_rows(
+        t.select(
+            "user_id",
+            "n_events",
+            "n_value_events",
+            F.coalesce(F.col("value_total").cast("double"), F.lit(0.0)).alias("monetary_total"),
+            F.col("first_ts").alias("first_event_ts"),
+            F.col("last_ts").alias("last_event_ts"),
+            "active_days",
+            "steps",
+        ),
+        d,
+    )
 
 
 def lifecycle_from_days(
-    days: DataFrame,
+    rows: DataFrame,
     sequences: DataFrame,
     snapshot_date: str,
     conf: LifecycleConf,
     labels_known: bool,
 ) -> DataFrame:
-    """``user_days`` (+ user_sequences of D) -> the ``user_lifecycle`` rows of D
-    (= ``build_lifecycle`` of the events)."""
+    """History rows (:func:`history`, up to D + H when ``labels_known``) + user_sequences
+    of D -> the ``user_lifecycle`` rows of D (= ``build_lifecycle`` of the events)."""
     c = conf
     d = parse_date(snapshot_date, "snapshot_date")
     prev = add_days(d, -c.transition_step_days)
@@ -142,7 +222,7 @@ def lifecycle_from_days(
             ).alias("items_next_horizon"),
         ]
     per_user = (
-        days.where(_on_or_before(upper))
+        rows.where(_on_or_before(upper))
         .groupBy("user_id")
         .agg(*aggs)
         .where(F.col("last_ts").isNotNull())

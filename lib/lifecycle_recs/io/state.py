@@ -18,6 +18,7 @@ rebuilds in full and says why, ``full`` always rebuilds.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ class Plan:
     events_version: int
     reason: Optional[str] = None
     dates: Optional[List] = None
+    since: Optional[int] = None  # the events version the state reflected before the night
 
     def info(self) -> dict:
         out = {"mode": self.mode, "events_version": self.events_version}
@@ -81,7 +83,7 @@ def plan(spark: SparkSession, cfg: Config) -> Plan:
         return Plan("full", version)
     reason, dates = _unusable(spark, cfg, version)
     if reason is None:
-        return Plan("incremental", version, dates=dates)
+        return Plan("incremental", version, dates=dates, since=recorded_version(spark, cfg))
     if mode == "incremental":
         raise IncrementalUnavailable(
             f"state.mode is incremental but the state ({STATE_TABLE}) cannot be used: {reason}. "
@@ -108,6 +110,12 @@ def _unusable(spark: SparkSession, cfg: Config, version: int):
             "since: its Delta table id differs)",
             None,
         )
+    return _changed_since(spark, cfg, since, version)
+
+
+def _changed_since(spark: SparkSession, cfg: Config, since: int, version: int):
+    """(None, the dates of events changed in versions since+1..version), or (the reason,
+    None) when the change data feed does not cover them."""
     if since == version:
         return None, []
     try:
@@ -141,3 +149,87 @@ def metadata(spark: SparkSession, cfg: Config, events_version: int, mode: str) -
         "fingerprint": fingerprint(cfg),
         "mode": mode,
     }
+
+
+BASE_TABLE = "user_base"
+
+
+@dataclass(frozen=True)
+class BasePlan:
+    """What a night does with ``user_base``: ``keep`` it (only the events version it
+    reflects moves), ``advance`` it from ``since`` to ``as_of`` by folding in the days
+    between, or ``rebuild`` it from ``user_days`` (``reason`` says why)."""
+
+    action: str
+    as_of: dt.date
+    since: Optional[dt.date] = None
+    reason: Optional[str] = None
+
+    def info(self) -> dict:
+        out = {"base": self.action, "base_as_of": self.as_of.isoformat()}
+        if self.reason:
+            out["base_reason"] = self.reason
+        return out
+
+
+def plan_base(spark: SparkSession, cfg: Config, night: Plan, as_of: dt.date) -> BasePlan:
+    """How ``user_base`` reaches ``as_of`` after the night's ``user_days`` update: it can
+    move forward while no events dated on or before its own date changed since the events
+    version it reflects (the change data feed says; a crash between the two commits only
+    widens the versions read)."""
+    if night.mode == "full":
+        return BasePlan("rebuild", as_of, reason=f"{STATE_TABLE} was rebuilt in full")
+    rec = versions.recorded(spark, cfg, BASE_TABLE)
+    if rec is None:
+        return BasePlan("rebuild", as_of, reason=f"no {BASE_TABLE} yet")
+    if rec.get("fingerprint") != fingerprint(cfg) or rec.get("events_table_id") != (
+        versions.table_id(spark, cfg, "events")
+    ):
+        return BasePlan("rebuild", as_of, reason=f"{BASE_TABLE} has other settings or events")
+    since = dt.date.fromisoformat(str(rec["as_of"]))
+    if since > as_of:
+        return BasePlan(
+            "rebuild", as_of, reason=f"the night's snapshots read days after {as_of} < {since}"
+        )
+    v = int(rec["events_version"])
+    if v == night.since:
+        reason, changed = None, night.dates or []
+    else:
+        reason, changed = _changed_since(spark, cfg, v, night.events_version)
+    if reason is not None:
+        return BasePlan("rebuild", as_of, reason=reason)
+    old = [x for x in changed if x <= since]
+    if old:
+        return BasePlan(
+            "rebuild",
+            as_of,
+            reason=f"events of {len(old)} date(s) on or before {since} changed (from {old[0]})",
+        )
+    return BasePlan("advance" if since < as_of else "keep", as_of, since=since)
+
+
+def base_metadata(spark: SparkSession, cfg: Config, events_version: int, as_of: dt.date) -> dict:
+    """What a ``user_base`` commit records: as ``user_days`` (:func:`metadata`), and its
+    date."""
+    return {**metadata(spark, cfg, events_version, "base"), "as_of": as_of.isoformat()}
+
+
+def base_usable(spark: SparkSession, cfg: Config, as_of: dt.date) -> Optional[str]:
+    """None when ``user_base`` reflects the current events, settings and a date on or
+    before ``as_of``; else why not."""
+    rec = versions.recorded(spark, cfg, BASE_TABLE)
+    now = versions.current_version(spark, cfg, "events")
+    if rec is None or rec.get("fingerprint") != fingerprint(cfg):
+        return f"no {BASE_TABLE} of the current settings"
+    if rec.get("events_table_id") != versions.table_id(spark, cfg, "events"):
+        return f"{BASE_TABLE} was built from another events table"
+    if int(rec["events_version"]) != now:
+        return f"{BASE_TABLE} reflects events version {rec['events_version']}, not {now}"
+    if dt.date.fromisoformat(str(rec["as_of"])) > as_of:
+        return f"{BASE_TABLE} folds days up to {rec['as_of']}, after {as_of}"
+    return None
+
+
+def base_as_of(spark: SparkSession, cfg: Config) -> dt.date:
+    rec = versions.recorded(spark, cfg, BASE_TABLE)
+    return dt.date.fromisoformat(str(rec["as_of"]))

@@ -27,8 +27,12 @@ from pyspark.sql import functions as F
 
 from lifecycle_recs.config import Config, is_table_name
 from lifecycle_recs.schemas import DELETION_VECTORS, TABLES, TableSpec, spec
+from lifecycle_recs.spark import sql_conf
 
 TABLE_NAMES = tuple(TABLES)
+# Delta skips a commit that adds and removes no file by default; a state write of no rows
+# still has to record what it reflects
+RECORD_EMPTY_COMMITS = {"spark.databricks.delta.skipRecordingEmptyCommits": "false"}
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +256,8 @@ def replace_dates(
         literals = ", ".join(_sql_literal(x) for x in sorted(set(dates)))
         w = w.option("replaceWhere", f"{col} IN ({literals})")
     _committing(table)
-    _save(w.option("userMetadata", json.dumps(metadata, sort_keys=True)), path(cfg, table))
+    with sql_conf(spark, RECORD_EMPTY_COMMITS):
+        _save(w.option("userMetadata", json.dumps(metadata, sort_keys=True)), path(cfg, table))
     _committed(table)
 
 
