@@ -14,22 +14,28 @@ from pyspark.sql import functions as F
 from lifecycle_recs.config import Config
 from lifecycle_recs.io.tables import _delta, _version, exists, path
 
+# every state write carries its metadata: the latest is among the last few commits
+RECENT_COMMITS = 20
+
 
 def recorded(spark: SparkSession, cfg: Config, table: str) -> Optional[Dict[str, object]]:
     """The ``metadata`` of the table's latest ``tables.replace_dates`` commit (None when the
     table does not exist or no commit in its retained history carries one)."""
     if not exists(spark, cfg, table):
         return None
-    rows = (
-        _delta(spark, path(cfg, table))
-        .history()
-        .where(F.col("userMetadata").isNotNull())
-        .orderBy(F.col("version").desc())
-        .select("userMetadata")
-        .limit(1)
-        .collect()
-    )
-    return json.loads(rows[0][0]) if rows else None
+    t = _delta(spark, path(cfg, table))
+    # the latest commits first: reading the whole history would cost more every night
+    for h in (t.history(RECENT_COMMITS), t.history()):
+        rows = (
+            h.where(F.col("userMetadata").isNotNull())
+            .orderBy(F.col("version").desc())
+            .select("userMetadata")
+            .limit(1)
+            .collect()
+        )
+        if rows:
+            return json.loads(rows[0][0])
+    return None
 
 
 def current_version(spark: SparkSession, cfg: Config, table: str) -> int:

@@ -62,15 +62,17 @@ def run(ctx: RunContext) -> Dict[str, object]:
     log.info("sequences: %s", plan.describe())
     events = tables.read_version(spark, cfg, "events", plan.events_version)
     meta = state.metadata(spark, cfg, plan.events_version, plan.mode)
-    if plan.mode == "full":
+    if (
+        plan.mode == "full"
+        or plan.dates
+        or state.recorded_version(spark, cfg) != plan.events_version
+    ):
+        dates = None if plan.mode == "full" else plan.dates
+        changed = events if dates is None else events.where(F.col("event_date").isin(list(dates)))
         with sql_conf(spark, SORT_AGGREGATE):
-            days = build_user_days(events, cfg.sequences)
-            tables.replace_dates(spark, cfg, state.STATE_TABLE, days, None, meta)
-    elif plan.dates or state.recorded_version(spark, cfg) != plan.events_version:
-        changed = events.where(F.col("event_date").isin(list(plan.dates)))  # those partitions
-        with sql_conf(spark, SORT_AGGREGATE):
-            days = build_user_days(changed, cfg.sequences)
-            tables.replace_dates(spark, cfg, state.STATE_TABLE, days, plan.dates, meta)
+            # one file per date: a night reads a window of dates, each once
+            days = build_user_days(changed, cfg.sequences).repartition("event_date")
+            tables.replace_dates(spark, cfg, state.STATE_TABLE, days, dates, meta)
     bp = _update_base(ctx, plan)
     info: Dict[str, object] = {**plan.info(), **bp.info()}
     all_days = tables.read(spark, cfg, state.STATE_TABLE)
