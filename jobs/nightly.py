@@ -206,7 +206,7 @@ def main(argv=None) -> int:
 
 
 def last_complete_day(now: dt.datetime, settle_days: int = 0) -> str:
-    """The last UTC day that ended before ``now`` (a naive UTC time), less ``settle_days``
+    """The last UTC day that ended before ``now`` (a UTC time), less ``settle_days``
     for sources that deliver a day's files late: a night never processes a day still
     being written."""
     return (now.date() - dt.timedelta(days=1 + max(int(settle_days), 0))).isoformat()

@@ -55,6 +55,19 @@ from tests.helpers import ROOT
             {"source": {"event_type_map": {"click": "clik"}}},
             "source.event_type_map maps to ['clik']",
         ),
+        # a typo inside a mapping, or in the value types, was ignored: every value read as 0
+        (
+            {"source": {"columns": {"user_id": "customer", "revenu": "amount"}}},
+            "source.columns has unknown key(s) ['revenu']",
+        ),
+        (
+            {"source": {"items_columns": {"item_id": "sku", "titel": "name"}}},
+            "source.items_columns has unknown key(s) ['titel']",
+        ),
+        (
+            {"sequences": {"value_event_types": ["purchse"]}},
+            "sequences.value_event_types ['purchse'] are not in validation.event_types",
+        ),
         (
             {"lifecycle": {"at_risk_days": 40, "churn_days": 30}},
             "lifecycle.at_risk_days (40) must be below",

@@ -134,6 +134,9 @@ class PublishConf:
     # snapshot it replaces (or of the last earlier one), or with no rows, is refused
     max_shrink_fraction: float = 0.5
     allow_shrink: bool = False  # --allow-shrink: accept it (e.g. after deleting users on purpose)
+    # a night whose D is more days than this after the last event date is refused (its
+    # snapshots would hold no new data yet become the published date); null: no check
+    max_days_after_events: Optional[int] = 7
 
 
 @dataclass(frozen=True)

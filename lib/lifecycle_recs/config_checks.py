@@ -6,12 +6,21 @@ share. Imports nothing of the project but dates and names (no cycle with
 
 from __future__ import annotations
 
+import logging
 import re
 import typing
 from typing import Any, Dict, Optional, Tuple
 
 from lifecycle_recs.dates import parse_date
-from lifecycle_recs.names import PIPELINE_STAGES, STRATEGY_AT_RISK, STRATEGY_NEW_USER
+from lifecycle_recs.names import (
+    EVENT_FIELDS,
+    ITEM_FIELDS,
+    PIPELINE_STAGES,
+    STRATEGY_AT_RISK,
+    STRATEGY_NEW_USER,
+)
+
+log = logging.getLogger(__name__)
 
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){1,2}$")
 
@@ -77,6 +86,27 @@ def cross_checks(cfg: Any) -> None:  # a config.Config
     if lo >= hi:
         raise ValueError(
             f"validation.min_event_date {lo} must be before validation.max_event_date {hi}"
+        )
+    for key, fields in (("source.columns", EVENT_FIELDS), ("source.items_columns", ITEM_FIELDS)):
+        unknown = sorted(set(getattr(src, key.split(".")[1])) - set(fields))
+        if unknown:
+            raise ValueError(
+                f"{key} has unknown key(s) {unknown}: its keys are the fields "
+                f"{list(fields)}, its values the file's column names"
+            )
+    value_types = cfg.sequences.value_event_types
+    no_type = sorted(set(value_types) - set(v.event_types))
+    if no_type and len(no_type) == len(set(value_types)):
+        raise ValueError(
+            f"sequences.value_event_types {no_type} are not in validation.event_types "
+            f"{list(v.event_types)}: no event would ever count as value"
+        )
+    if no_type:
+        log.warning(
+            "sequences.value_event_types %s are not in validation.event_types %s: no event of "
+            "those types is ever stored",
+            no_type,
+            list(v.event_types),
         )
     outside = sorted({t for t in src.event_type_map.values() if t not in v.event_types})
     if outside:

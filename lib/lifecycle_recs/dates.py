@@ -35,5 +35,7 @@ def training_date(snapshot_date: DateLike, horizon_days: int) -> str:
 
 
 def utc_now() -> dt.datetime:
-    """Now in UTC as a naive datetime, to the second (what ``*_at`` columns store)."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    """Now in UTC, time-zone aware, to the second (what ``*_at`` columns store). Aware, so
+    that Spark stores the instant whatever the driver's local time zone (a naive value is
+    read as local time)."""
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)

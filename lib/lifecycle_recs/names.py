@@ -8,6 +8,11 @@ from __future__ import annotations
 # to its module under ``stages/``; ``config.py`` checks ``stages:`` against it.
 PIPELINE_STAGES = ("ingest", "sequences", "lifecycle", "embeddings", "train", "score", "evaluate")
 
+# The event fields a source maps its columns to (``source.columns`` keys), and the catalog's
+# (``source.items_columns`` keys).
+EVENT_FIELDS = ("user_id", "item_id", "event_type", "event_ts", "value", "quantity", "event_id")
+ITEM_FIELDS = ("item_id", "title", "category", "description", "price", "year")
+
 # A user's lifecycle stage as of a snapshot date (``user_lifecycle.stage``).
 LIFECYCLE_STAGES = ("new", "active", "at_risk", "churned", "reactivated")
 NEW_STAGE = "new"

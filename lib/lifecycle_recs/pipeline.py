@@ -22,6 +22,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -81,6 +82,29 @@ def resolve_date(spark: SparkSession, cfg: Config, given: Optional[str]) -> str:
     return last.isoformat()
 
 
+class DateBeyondEvents(ValueError):
+    """``--date`` is further after the last event date than ``publish.max_days_after_events``."""
+
+
+def check_date_has_events(spark: SparkSession, cfg: Config, d: str) -> None:
+    """Refuse a D past the events (a typo such as 2099-01-01 would become the published date
+    that consumers then stay on)."""
+    limit = cfg.publish.max_days_after_events
+    if limit is None or not tables.exists(spark, cfg, "events"):
+        return
+    last = tables.last_partition_date(spark, cfg, "events")
+    if last is None:
+        return
+    gap = (dt.date.fromisoformat(d) - last).days
+    if gap > limit:
+        raise DateBeyondEvents(
+            f"D = {d} is {gap} days after the last event date {last} "
+            f"(publish.max_days_after_events = {limit}): its snapshots would hold no new data "
+            "and become the published date. Give a date with events, or raise the limit "
+            "(null: no check)"
+        )
+
+
 def _with_dates(ctx: RunContext, d: str, with_training_snapshot: bool) -> RunContext:
     dates = (d,)
     if with_training_snapshot:
@@ -110,11 +134,15 @@ def run_nightly(
     if given is not None:  # known up front: ingest's row carries it too
         run.context = _with_dates(run.context, given, training_snapshot)
     run_started, run_t0 = utc_now(), time.perf_counter()
+    checked = False
     for name in stages:
         if name not in WITHOUT_DATE and run.context.snapshot_date is None:
             run.context = _with_dates(
                 run.context, resolve_date(spark, cfg, given), training_snapshot
             )
+        if name not in WITHOUT_DATE and not checked:  # after ingest: today's events count
+            check_date_has_events(spark, cfg, run.context.snapshot_date)
+            checked = True
         started, t0 = utc_now(), time.perf_counter()
         before = tables.versions(spark, cfg, RECORDED_TABLES)
         log.info("stage %s: start (D=%s)", name, run.context.snapshot_date)
@@ -132,7 +160,7 @@ def run_nightly(
                 before,
                 {},
                 {},
-                f"{type(e).__name__}: {e}"[:4000],
+                redact_error(e),
             )
             raise
         res = StageResult(name, time.perf_counter() - t0, info)
@@ -181,6 +209,21 @@ def run_nightly(
 
 # the tables whose versions each pipeline_runs row records
 RECORDED_TABLES = tuple(t for t in tables.TABLE_NAMES if t != "pipeline_runs")
+
+
+# what a shared table may say of a failure: no paths, URLs or hosts (the log has the rest)
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
+_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?(?:[/\\][^\s/\\'\"`,;:()\[\]]+){2,}[/\\]?")
+ERROR_CHARS = 300
+
+
+def redact_error(e: BaseException) -> str:
+    """The exception's type and the first line of its message, with URLs and file paths
+    replaced, at most ``ERROR_CHARS`` characters: what ``pipeline_runs.error`` stores."""
+    first = next((x for x in str(e).splitlines() if x.strip()), "")
+    text = _PATH.sub("<path>", _URL.sub("<url>", first.strip()))
+    out = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return out if len(out) <= ERROR_CHARS else out[: ERROR_CHARS - 1] + "…"
 
 
 def _record(

@@ -500,7 +500,12 @@ PIPELINE_RUNS = TableSpec(
         ),
         Col("counts", S, True, "the stage's result (counts, model version, ...) as JSON"),
         Col("model_version", S, True, "the artifact the stage trained or scored with"),
-        Col("error", S, True, "the error of a failed stage"),
+        Col(
+            "error",
+            S,
+            True,
+            "a failed stage's exception type and first line, paths and URLs replaced",
+        ),
     ),
     keys=("run_id", "stage"),
     doc="One row per stage and one per run, appended last. Consumers read the last published "

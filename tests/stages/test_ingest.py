@@ -148,6 +148,23 @@ def test_generic_csv_with_timezone_epoch_and_mapping(spark, make_cfg, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_date_only_source_keeps_its_dates_in_any_time_zone(spark, make_cfg, tmp_path):
+    """A date names a day: with source.timezone Europe/Berlin it was shifted to 22:00 UTC of
+    the day before, moving every event (and the night's D) a day back."""
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "orders.csv").write_text(
+        "customer,kind,day,amount,qty\nc1,purchase,2026-06-01,30.0,1\nc2,purchase,2026-01-15,5,1\n"
+    )
+    cfg = make_cfg(source={**ORDERS_SRC, "path": str(tmp_path / "o"), "timezone": "Europe/Berlin"})
+    ingest(spark, cfg)
+    ev = tables.read(spark, cfg, "events").orderBy("event_ts").collect()
+    assert [(r["event_date"], r["event_ts"]) for r in ev] == [
+        (dt.date(2026, 1, 15), dt.datetime(2026, 1, 15)),
+        (dt.date(2026, 6, 1), dt.datetime(2026, 6, 1)),
+    ]
+
+
+@pytest.mark.slow
 def test_generic_json_epoch_seconds_without_item_id(spark, make_cfg, tmp_path):
     p = tmp_path / "orders.jsonl"
     p.write_text(

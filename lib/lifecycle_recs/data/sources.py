@@ -29,10 +29,11 @@ from pyspark.sql.types import StructType
 from lifecycle_recs.config import Config, SourceConf
 from lifecycle_recs.data.synthetic import shop
 from lifecycle_recs.fs import is_remote_path
+from lifecycle_recs.names import EVENT_FIELDS, ITEM_FIELDS
 
-TARGETS = ("user_id", "item_id", "event_type", "event_ts", "value", "quantity", "event_id")
+TARGETS = EVENT_FIELDS
 RAW_COLUMNS = tuple("raw_" + t for t in TARGETS) + ("raw_file",)
-ITEM_COLUMNS = ("item_id", "title", "category", "description", "price", "year")
+ITEM_COLUMNS = ITEM_FIELDS
 
 
 @dataclass

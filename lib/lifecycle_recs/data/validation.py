@@ -124,15 +124,16 @@ class IngestCounts:
 
 
 def parse_timestamp(raw: Column, kind: str, fmt: str | None, tz: str) -> Column:
-    """Raw string -> UTC timestamp, null when it does not parse."""
+    """Raw string -> UTC timestamp, null when it does not parse. A ``date`` is that day's
+    midnight UTC whatever ``tz`` (shifting it would move every event to the day before)."""
     if kind == "epoch_seconds":
         secs = raw.try_cast("double")
         return F.when(
             secs.isNotNull() & (F.abs(secs) < 1e11), F.timestamp_micros((secs * 1e6).cast("long"))
         )
-    if kind == "date":
-        d = F.try_to_timestamp(raw, F.lit(fmt or "yyyy-MM-dd"))
-    elif kind == "datetime":
+    if kind == "date":  # a calendar date names a day, not an instant: it is no time zone's
+        return F.try_to_timestamp(raw, F.lit(fmt or "yyyy-MM-dd"))
+    if kind == "datetime":
         d = F.try_to_timestamp(raw, F.lit(fmt)) if fmt else F.try_to_timestamp(raw)
     else:
         raise ValueError(
