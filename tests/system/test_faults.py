@@ -7,6 +7,7 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
+from lifecycle_recs.dates import add_days
 from lifecycle_recs.io import runs, tables
 from lifecycle_recs.pipeline import run_nightly
 from tests.helpers import CrashAfterCommit, InjectedCrash, sorted_rows
@@ -72,7 +73,7 @@ def test_a_crash_between_the_commits_of_each_stage_then_a_rerun_equals_a_clean_r
     assert statuses.count(("run", "published")) == 1 and statuses.count(("ingest", "failed")) == 2
     # a later failed night leaves the published date where it was
     with CrashAfterCommit("user_sequences"), pytest.raises(InjectedCrash):
-        run_nightly(spark, cfg, "2030-01-01", stages=["sequences"])
+        run_nightly(spark, cfg, add_days(d, 1), stages=["sequences"])
     assert runs.last_published_date(spark, cfg) == d
     assert tables.read(spark, cfg, "pipeline_runs").where(F.col("status") == "failed").count() == 5
     # a night split over two jobs is published when its last stage succeeds, not before
