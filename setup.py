@@ -38,6 +38,7 @@ setup(
     entry_points={
         "console_scripts": [
             "lifecycle-nightly=lifecycle_jobs.nightly:main",
+            "lifecycle-maintenance=lifecycle_jobs.maintenance:main",
         ]
     },
 )

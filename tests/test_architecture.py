@@ -79,6 +79,7 @@ LAYERS = {
     "context": {"ground"},
     "stages": {"ground", "io", "data", "ml", "adapters", "evaluation", "context", "stages"},
     "pipeline": {"ground", "io", "data", "ml", "adapters", "evaluation", "context", "stages"},
+    "maintenance": {"ground", "io"},
     "summary": {"ground", "io", "data", "ml", "adapters", "evaluation", "context", "pipeline"},
     "notebook": {"ground", "io", "data", "ml", "adapters", "evaluation"},
 }

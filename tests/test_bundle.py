@@ -165,3 +165,32 @@ def test_the_scheduled_date_is_the_last_complete_day():
     at_0230 = dt.datetime(2026, 11, 22, 2, 30)  # the schedule's hour: the 21st is complete
     assert last_complete_day(at_0230) == "2026-11-21"
     assert last_complete_day(at_0230, settle_days=2) == "2026-11-19"
+
+
+def test_the_weekly_maintenance_job_runs_its_entry_point_on_the_nightly_tables():
+    from lifecycle_jobs import maintenance
+
+    job = _load("resources/maintenance.job.yml")["resources"]["jobs"]["maintenance"]
+    assert "SUN" in job["schedule"]["quartz_cron_expression"]
+    (task,) = job["tasks"]
+    wheel = task["python_wheel_task"]
+    assert (
+        f"{wheel['entry_point']}=lifecycle_jobs.maintenance:main" in (ROOT / "setup.py").read_text()
+    )
+    bundle = _load("databricks.yml")
+    variables = {f"${{var.{k}}}": str(v["default"]) for k, v in bundle["variables"].items()}
+    variables["${workspace.file_path}/"] = ""
+    params = []
+    for p in wheel["parameters"]:
+        for k, v in variables.items():
+            p = p.replace(k, v)
+        params.append(p)
+    args = maintenance.parser().parse_args(params)
+    cfg = load_config(str(ROOT / args.conf), parse_overrides(args.set))
+    nightly = _load("resources/nightly.job.yml")["resources"]["jobs"]["nightly"]
+    data = nightly["tasks"][0]["python_wheel_task"]["parameters"]
+    for key in ("table_schema=", "lakehouse=", "train.feed_dir="):  # the same tables and feeds
+        assert [p for p in wheel["parameters"] if p.startswith(key)] == [
+            p for p in data if p.startswith(key)
+        ]
+    assert cfg.table_schema == "main.lifecycle"

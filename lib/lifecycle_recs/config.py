@@ -149,6 +149,16 @@ class StateConf:
 
 
 @dataclass(frozen=True)
+class MaintenanceConf:
+    # `lifecycle-maintenance` (weekly): OPTIMIZE every table, then VACUUM the files no version
+    # of the last retain_days needs (consumers' time travel and the versions pipeline_runs
+    # records stay readable that long; events keeps what the incremental state still reads)
+    retain_days: int = 7
+    # training feeds older than this are leaked by a killed driver (a running night's is younger)
+    feed_max_age_hours: int = 24
+
+
+@dataclass(frozen=True)
 class SequenceConf:
     max_length: int = 50
     value_event_types: Tuple[str, ...] = ("purchase", "rating")
@@ -323,6 +333,7 @@ class Config:
     ingest: IngestConf = field(default_factory=IngestConf)
     publish: PublishConf = field(default_factory=PublishConf)
     state: StateConf = field(default_factory=StateConf)
+    maintenance: MaintenanceConf = field(default_factory=MaintenanceConf)
     sequences: SequenceConf = field(default_factory=SequenceConf)
     lifecycle: LifecycleConf = field(default_factory=LifecycleConf)
     embedding: EmbeddingConf = field(default_factory=EmbeddingConf)

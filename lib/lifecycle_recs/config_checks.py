@@ -67,6 +67,7 @@ POSITIVE = (
     "evaluation.btyd_max_rows",
     "evaluation.jaccard_pairs",
     "model.lapsed_periods",
+    "maintenance.feed_max_age_hours",
 )
 FRACTIONS = (
     "validation.max_quarantine_fraction",
@@ -143,6 +144,9 @@ def cross_checks(cfg: Any) -> None:  # a config.Config
             "config key 'recommend.keep_seen_repeat_share' must be in [0, 1] or null, got "
             f"{share!r}"
         )
+    keep = cfg.maintenance.retain_days
+    if keep < 0:
+        raise ValueError(f"config key 'maintenance.retain_days' must be 0 or more, got {keep}")
     for key in FRACTIONS:
         section, name = key.split(".")
         x = getattr(getattr(cfg, section), name)

@@ -555,3 +555,33 @@ def summary(spark: SparkSession, cfg: Config, tables: Sequence[str]) -> List[Dic
             }
         )
     return out
+
+
+def compact(spark: SparkSession, cfg: Config, table: str) -> Dict[str, int]:
+    """OPTIMIZE (bin-packing of small files; the rows do not change): files removed and
+    added."""
+    m = _delta(spark, path(cfg, table)).optimize().executeCompaction().first()["metrics"]
+    return {"files_removed": int(m["numFilesRemoved"]), "files_added": int(m["numFilesAdded"])}
+
+
+def vacuum(spark: SparkSession, cfg: Config, table: str, hours: float) -> None:
+    """VACUUM: delete the files no version of the last ``hours`` needs. Below Delta's own
+    floor (7 days) only when the conf asks for it (``maintenance.retain_days``)."""
+    check = {"spark.databricks.delta.retentionDurationCheck.enabled": str(hours >= 168).lower()}
+    with sql_conf(spark, check):
+        _delta(spark, path(cfg, table)).vacuum(float(hours))
+
+
+def version_age_hours(spark: SparkSession, cfg: Config, table: str, version: int) -> float:
+    """Hours since ``version`` of ``table`` was committed (0 when it is no longer in the
+    log)."""
+    row = (
+        _delta(spark, path(cfg, table))
+        .history()
+        .where(F.col("version") == int(version))
+        .select("timestamp")
+        .first()
+    )
+    if row is None:
+        return 0.0
+    return max(0.0, (time.time() - row[0].timestamp()) / 3600.0)
