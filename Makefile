@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONSTRAINTS ?= constraints/dbr-17.3-ml.txt
-EXTRAS ?= local,dev
+EXTRAS ?= local,dev,weights
 
 .PHONY: demo test check lint format install clean
 

@@ -45,6 +45,7 @@ def test_embed_pandas_keeps_ids_and_counts_characters(encoder):
     assert list(out["text_chars"]) == [7, 0] and out["dim"].tolist() == [384, 384]
 
 
-def test_unknown_package_is_a_clear_error():
-    with pytest.raises(ValueError, match="package 'no_such_model_pkg' is not installed"):
+def test_unknown_package_is_a_clear_error_that_names_the_other_ways():
+    with pytest.raises(ValueError, match="package 'no_such_model_pkg' is not installed") as e:
         resolve_model_path("package:no-such-model-pkg")
+    assert "a Volume path" in str(e.value) and "models:/" in str(e.value)

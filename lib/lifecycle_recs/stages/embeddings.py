@@ -3,7 +3,9 @@ into ``item_embeddings`` (keyed by item and model; unchanged texts are skipped).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from typing import Dict
 
 from pyspark import StorageLevel
@@ -14,6 +16,7 @@ from lifecycle_recs.adapters.udfs import embed_items, item_text
 from lifecycle_recs.context import RunContext
 from lifecycle_recs.dates import utc_now
 from lifecycle_recs.io import tables
+from lifecycle_recs.ml import registry
 from lifecycle_recs.spark import sql_conf
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,11 @@ def run(ctx: RunContext) -> Dict[str, object]:
             why,
         )
         return {"skipped_stage": why}
+    if conf.model.startswith(registry.MLFLOW_MODEL_URIS):  # fetched once, read by every node
+        where = registry.fetch_model_files(
+            conf.model, os.path.join(cfg.artifacts, "_encoders"), cfg.mlflow
+        )
+        conf = dataclasses.replace(conf, model=where)
     texts = item_text(tables.read(spark, cfg, "items"), conf.text_columns)
     target = tables.ensure_table(spark, cfg, tables.spec("item_embeddings"))
     current = (
