@@ -65,6 +65,13 @@ def test_training_is_logged_registered_and_served_by_alias(tmp_path):
         "item_ids",
         "stage",
     }
+    # the registered model loads without the wheel: an input example, the package's code
+    # and its requirements travel with it
+    assert info_model.saved_input_example_info is not None
+    local = mlflow.artifacts.download_artifacts(f"models:/lc_model/{mv.version}")
+    assert os.path.isfile(os.path.join(local, "code", "lifecycle_recs", "ml", "scorer.py"))
+    reqs = open(os.path.join(local, "requirements.txt")).read()
+    assert "torch" in reqs and "lifecycle" not in reqs and "pyspark" not in reqs
     # evaluation figures go to the run of the artifact they measured
     registry.log_evaluation(
         cfg,
@@ -77,6 +84,9 @@ def test_training_is_logged_registered_and_served_by_alias(tmp_path):
     assert client.get_run(run_id).data.metrics[
         "eval.long_horizon.ours.recall_at_10"
     ] == pytest.approx(0.2)
+    # ... and to the registered model version, where the registry shows them
+    linked = client.get_logged_model(mv.model_id).metrics
+    assert {m.key: m.value for m in linked}["eval.churn.ours.roc_auc"] == pytest.approx(0.8)
     # scoring by alias: the registered artifact's files, downloaded under artifacts/_registry
     served = registry.artifact_for(
         _cfg(tmp_path, registered_model="lc_model", score_alias="champion"), "2030-01-01"

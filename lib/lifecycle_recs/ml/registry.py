@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import logging
 import math
 import os
@@ -158,6 +159,21 @@ def example_input(vocab_items: List[str], max_len: int) -> pd.DataFrame:
     )
 
 
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pip_requirements() -> List[str]:
+    """The wheel's own requirements (its extras left out): what a registered model needs
+    besides the package code it carries."""
+    from importlib import metadata
+
+    try:
+        reqs = metadata.requires("lifecycle-recs") or []
+    except metadata.PackageNotFoundError:  # run from a source tree: the runtime's basics
+        reqs = ["numpy", "pandas", "pyarrow", "torch", "transformers", "tokenizers", "pyyaml"]
+    return sorted(r.split(";")[0].strip() for r in reqs if "extra ==" not in r)
+
+
 def _python_model():
     import mlflow
 
@@ -202,6 +218,7 @@ def log_training(
                 _numeric({k: v for k, v in rec.items() if k != "epoch"}), step=int(rec["epoch"])
             )
         mlflow.log_metrics(_numeric({k: v for k, v in metrics.items() if k != "history"}))
+        model_id = None
         if conf.registered_model:
             from mlflow.models import infer_signature
 
@@ -217,8 +234,14 @@ def log_training(
                 python_model=_python_model(),
                 artifacts={"artifact": art_dir},
                 signature=infer_signature(example, out),
+                input_example=example,
+                # the package's own code travels with the model, its requirements are declared:
+                # the registered model loads where the wheel is not installed
+                code_paths=[PACKAGE_DIR],
+                pip_requirements=pip_requirements(),
                 registered_model_name=conf.registered_model,
             )
+            model_id = getattr(mi, "model_id", None)
             if promoted and conf.alias:
                 mlflow.MlflowClient().set_registered_model_alias(
                     conf.registered_model, conf.alias, mi.registered_model_version
@@ -229,7 +252,7 @@ def log_training(
                 mi.registered_model_version,
                 f" as @{conf.alias}" if promoted and conf.alias else "",
             )
-        _remember_run(cfg, version, run.info.run_id)
+        _remember_run(cfg, version, run.info.run_id, model_id)
         return run.info.run_id
 
 
@@ -261,23 +284,33 @@ def log_reuse(
 
 def remembered_run(cfg: Config, version: str) -> Optional[str]:
     """The latest training run of ``version`` (None when none was logged)."""
+    return _remembered(cfg, version).get("run_id")
+
+
+def _remembered(cfg: Config, version: str) -> Dict[str, Optional[str]]:
+    """{run_id, model_id} of the latest training run of ``version`` (a file of an older
+    version holds the run id alone)."""
     if not os.path.exists(_run_file(cfg, version)):
-        return None
+        return {}
     with open(_run_file(cfg, version)) as fh:
-        return fh.read().strip() or None
+        text = fh.read().strip()
+    if not text:
+        return {}
+    return json.loads(text) if text.startswith("{") else {"run_id": text}
 
 
 def _run_file(cfg: Config, version: str) -> str:
     return os.path.join(cfg.artifacts, "_mlflow_runs", version)
 
 
-def _remember_run(cfg: Config, version: str, run_id: str) -> None:
-    """The latest training run of ``version`` (evaluate logs its figures there)."""
+def _remember_run(cfg: Config, version: str, run_id: str, model_id: Optional[str]) -> None:
+    """The latest training run of ``version`` and its logged model (evaluate logs its
+    figures to both)."""
     path = _run_file(cfg, version)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as fh:
-        fh.write(run_id)
+        json.dump({"run_id": run_id, "model_id": model_id}, fh)
     os.replace(tmp, path)
 
 
@@ -288,7 +321,8 @@ def log_evaluation(cfg: Config, version: str, rows: List[Dict]) -> Optional[str]
         return None
     mlflow = _mlflow(conf)
     # the latest run that trained this version (a rerun trains the same version again)
-    run_id = remembered_run(cfg, version)
+    seen = _remembered(cfg, version)
+    run_id = seen.get("run_id")
     found = [mlflow.get_run(run_id)] if run_id else []
     figures = _numeric({f"eval.{r['task']}.{r['model']}.{r['metric']}": r["value"] for r in rows})
     with mlflow.start_run(
@@ -297,7 +331,8 @@ def log_evaluation(cfg: Config, version: str, rows: List[Dict]) -> Optional[str]
     ) as run:
         if not found:
             mlflow.set_tag(VERSION_TAG, version)
-        mlflow.log_metrics(figures)
+        # on the logged (registered) model too, where the registry shows them
+        mlflow.log_metrics(figures, model_id=seen.get("model_id"))
         return run.info.run_id
 
 
