@@ -2,22 +2,34 @@
 # MAGIC %md
 # MAGIC # Model quality over time
 # MAGIC Runs on Databricks (a job cluster or notebook attached to the bundle's wheel) or locally after
-# MAGIC `make demo`: `.venv/bin/python notebooks/model_quality.py` (conf from `$LIFECYCLE_CONF`, default
-# MAGIC `conf/local.yaml`). It reads the last *published* night (pipeline_runs), never a half-written one.
+# MAGIC `make demo`: `.venv/bin/python notebooks/model_quality.py`. Parameters: widgets on Databricks, `$LIFECYCLE_<NAME>`
+# MAGIC locally: `conf` (empty: the bundle's `conf/databricks.yaml`, or `conf/local.yaml`), `set` (overrides
+# MAGIC `key=value;...`), `night` (empty: the last published). It reads a *published* night (pipeline_runs),
+# MAGIC never a half-written one.
 
 # COMMAND ----------
-import os
+import pathlib
 import sys
 
-sys.path.insert(
-    0, os.path.join(os.getcwd(), "lib")
-)  # a source checkout; on Databricks the wheel is installed
+try:  # the bundle's wheel (a cluster library, or %pip install of it), or make's venv
+    import lifecycle_recs  # noqa: F401
+except ImportError as e:  # a source checkout opened as it is: its lib/, from here upwards
+    here = pathlib.Path.cwd()
+    lib = next(
+        (p / "lib" for p in (here, *here.parents) if (p / "lib/lifecycle_recs").is_dir()), None
+    )
+    if lib is None:
+        raise ImportError(
+            "lifecycle_recs is not installed: attach the bundle's wheel to the cluster, or "
+            "%pip install <workspace.artifact_path>/.internal/lifecycle_recs-*.whl"
+        ) from e
+    sys.path.insert(0, str(lib))
 from pyspark.sql import functions as F  # noqa: E402
 
 from lifecycle_recs.io import tables
-from lifecycle_recs.notebook import open_notebook
+from lifecycle_recs.notebook import open_notebook, parameter
 
-nb = open_notebook()
+nb = open_notebook(globals())  # widgets and display on Databricks
 spark, cfg, D = nb.spark, nb.cfg, nb.night
 assert D, "no published night yet: run the nightly job first"
 
@@ -35,12 +47,12 @@ nb.display(
 )
 
 # COMMAND ----------
-# MAGIC %md One metric over time (`$LIFECYCLE_METRIC`, default churn ROC AUC)
+# MAGIC %md One metric over time (parameter `metric`, default churn ROC AUC)
 
 # COMMAND ----------
 import matplotlib.pyplot as plt  # noqa: E402
 
-task, metric = os.environ.get("LIFECYCLE_METRIC", "churn/roc_auc").split("/")
+task, metric = parameter(globals(), "metric", "churn/roc_auc").split("/")
 series = (
     m.where((F.col("task") == task) & (F.col("metric") == metric))
     .select("snapshot_date", "model", "value")

@@ -2,22 +2,35 @@
 # MAGIC %md
 # MAGIC # Retention and value by stage
 # MAGIC Runs on Databricks (a job cluster or notebook attached to the bundle's wheel) or locally after
-# MAGIC `make demo`: `.venv/bin/python notebooks/retention_and_value.py` (conf from `$LIFECYCLE_CONF`, default
-# MAGIC `conf/local.yaml`). It reads the last *published* night (pipeline_runs), never a half-written one.
+# MAGIC `make demo`: `.venv/bin/python notebooks/retention_and_value.py`. Parameters: widgets on Databricks, `$LIFECYCLE_<NAME>`
+# MAGIC locally: `conf` (empty: the bundle's `conf/databricks.yaml`, or `conf/local.yaml`), `set` (overrides
+# MAGIC `key=value;...`), `night` (empty: the last published). It reads a *published* night (pipeline_runs),
+# MAGIC never a half-written one.
 
 # COMMAND ----------
 import os
+import pathlib
 import sys
 
-sys.path.insert(
-    0, os.path.join(os.getcwd(), "lib")
-)  # a source checkout; on Databricks the wheel is installed
+try:  # the bundle's wheel (a cluster library, or %pip install of it), or make's venv
+    import lifecycle_recs  # noqa: F401
+except ImportError as e:  # a source checkout opened as it is: its lib/, from here upwards
+    here = pathlib.Path.cwd()
+    lib = next(
+        (p / "lib" for p in (here, *here.parents) if (p / "lib/lifecycle_recs").is_dir()), None
+    )
+    if lib is None:
+        raise ImportError(
+            "lifecycle_recs is not installed: attach the bundle's wheel to the cluster, or "
+            "%pip install <workspace.artifact_path>/.internal/lifecycle_recs-*.whl"
+        ) from e
+    sys.path.insert(0, str(lib))
 from pyspark.sql import functions as F  # noqa: E402
 
 from lifecycle_recs.io import tables
 from lifecycle_recs.notebook import open_notebook
 
-nb = open_notebook()
+nb = open_notebook(globals())  # widgets and display on Databricks
 spark, cfg, D = nb.spark, nb.cfg, nb.night
 assert D, "no published night yet: run the nightly job first"
 

@@ -101,3 +101,25 @@ def test_notebook_runs_top_to_bottom(spark, lake, name, monkeypatch, capsys):
         assert "ROC AUC model 0.579 vs silence model 0.646" in out
     if "nb.display(fig" in source:
         assert os.listdir(os.path.join(cfg.reports, "notebooks"))
+
+
+def test_a_notebook_on_databricks_reads_its_widgets_and_uses_the_runtimes_display(
+    spark, lake, monkeypatch, capsys, tmp_path
+):
+    """From its own folder, with the widgets a user sets (the conf, an override, a night) and
+    the runtime's display: no environment variable, no checkout path."""
+    from tests.test_notebook import DBUtils
+
+    conf, cfg, d = lake
+    monkeypatch.delenv("LIFECYCLE_CONF", raising=False)
+    monkeypatch.chdir(ROOT / "notebooks")
+    shown = []
+    dbutils = DBUtils(conf=str(conf), set=f"reports={tmp_path / 'dev-reports'}", night=d)
+    scope = {"__name__": "__notebook__", "dbutils": dbutils, "display": shown.append}
+    source = (ROOT / "notebooks" / "stages_and_transitions.py").read_text()
+    for i, cell in enumerate(source.split("# COMMAND ----------")):
+        exec(compile(cell, f"stages_and_transitions.py[cell {i}]", "exec"), scope)
+    assert {"conf", "set", "night"} <= set(dbutils.widgets.made)
+    assert scope["cfg"].reports == str(tmp_path / "dev-reports") and scope["D"] == d
+    assert shown and all(hasattr(x, "columns") for x in shown)  # DataFrames, to the runtime
+    assert f"reading {d}" in capsys.readouterr().out
