@@ -2,6 +2,7 @@
 feeds (``lifecycle_recs.maintenance``).
 
 lifecycle-maintenance --conf conf/prod.yaml
+lifecycle-maintenance --conf conf/prod.yaml --erase-users to_erase.txt
 python jobs/maintenance.py --conf conf/local.yaml --set maintenance.retain_days=14
 
 Exit codes: 0 done; 1 it failed (the traceback says where); 2 bad arguments.
@@ -28,6 +29,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a conf key (maintenance.retain_days=14); repeatable",
     )
+    p.add_argument(
+        "--erase-users",
+        metavar="FILE",
+        help="first delete these users (one id per line) from every table, then compact and "
+        "vacuum: their rows stay readable by time travel for maintenance.retain_days (0: at once)",
+    )
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 
@@ -49,11 +56,22 @@ def main(argv=None) -> int:
         )
     except ValueError as e:
         parser().error(str(e))
-    from lifecycle_recs.maintenance import run_maintenance
+    users = None
+    if args.erase_users:
+        try:
+            with open(args.erase_users) as fh:
+                users = [line.strip() for line in fh if line.strip()]
+        except OSError as e:
+            parser().error(f"--erase-users: {e}")
+        if not users:
+            parser().error(f"--erase-users: {args.erase_users} holds no user id")
+    from lifecycle_recs.maintenance import erase_users, run_maintenance
     from lifecycle_recs.spark import get_spark
 
-    info = run_maintenance(get_spark(cfg.spark), cfg)
-    print(json.dumps(info, indent=1, sort_keys=True))
+    spark = get_spark(cfg.spark)
+    if users:
+        print(json.dumps(erase_users(spark, cfg, users), indent=1, sort_keys=True))
+    print(json.dumps(run_maintenance(spark, cfg), indent=1, sort_keys=True))
     return 0
 
 

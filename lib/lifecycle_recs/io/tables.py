@@ -585,3 +585,27 @@ def version_age_hours(spark: SparkSession, cfg: Config, table: str, version: int
     if row is None:
         return 0.0
     return max(0.0, (time.time() - row[0].timestamp()) / 3600.0)
+
+
+def delete_users(
+    spark: SparkSession, cfg: Config, table: str, column: str, users: DataFrame
+) -> int:
+    """Delete every row of ``table`` whose ``column`` (trimmed) is one of ``users.user_id``,
+    in one MERGE commit; the rows deleted."""
+    ensure_table(spark, cfg, spec(table))
+    (
+        _delta(spark, path(cfg, table))
+        .alias("t")
+        .merge(users.alias("s"), f"trim(t.{quote_identifier(column)}) = s.user_id")
+        .whenMatchedDelete()
+        .execute()
+    )
+    return last_metrics(spark, cfg, table).get("numTargetRowsDeleted", 0)
+
+
+def purge(spark: SparkSession, cfg: Config, table: str) -> None:
+    """Rewrite the files whose rows were deleted through deletion vectors (``REORG ... APPLY
+    (PURGE)``): until then a deleted row is still in its file, only marked."""
+    p = path(cfg, table)
+    ident = p if is_table_name(p) else f"delta.{quote_identifier(p)}"
+    spark.sql(f"REORG TABLE {ident} APPLY (PURGE)")
