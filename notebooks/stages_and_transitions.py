@@ -8,22 +8,9 @@
 # MAGIC never a half-written one.
 
 # COMMAND ----------
-import pathlib
-import sys
+# MAGIC %run ./_bootstrap
 
-try:  # the bundle's wheel (a cluster library, or %pip install of it), or make's venv
-    import lifecycle_recs  # noqa: F401
-except ImportError as e:  # a source checkout opened as it is: its lib/, from here upwards
-    here = pathlib.Path.cwd()
-    lib = next(
-        (p / "lib" for p in (here, *here.parents) if (p / "lib/lifecycle_recs").is_dir()), None
-    )
-    if lib is None:
-        raise ImportError(
-            "lifecycle_recs is not installed: attach the bundle's wheel to the cluster, or "
-            "%pip install <workspace.artifact_path>/.internal/lifecycle_recs-*.whl"
-        ) from e
-    sys.path.insert(0, str(lib))
+# COMMAND ----------
 
 from lifecycle_recs.io import tables
 from lifecycle_recs.notebook import open_notebook

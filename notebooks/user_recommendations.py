@@ -8,23 +8,10 @@
 # MAGIC never a half-written one.
 
 # COMMAND ----------
-import pathlib
-import sys
+# MAGIC %run ./_bootstrap
 
-try:  # the bundle's wheel (a cluster library, or %pip install of it), or make's venv
-    import lifecycle_recs  # noqa: F401
-except ImportError as e:  # a source checkout opened as it is: its lib/, from here upwards
-    here = pathlib.Path.cwd()
-    lib = next(
-        (p / "lib" for p in (here, *here.parents) if (p / "lib/lifecycle_recs").is_dir()), None
-    )
-    if lib is None:
-        raise ImportError(
-            "lifecycle_recs is not installed: attach the bundle's wheel to the cluster, or "
-            "%pip install <workspace.artifact_path>/.internal/lifecycle_recs-*.whl"
-        ) from e
-    sys.path.insert(0, str(lib))
-from pyspark.sql import functions as F  # noqa: E402
+# COMMAND ----------
+from pyspark.sql import functions as F
 
 from lifecycle_recs.io import tables
 from lifecycle_recs.notebook import open_notebook, parameter

@@ -3,6 +3,7 @@
 back to ``show()`` and saved figures locally."""
 
 import os
+import re
 
 import pytest
 import yaml
@@ -13,7 +14,23 @@ from lifecycle_recs.ml import artifacts
 from lifecycle_recs.pipeline import run_nightly
 from tests.helpers import ROOT, make_artifact
 
-NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.py"))
+NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.py") if not p.name.startswith("_"))
+
+
+def run_cells(name, scope):
+    """A notebook's cells in order, as a workspace runs them: ``%run ./other`` runs that
+    notebook's cells in the same scope first."""
+    source = (ROOT / "notebooks" / name).read_text()
+    assert source.startswith("# Databricks notebook source\n")
+    cells = source.split("# COMMAND ----------")
+    for i, cell in enumerate(cells):
+        included = re.findall(r"^# MAGIC %run \./(\w+)\s*$", cell, re.M)
+        for other in included:
+            run_cells(f"{other}.py", scope)
+        exec(compile(cell, f"{name}[cell {i}]", "exec"), scope)
+    return source, cells
+
+
 STAGES = ["ingest", "sequences", "lifecycle", "score"]
 
 
@@ -79,13 +96,9 @@ def lake(spark, tmp_path_factory):
 def test_notebook_runs_top_to_bottom(spark, lake, name, monkeypatch, capsys):
     conf, cfg, d = lake
     monkeypatch.setenv("LIFECYCLE_CONF", str(conf))
-    source = (ROOT / "notebooks" / name).read_text()
-    assert source.startswith("# Databricks notebook source\n")
-    cells = source.split("# COMMAND ----------")
-    assert len(cells) >= 3
     scope = {"__name__": "__notebook__"}
-    for i, cell in enumerate(cells):
-        exec(compile(cell, f"{name}[cell {i}]", "exec"), scope)
+    source, cells = run_cells(name, scope)
+    assert len(cells) >= 3 and "lifecycle_recs" in scope  # the bootstrap ran
     out = capsys.readouterr().out
     assert f"last published night: {d}" in out and "|" in out  # at least one table was shown
     if "losing_strategies" in source:  # the strategy gate's decision for the published night
@@ -116,9 +129,7 @@ def test_a_notebook_on_databricks_reads_its_widgets_and_uses_the_runtimes_displa
     shown = []
     dbutils = DBUtils(conf=str(conf), set=f"reports={tmp_path / 'dev-reports'}", night=d)
     scope = {"__name__": "__notebook__", "dbutils": dbutils, "display": shown.append}
-    source = (ROOT / "notebooks" / "stages_and_transitions.py").read_text()
-    for i, cell in enumerate(source.split("# COMMAND ----------")):
-        exec(compile(cell, f"stages_and_transitions.py[cell {i}]", "exec"), scope)
+    run_cells("stages_and_transitions.py", scope)
     assert {"conf", "set", "night"} <= set(dbutils.widgets.made)
     assert scope["cfg"].reports == str(tmp_path / "dev-reports") and scope["D"] == d
     assert shown and all(hasattr(x, "columns") for x in shown)  # DataFrames, to the runtime
