@@ -148,6 +148,40 @@ def test_generic_csv_with_timezone_epoch_and_mapping(spark, make_cfg, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_local_time_in_the_repeated_daylight_saving_hour_is_quarantined(
+    spark, make_cfg, tmp_path
+):
+    """02:30 on 2026-10-25 happens twice in Europe/Berlin: which instant it was cannot be
+    known, and two such events (one each pass) collapsed into one. The hour skipped in spring
+    and a time with its own offset are not ambiguous."""
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "log.csv").write_text(
+        "customer,sku,action,at,amount\n"
+        "c1,s1,order,2026-10-25 02:30:00,5\n"
+        "c1,s1,order,2026-10-25 01:59:59,5\n"
+        "c1,s1,order,2026-10-25 03:00:00,5\n"
+        "c1,s1,order,2026-10-25 02:30:00+01:00,5\n"
+        "c1,s1,order,2026-03-29 04:00:00,5\n"
+    )
+    src = {
+        "kind": "generic",
+        "name": "berlin",
+        "format": "csv",
+        "path": str(tmp_path / "o"),
+        "columns": {"user_id": "customer", "item_id": "sku", "event_type": "action",
+                    "event_ts": "at", "value": "amount"},
+        "event_type_map": {"order": "purchase"},
+        "timezone": "Europe/Berlin",
+    }  # fmt: skip
+    cfg = make_cfg(source=src)
+    counts = ingest(spark, cfg)
+    assert counts.quarantine_reasons == {"ambiguous_local_time": 1}
+    bad = tables.read(spark, cfg, "events_quarantine").first()
+    assert bad["raw_event_ts"] == "2026-10-25 02:30:00"
+    assert tables.read(spark, cfg, "events").count() == 4
+
+
+@pytest.mark.slow
 def test_a_date_only_source_keeps_its_dates_in_any_time_zone(spark, make_cfg, tmp_path):
     """A date names a day: with source.timezone Europe/Berlin it was shifted to 22:00 UTC of
     the day before, moving every event (and the night's D) a day back."""

@@ -123,6 +123,10 @@ class IngestCounts:
         return self
 
 
+# a time that carries its own offset or Z: already an instant
+OWN_OFFSET = r"(?i)\d:\d{2}(:\d{2}(\.\d+)?)?\s*(z|utc|[+-]\d{2}(:?\d{2})?)$"
+
+
 def parse_timestamp(raw: Column, kind: str, fmt: str | None, tz: str) -> Column:
     """Raw string -> UTC timestamp, null when it does not parse. A ``date`` is that day's
     midnight UTC whatever ``tz`` (shifting it would move every event to the day before)."""
@@ -143,8 +147,24 @@ def parse_timestamp(raw: Column, kind: str, fmt: str | None, tz: str) -> Column:
         return d
     # naive local times are shifted to UTC (the session time zone is UTC); a time that
     # carries its own offset or Z is already an instant and is not shifted again
-    has_offset = raw.rlike(r"(?i)\d:\d{2}(:\d{2}(\.\d+)?)?\s*(z|utc|[+-]\d{2}(:?\d{2})?)$")
+    has_offset = raw.rlike(OWN_OFFSET)
     return F.when(has_offset, d).otherwise(F.to_utc_timestamp(d, tz))
+
+
+def ambiguous_local_time(raw: Column, kind: str, fmt: str | None, tz: str) -> Column:
+    """A naive local time in the hour a daylight-saving change repeats (one wall time, two
+    instants): which event it was cannot be known, and two distinct events of that hour
+    would collapse into one. False for UTC, dates, epochs and times with their own offset."""
+    if kind != "datetime" or tz.upper() in ("UTC", "Z", "GMT"):
+        return F.lit(False)
+    d = F.try_to_timestamp(raw, F.lit(fmt)) if fmt else F.try_to_timestamp(raw)
+    has_offset = raw.rlike(OWN_OFFSET)
+    utc = F.to_utc_timestamp(d, tz)
+    hour = F.expr("INTERVAL 1 HOUR")
+    other = (F.from_utc_timestamp(utc - hour, tz) == d) | (
+        F.from_utc_timestamp(utc + hour, tz) == d
+    )
+    return ~has_offset & d.isNotNull() & other
 
 
 def classify(raw: RawSource, v: ValidationConf, ingested_at: dt.datetime) -> DataFrame:
@@ -187,6 +207,15 @@ def classify(raw: RawSource, v: ValidationConf, ingested_at: dt.datetime) -> Dat
         ("event_id_too_long", F.length("event_id") > v.max_id_length),
         ("missing_event_id", F.lit(raw.with_event_id) & F.col("event_id").isNull()),
         ("bad_timestamp", F.col("event_ts").isNull()),
+        (
+            "ambiguous_local_time",
+            ambiguous_local_time(
+                F.trim(F.col("raw_event_ts")),
+                raw.timestamp_kind,
+                raw.timestamp_format,
+                raw.timezone,
+            ),
+        ),
         (
             "timestamp_out_of_range",
             (F.col("event_ts") < F.lit(lo).cast("timestamp"))
@@ -231,7 +260,12 @@ def classify(raw: RawSource, v: ValidationConf, ingested_at: dt.datetime) -> Dat
     )
 
 
-TIME_RULES = ("bad_timestamp", "timestamp_out_of_range", "timestamp_in_future")
+TIME_RULES = (
+    "bad_timestamp",
+    "ambiguous_local_time",
+    "timestamp_out_of_range",
+    "timestamp_in_future",
+)
 
 
 def _too_late(typed: DataFrame, time_rules, days: int):
