@@ -65,6 +65,10 @@ from tests.helpers import ROOT
             "source.items_columns has unknown key(s) ['titel']",
         ),
         (
+            {"tables": {"event": "main.lc.events"}},
+            "tables has unknown key(s) ['event']",
+        ),
+        (
             {"sequences": {"value_event_types": ["purchse"]}},
             "sequences.value_event_types ['purchse'] are not in validation.event_types",
         ),

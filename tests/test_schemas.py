@@ -47,3 +47,10 @@ def test_scored_tables_have_the_required_columns():
         assert set(cols) <= set(spec.names), table
         assert spec.partition_by == ("snapshot_date",)
         assert all(not c.nullable for c in spec.columns if c.name in cols)
+
+
+def test_the_conf_knows_every_table_by_name():
+    from lifecycle_recs.names import TABLE_NAMES
+    from lifecycle_recs.schemas import TABLES
+
+    assert TABLE_NAMES == tuple(TABLES)

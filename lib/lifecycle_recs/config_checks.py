@@ -18,6 +18,7 @@ from lifecycle_recs.names import (
     PIPELINE_STAGES,
     STRATEGY_AT_RISK,
     STRATEGY_NEW_USER,
+    TABLE_NAMES,
 )
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,11 @@ def cross_checks(cfg: Any) -> None:  # a config.Config
                 f"{key} has unknown key(s) {unknown}: its keys are the fields "
                 f"{list(fields)}, its values the file's column names"
             )
+    unknown_tables = sorted(set(cfg.tables) - set(TABLE_NAMES))
+    if unknown_tables:
+        raise ValueError(
+            f"tables has unknown key(s) {unknown_tables}: the tables are {list(TABLE_NAMES)}"
+        )
     value_types = cfg.sequences.value_event_types
     no_type = sorted(set(value_types) - set(v.event_types))
     if no_type and len(no_type) == len(set(value_types)):

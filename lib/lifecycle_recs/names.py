@@ -13,6 +13,24 @@ PIPELINE_STAGES = ("ingest", "sequences", "lifecycle", "embeddings", "train", "s
 EVENT_FIELDS = ("user_id", "item_id", "event_type", "event_ts", "value", "quantity", "event_id")
 ITEM_FIELDS = ("item_id", "title", "category", "description", "price", "year")
 
+# The tables the pipeline writes (``schemas.TABLES`` defines them; a test keeps the two equal):
+# the keys ``tables:`` in a conf may name.
+TABLE_NAMES = (
+    "events",
+    "events_quarantine",
+    "items",
+    "user_days",
+    "user_base",
+    "user_sequences",
+    "user_lifecycle",
+    "item_embeddings",
+    "evaluation_metrics",
+    "user_interests",
+    "retention_scores",
+    "recommendations",
+    "pipeline_runs",
+)
+
 # A user's lifecycle stage as of a snapshot date (``user_lifecycle.stage``).
 LIFECYCLE_STAGES = ("new", "active", "at_risk", "churned", "reactivated")
 NEW_STAGE = "new"
