@@ -64,6 +64,7 @@ def test_the_encoder_can_come_from_the_mlflow_registry(spark, make_cfg, tmp_path
     uri = (tmp_path / "mlruns").as_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    mlflow.set_experiment("encoders")  # not an experiment an earlier test made elsewhere
 
     class Files(mlflow.pyfunc.PythonModel):  # the weights ride as the model's artifacts
         def predict(self, context, model_input):
